@@ -1,0 +1,1 @@
+"""Language-model loading, LoRA and sample tokenization."""

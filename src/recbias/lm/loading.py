@@ -1,0 +1,123 @@
+"""Load a causal LM and its tokenizer from a local checkpoint or the embedded default; add LoRA."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from recbias.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoraSettings:
+    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        metadata={"help": "module names to adapt (BIGRec/MSL: q_proj, v_proj)"},
+    )
+
+
+@dataclass
+class ModelConfig:
+    path: str | None = field(
+        default=None,
+        metadata={"help": "local Hugging Face checkpoint directory; unset = embedded SmolLM2-135M"},
+    )
+    dtype: Literal["bf16", "fp32"] = field(
+        default="bf16",
+        metadata={"help": "compute dtype: bf16 autocast (weights stay fp32) or fp32"},
+    )
+    finetune: Literal["full", "lora"] = field(
+        default="full", metadata={"help": "full fine-tuning or LoRA adapters (PEFT)"}
+    )
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "longest prompt+target in tokens; unset = the model's context size"},
+    )
+    adapter: str | None = field(
+        default=None,
+        metadata={"help": "a saved LoRA adapter directory to load on top of the model"},
+    )
+
+
+def resolve_path(cfg: ModelConfig, cache_dir: Path | None = None) -> Path:
+    if cfg.path is None:
+        from recbias.lm.embedded import ensure_checkpoint
+
+        return ensure_checkpoint(cache_dir)
+    path = Path(cfg.path).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"model.path: checkpoint directory '{path}' does not exist")
+    if not (path / "config.json").exists():
+        raise ModelError(f"model.path: '{path}' has no config.json (not a Hugging Face checkpoint)")
+    return path
+
+
+def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model.path: cannot load a tokenizer from '{path}': {exc}") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model.path: cannot load a causal LM from '{path}': {exc}") from None
+    return model
+
+
+def context_size(model: PreTrainedModel, cfg: ModelConfig) -> int:
+    native = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+    return min(native, cfg.max_length) if cfg.max_length else native
+
+
+def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [m for m in lora.target_modules if m not in names]
+    if missing:
+        raise ModelError(f"model.lora.target_modules: {missing} not found in the model")
+    peft_cfg = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def load_adapter(model: PreTrainedModel, adapter_dir: Path, trainable: bool = False):
+    from peft import PeftModel
+
+    if not (Path(adapter_dir) / "adapter_config.json").exists():
+        raise ModelError(f"adapter directory '{adapter_dir}' has no adapter_config.json")
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
+
+
+def autocast(dtype: str, device: torch.device | str = "cpu"):
+    """bf16 autocast on CPU or GPU, or a no-op for fp32."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == "bf16")

@@ -1,0 +1,256 @@
+"""One readable training loop for generative recommenders.
+
+    trainer = Trainer(model, objective, TrainConfig(), run_dir, pad_id, seed=0)
+    trainer.fit(train_samples, validate=lambda model: ndcg_at_10(model))
+
+Per optimiser step the loop takes one *effective batch* (micro-batch × accumulation), built from
+length-bucketed, seeded shuffles so the samples of a step do not depend on the micro-batch size.
+The objective's summed numerators are divided by the effective batch's summed denominator, so
+accumulation does not change the loss. Only the supervised target positions go through the LM
+head. Validation (NDCG@K by constrained decoding) runs after each epoch, with early stopping; the
+best weights are kept and restored at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
+from recbias.lm.loading import autocast
+from recbias.objectives import Objective, ObjectiveConfig
+from recbias.train import checkpoint
+from recbias.train.checkpoint import LoopState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(default=2, metadata={"help": "maximum number of epochs"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps (BIGRec/D3: 20)"})
+    schedule: Literal["linear", "cosine", "constant"] = field(
+        default="linear", metadata={"help": "learning-rate decay after warm-up"}
+    )
+    micro_batch_size: int = field(default=8, metadata={"help": "samples per forward pass"})
+    grad_accum: int = field(default=2, metadata={"help": "micro-batches per optimiser step"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
+    bucket_factor: int = field(
+        default=32, metadata={"help": "length-bucketing window, in effective batches"}
+    )
+    patience: int = field(
+        default=1, metadata={"help": "epochs without validation improvement before stopping"}
+    )
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)"}
+    )
+    log_every: int = field(default=10, metadata={"help": "log training metrics every N steps"})
+    loggers: list[str] = field(
+        default_factory=list, metadata={"help": "extra loggers besides JSONL: tensorboard, mlflow"}
+    )
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch_size * self.grad_accum
+
+
+class Reporter(Protocol):
+    """Progress display; the CLI provides a rich one, the library default prints nothing."""
+
+    def start(self, total_steps: int, done: int) -> None: ...
+    def advance(self, info: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total_steps: int, done: int) -> None:
+        return None
+
+    def advance(self, info: dict[str, Any]) -> None:
+        return None
+
+
+def causal_lm(model: torch.nn.Module) -> Any:
+    """The underlying ``*ForCausalLM`` (unwraps PEFT; LoRA layers stay injected)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def target_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """[n_tok, vocab] logits at the supervised positions only (skips the LM head elsewhere)."""
+    lm = causal_lm(model)
+    hidden = lm.get_decoder()(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state
+    return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask])
+
+
+def _lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
+    def fn(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - frac)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+        return 1.0
+
+    return fn
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        objective: Objective,
+        cfg: TrainConfig,
+        run_dir: Path,
+        pad_id: int,
+        seed: int,
+        dtype: str = "bf16",
+        logger: Any = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.model, self.objective, self.cfg = model, objective, cfg
+        self.run_dir, self.pad_id, self.seed, self.dtype = Path(run_dir), pad_id, seed, dtype
+        self.logger = logger
+        self.reporter = reporter or SilentReporter()
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.state = LoopState()
+        self.device = next(model.parameters()).device
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def _groups(self, samples: Sequence[TokenizedSample], epoch: int) -> list[list[list[int]]]:
+        eff = bucketed_batches(
+            [s.length for s in samples],
+            self.cfg.effective_batch,
+            self.seed * 100_003 + epoch,
+            self.cfg.bucket_factor,
+        )
+        mbs = self.cfg.micro_batch_size
+        return [[b[i : i + mbs] for i in range(0, len(b), mbs)] for b in eff]
+
+    def _step(self, samples: Sequence[TokenizedSample], group: list[list[int]]) -> dict[str, float]:
+        batches = [collate([samples[i] for i in idx], self.pad_id) for idx in group]
+        for b in batches:
+            b.input_ids, b.attention_mask = (
+                b.input_ids.to(self.device),
+                b.attention_mask.to(self.device),
+            )
+            b.labels = b.labels.to(self.device)
+            b.meta = {k: v.to(self.device) for k, v in b.meta.items()}
+            self.objective.prepare(b)
+        total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in batches)
+        total = torch.as_tensor(total, dtype=torch.float32).clamp_min(1e-12)
+        loss_sum = torch.zeros((), device=self.device)
+        for b in batches:
+            with autocast(self.dtype, self.device):
+                logits = target_logits(self.model, b)
+            num = self.objective(logits.float(), b.target_labels, b.meta)
+            (num / total).backward()
+            loss_sum += num.detach()
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], self.cfg.max_grad_norm
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {
+            "loss": float(loss_sum / total),
+            "tokens": sum(b.n_tokens for b in batches),
+            "samples": sum(len(idx) for idx in group),
+        }
+
+    def fit(
+        self,
+        samples: Sequence[TokenizedSample],
+        validate: Callable[[torch.nn.Module], float] | None,
+        resume: bool = False,
+        stop_after_steps: int | None = None,
+    ) -> LoopState:
+        """Train; ``stop_after_steps`` simulates a kill (for resume tests and time-boxed runs)."""
+        steps_per_epoch = len(self._groups(samples, 0))
+        total = steps_per_epoch * self.cfg.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(self.cfg, total)
+        )
+        if resume:
+            self.state = checkpoint.load(
+                self.ckpt_dir / "last", self.model, self.optimizer, self.scheduler
+            )
+        self.model.train()
+        self.reporter.start(total, self.state.step)
+        while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
+            if not self._run_epoch(samples, stop_after_steps):
+                return self.state
+            self._end_epoch(validate)
+        if validate is not None and self.state.best_epoch is not None:
+            checkpoint.load_weights(self.ckpt_dir / "best", self.model)
+        self.model.eval()
+        return self.state
+
+    def _run_epoch(self, samples: Sequence[TokenizedSample], stop_after: int | None) -> bool:
+        groups = self._groups(samples, self.state.epoch)
+        for gi in range(self.state.group_in_epoch, len(groups)):
+            t0 = time.perf_counter()
+            info = self._step(samples, groups[gi])
+            info["tokens_per_s"] = info["tokens"] / max(time.perf_counter() - t0, 1e-9)
+            self.state.step += 1
+            self.state.group_in_epoch = gi + 1
+            info.update(
+                step=self.state.step, epoch=self.state.epoch, lr=self.scheduler.get_last_lr()[0]
+            )
+            self.reporter.advance(info)
+            if self.logger is not None and self.state.step % self.cfg.log_every == 0:
+                self.logger.log({"event": "train", **info})
+            every = self.cfg.checkpoint_every
+            if every and self.state.step % every == 0:
+                self._save_last()
+            if stop_after is not None and self.state.step >= stop_after:
+                return False
+        self.state.epoch += 1
+        self.state.group_in_epoch = 0
+        return True
+
+    def _end_epoch(self, validate: Callable[[torch.nn.Module], float] | None) -> None:
+        record: dict[str, Any] = {
+            "event": "epoch",
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+        }
+        if validate is not None:
+            self.model.eval()
+            metric = float(validate(self.model))
+            self.model.train()
+            record["val_metric"] = metric
+            best = self.state.best_metric
+            if best is None or metric > best:
+                self.state.best_metric, self.state.best_epoch = metric, self.state.epoch
+                self.state.bad_epochs = 0
+                checkpoint.save_weights(self.ckpt_dir / "best", self.model)
+            else:
+                self.state.bad_epochs += 1
+                self.state.stopped_early = self.state.bad_epochs >= self.cfg.patience
+        self.state.history.append(record)
+        if self.logger is not None:
+            self.logger.log(record)
+        self._save_last()
+
+    def _save_last(self) -> None:
+        checkpoint.save(
+            self.ckpt_dir / "last", self.model, self.optimizer, self.scheduler, self.state
+        )

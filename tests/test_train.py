@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tiny
+from recbias.lm.batching import bucketed_batches, collate, encode_samples
+from recbias.objectives import ObjectiveConfig, build_objective
+from recbias.prompts import Domain, PromptBuilder, PromptConfig
+from recbias.train.loop import Trainer, TrainConfig, target_logits
+
+TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+
+
+def _samples(tok, n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        hist = torch.randint(
+            0, len(TITLES), (int(torch.randint(1, 5, (1,), generator=g)),), generator=g
+        )
+        rows.append({"sample_id": i, "history": hist.tolist(), "target": (i * 3) % len(TITLES)})
+    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    return encode_samples(builder, pd.DataFrame(rows), TITLES, max_length=512)
+
+
+def _train(tok, tmp_path, mbs, accum, epochs=1, seed=0, **kw):
+    model = tiny.tiny_llama(len(tok), seed=1)
+    cfg = TrainConfig(
+        epochs=epochs,
+        lr=1e-2,
+        warmup_steps=0,
+        micro_batch_size=mbs,
+        grad_accum=accum,
+        max_grad_norm=0.0,
+        checkpoint_every=kw.pop("every", 0),
+    )
+    trainer = Trainer(
+        model,
+        build_objective(ObjectiveConfig()),
+        cfg,
+        tmp_path,
+        tok.pad_token_id,
+        seed=seed,
+        dtype="fp32",
+    )
+    trainer.fit(_samples(tok), validate=None, **kw)
+    return trainer
+
+
+def test_target_logits_match_full_forward(byte_tok):
+    model = tiny.tiny_llama(len(byte_tok))
+    batch = collate(_samples(byte_tok)[:4], byte_tok.pad_token_id)
+    full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    expected = full[:, :-1][batch.target_mask]
+    torch.testing.assert_close(target_logits(model, batch), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sft_loss_equals_plain_cross_entropy_on_targets(byte_tok):
+    batch = collate(_samples(byte_tok)[:4], byte_tok.pad_token_id)
+    model = tiny.tiny_llama(len(byte_tok))
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    ref = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch.labels[:, 1:], ignore_index=-100)
+    obj = build_objective(ObjectiveConfig())
+    tl = target_logits(model, batch)
+    ours = obj(tl, batch.target_labels, batch.meta) / obj.normaliser(
+        batch.target_labels, batch.meta
+    )
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_labels_supervise_only_the_target_span(byte_tok):
+    samples = _samples(byte_tok)[:3]
+    batch = collate(samples, byte_tok.pad_token_id)
+    for row, s in enumerate(samples):
+        sup = batch.labels[row][batch.labels[row] != -100].tolist()
+        assert sup == s.prompt.target_ids
+    assert batch.meta["position"].tolist()[: len(samples[0].prompt.target_ids)] == list(
+        range(len(samples[0].prompt.target_ids))
+    )
+
+
+def test_accumulation_does_not_change_training(byte_tok, tmp_path):
+    a = _train(byte_tok, tmp_path / "a", mbs=4, accum=1)
+    b = _train(byte_tok, tmp_path / "b", mbs=1, accum=4)
+    c = _train(byte_tok, tmp_path / "c", mbs=2, accum=2)
+    for (name, pa), pb, pc in zip(
+        a.model.named_parameters(), b.model.parameters(), c.model.parameters(), strict=True
+    ):
+        torch.testing.assert_close(pa, pb, atol=2e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(pa, pc, atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_resume_after_kill_reaches_the_same_weights(byte_tok, tmp_path):
+    full = _train(byte_tok, tmp_path / "full", mbs=2, accum=1, epochs=2, every=2)
+    _train(byte_tok, tmp_path / "killed", mbs=2, accum=1, epochs=2, every=2, stop_after_steps=5)
+    resumed = _train(byte_tok, tmp_path / "killed", mbs=2, accum=1, epochs=2, every=2, resume=True)
+    assert resumed.state.step == full.state.step
+    for pa, pb in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=0, rtol=0)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(byte_tok, tmp_path):
+    from recbias.errors import ModelError
+
+    with pytest.raises(ModelError, match="no checkpoint"):
+        _train(byte_tok, tmp_path, mbs=2, accum=1, resume=True)
+
+
+def test_training_lowers_the_loss(byte_tok, tmp_path):
+    samples = _samples(byte_tok)
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    obj = build_objective(ObjectiveConfig())
+    batch = collate(samples, byte_tok.pad_token_id)
+
+    def loss():
+        with torch.no_grad():
+            lg = target_logits(model, batch)
+            return float(obj(lg, batch.target_labels, batch.meta) / batch.target_labels.numel())
+
+    before = loss()
+    cfg = TrainConfig(epochs=5, lr=1e-2, warmup_steps=0, micro_batch_size=4, grad_accum=1)
+    Trainer(model, obj, cfg, tmp_path, byte_tok.pad_token_id, seed=0, dtype="fp32").fit(
+        samples, None
+    )
+    assert loss() < before * 0.7
+
+
+def test_buckets_cover_every_sample_once_and_are_seeded():
+    lengths = [5, 9, 3, 7, 7, 1, 2, 8, 6, 4, 10]
+    a = bucketed_batches(lengths, 3, seed=1, bucket_factor=2)
+    assert sorted(i for b in a for i in b) == list(range(len(lengths)))
+    assert a == bucketed_batches(lengths, 3, seed=1, bucket_factor=2)
+    assert a != bucketed_batches(lengths, 3, seed=2, bucket_factor=2)
+
+
+def test_bucketing_reduces_padding():
+    lengths = list(range(1, 257))
+
+    def pad(batches):
+        return sum(
+            max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches
+        )
+
+    assert pad(bucketed_batches(lengths, 8, 0, 32)) < 0.2 * pad(bucketed_batches(lengths, 8, 0, 1))
