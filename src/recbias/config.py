@@ -115,7 +115,7 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         kwargs[key] = _convert(dotted, hints[key], value)
     try:
         obj = cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"config section '{prefix or '<top>'}': {exc}") from None
     validate = getattr(obj, "validate", None)
     if callable(validate):

@@ -1,0 +1,256 @@
+"""The ``recbias`` command line: the only place that parses arguments and owns the terminal.
+
+recbias run configs/quickstart.toml --set train.epochs=1
+recbias prepare configs/quickstart.toml
+recbias train configs/quickstart.toml --run-dir runs/qs
+recbias recommend configs/quickstart.toml --run-dir runs/qs --split test
+recbias evaluate runs/qs/predictions/llm.jsonl --compare runs/qs/predictions/popularity.jsonl
+recbias doctor
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from recbias.errors import RecbiasError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class RichReporter:
+    """Training progress: a bar with loss, tokens/s and ETA."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[tps]:.0f} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def start(self, total_steps: int, done: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=done, loss=float("nan"), tps=0.0
+        )
+
+    def advance(self, info: dict[str, Any]) -> None:
+        self.progress.update(
+            self.task, completed=info["step"], loss=info["loss"], tps=info["tokens_per_s"]
+        )
+        if info["step"] >= self.progress.tasks[0].total:
+            self.progress.stop()
+
+
+def _load(args: argparse.Namespace):
+    from recbias.config import load_config
+    from recbias.experiment import RunConfig
+
+    return load_config(RunConfig, Path(args.config), args.set)
+
+
+def _run_dir(cfg, args: argparse.Namespace) -> Path:
+    from recbias.runs import new_run_dir
+
+    given = Path(args.run_dir) if args.run_dir else None
+    return new_run_dir(Path(cfg.output_dir), cfg.name, given, getattr(args, "resume", False))
+
+
+@contextlib.contextmanager
+def _fresh_run_dir(cfg, args: argparse.Namespace) -> Iterator[Path]:
+    """The run directory; a new one is removed again if the run fails on bad input."""
+    run_dir = _run_dir(cfg, args)
+    try:
+        yield run_dir
+    except RecbiasError:
+        if not args.resume:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recbias.pipeline import run_experiment
+
+    cfg = _load(args)
+    t0 = time.perf_counter()
+    with _fresh_run_dir(cfg, args) as run_dir:
+        console.print(f"run directory: [bold]{run_dir}[/]")
+        result = run_experiment(cfg, run_dir, resume=args.resume, reporter=RichReporter())
+    out.print(result["summary"])
+    console.print(f"finished in {time.perf_counter() - t0:.0f} s; outputs in {run_dir}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from recbias.data.dataset import PreparedDataset
+    from recbias.data.prepare import prepare_dataset
+
+    cfg = _load(args)
+    path = prepare_dataset(cfg.data, force=args.force)
+    card = PreparedDataset.load(path).card
+    table = Table(title=f"prepared dataset: {path}")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in card.items():
+        if isinstance(value, int | float | str):
+            table.add_row(key, str(value))
+    out.print(table)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recbias import pipeline
+
+    cfg = _load(args)
+    with _fresh_run_dir(cfg, args) as run_dir:
+        pipeline.setup_run(cfg, run_dir, args.resume)
+        ds = pipeline.load_data(cfg)
+        lm = pipeline.load_lm(cfg, ds)
+        info = pipeline.train(cfg, ds, lm, run_dir, args.resume, RichReporter())
+    out.print(info)
+    console.print(f"trained weights in {run_dir}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from recbias import pipeline
+    from recbias.evaluation.summary import metrics_table_markdown
+
+    cfg = _load(args)
+    run_dir = Path(args.run_dir)
+    ds = pipeline.load_data(cfg)
+    lm = pipeline.load_lm(cfg, ds, weights=pipeline.trained_weights(cfg, run_dir))
+    lm.model.eval()
+    samples, recs, _ = pipeline.recommend(cfg, ds, lm, run_dir, args.split)
+    metrics = pipeline.evaluate(cfg, samples, recs)
+    out.print(metrics_table_markdown(metrics["methods"], cfg.eval.ks))
+    console.print(f"predictions in {run_dir / 'predictions'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recbias.evaluation.predictions import read_predictions_jsonl
+    from recbias.evaluation.summary import metrics_table_markdown
+    from recbias.metrics.ranking import per_sample_metrics
+    from recbias.metrics.stats import metrics_with_ci, paired_comparison
+
+    ks = [int(k) for k in args.ks.split(",")]
+    rows, per = {}, {}
+    for path in [args.predictions, *args.compare]:
+        p = read_predictions_jsonl(Path(path))
+        rows[path] = metrics_with_ci(p.items, p.targets, ks, args.bootstrap, args.seed)
+        per[path] = (p.sample_ids, per_sample_metrics(p.items, p.targets, ks))
+    out.print(metrics_table_markdown(rows, ks))
+    ids_a, base = per[args.predictions]
+    for path in args.compare:
+        ids_b, other = per[path]
+        for metric in (f"NDCG@{max(ks)}", f"HR@{max(ks)}"):
+            c = paired_comparison(
+                base[metric], other[metric], args.bootstrap, args.seed, ids_a=ids_a, ids_b=ids_b
+            )
+            out.print(
+                f"{metric}: {args.predictions} − {path} = {c['diff']:+.4f} "
+                f"[{c['lo']:+.4f}, {c['hi']:+.4f}], p = {c['p_value']:.4g}"
+            )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from recbias.doctor import doctor_report
+
+    table = Table(title="recbias doctor", show_header=False)
+    for key, value in doctor_report(verify=not args.quick):
+        table.add_row(key, str(value))
+    out.print(table)
+    return 0
+
+
+def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
+    p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=1 (repeatable)",
+    )
+    if run_dir:
+        p.add_argument("--run-dir", help="run directory (default: OUTPUT_DIR/NAME-TIMESTAMP)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recbias", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "run": (cmd_run, "prepare, train, recommend and evaluate from one config"),
+        "prepare": (cmd_prepare, "prepare (and cache) the dataset of a config"),
+        "train": (cmd_train, "fine-tune the model of a config"),
+        "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
+        "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
+        "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
+    }
+    for name, (fn, help_text) in commands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(fn=fn)
+        if name in ("run", "train"):
+            _config_args(p)
+            p.add_argument("--resume", action="store_true", help="resume the run in --run-dir")
+        elif name == "prepare":
+            _config_args(p, run_dir=False)
+            p.add_argument("--force", action="store_true", help="rebuild even if cached")
+        elif name == "recommend":
+            _config_args(p, run_dir=False)
+            p.add_argument("--run-dir", required=True, help="a trained run directory")
+            p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+        elif name == "evaluate":
+            p.add_argument("predictions", help="predictions JSONL written by recbias")
+            p.add_argument("--compare", action="append", default=[], help="paired comparison")
+            p.add_argument("--ks", default="1,3,5,10,20")
+            p.add_argument("--bootstrap", type=int, default=1000)
+            p.add_argument("--seed", type=int, default=0)
+        elif name == "doctor":
+            p.add_argument("--quick", action="store_true", help="skip checksum verification")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.fn(args)
+    except RecbiasError as exc:
+        if args.debug:
+            raise
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

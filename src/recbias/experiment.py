@@ -1,0 +1,58 @@
+"""The experiment config: one typed TOML file describes a whole run.
+
+cfg = load_config(RunConfig, Path("configs/quickstart.toml"), ["train.epochs=1"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recbias.data.config import DataConfig
+from recbias.errors import ConfigError
+from recbias.lm.loading import ModelConfig
+from recbias.prompts import PromptConfig
+from recbias.recommender import DecodeConfig
+from recbias.train.loop import TrainConfig
+
+BASELINES = ("popularity",)
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(
+        default_factory=lambda: [1, 3, 5, 10, 20], metadata={"help": "cut-offs of HR@K and NDCG@K"}
+    )
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for 95% CIs"})
+    baselines: list[str] = field(
+        default_factory=lambda: ["popularity"],
+        metadata={"help": "baselines evaluated on the same test samples: popularity"},
+    )
+    validation_k: int = field(
+        default=10, metadata={"help": "K of the validation NDCG@K that selects the checkpoint"}
+    )
+    peer_export: bool = field(
+        default=True, metadata={"help": "also write the peers' {output, predict} JSON"}
+    )
+
+    def validate(self) -> None:
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ConfigError(f"config key 'eval.baselines': unknown {bad}; known: {BASELINES}")
+        if not self.ks or min(self.ks) < 1:
+            raise ConfigError("config key 'eval.ks': expected positive integers")
+
+
+@dataclass
+class RunConfig:
+    name: str = field(default="experiment", metadata={"help": "run name (prefix of the run dir)"})
+    seed: int = field(default=0, metadata={"help": "seed of model init, data order and sampling"})
+    output_dir: str = field(default="runs", metadata={"help": "where run directories are created"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads (unset = all cores)"}
+    )
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

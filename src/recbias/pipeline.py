@@ -1,0 +1,251 @@
+"""The stages of an experiment: prepare → load model → train → recommend → evaluate.
+
+    result = run_experiment(cfg, run_dir)      # what `recbias run CONFIG.toml` does
+
+Every stage writes into the run directory: ``config.toml`` (resolved), ``environment.json``,
+``train_log.jsonl``, ``checkpoints/``, ``model/`` (or ``adapter/`` for LoRA), ``predictions/``,
+``metrics.json`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recbias.baselines.popularity import PopularityRecommender
+from recbias.config import write_resolved
+from recbias.data.dataset import PreparedDataset
+from recbias.data.prepare import prepare_dataset
+from recbias.evaluation.predictions import (
+    Recommendations,
+    export_peer_json,
+    write_predictions_jsonl,
+)
+from recbias.evaluation.summary import metrics_table_markdown, to_jsonable, write_metrics_json
+from recbias.experiment import RunConfig
+from recbias.fsutil import write_text
+from recbias.lm import loading
+from recbias.lm.batching import encode_samples
+from recbias.metrics.ranking import per_sample_metrics, ranking_metrics
+from recbias.metrics.stats import metrics_with_ci, paired_comparison
+from recbias.objectives import build_objective
+from recbias.prompts import Domain, PromptBuilder
+from recbias.recommender import LLMRecommender, build_trie, candidate_items
+from recbias.runs import seed_everything, set_threads, write_environment
+from recbias.train.loggers import build_loggers
+from recbias.train.loop import Reporter, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    builder: PromptBuilder
+    max_length: int
+    base_path: Path
+
+
+def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
+    seed_everything(cfg.seed)
+    set_threads(cfg.threads)
+    resolved = run_dir / "config.toml"
+    if resume and resolved.exists():
+        from recbias.config import dumps
+
+        if "\n".join(resolved.read_text().splitlines()[1:]) + "\n" != dumps(cfg):
+            from recbias.errors import ConfigError
+
+            raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
+    write_resolved(cfg, resolved)
+    write_environment(run_dir, cfg.seed)
+
+
+def load_data(cfg: RunConfig) -> PreparedDataset:
+    return PreparedDataset.load(prepare_dataset(cfg.data))
+
+
+def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) -> LoadedModel:
+    """The model to train (or, with ``weights``, a trained one from a run directory)."""
+    base = loading.resolve_path(cfg.model)
+    tok = loading.load_tokenizer(base)
+    model = loading.load_model(weights if weights and cfg.model.finetune == "full" else base)
+    if cfg.model.finetune == "lora":
+        adapter = weights or (Path(cfg.model.adapter) if cfg.model.adapter else None)
+        if adapter is not None:
+            model = loading.load_adapter(model, adapter, trainable=weights is None)
+        else:
+            model = loading.add_lora(model, cfg.model.lora)
+    builder = PromptBuilder(tok, cfg.prompt, Domain(ds.domain.item, ds.domain.items))
+    return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
+
+
+def make_recommender(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> LLMRecommender:
+    items = candidate_items(
+        cfg.decode.candidates, len(ds.titles), ds.split("train")["target"].tolist()
+    )
+    trie = build_trie(lm.builder, ds.titles, items)
+    return LLMRecommender(lm.model, lm.builder, ds.titles, trie, cfg.decode.beam, cfg.model.dtype)
+
+
+def train(
+    cfg: RunConfig,
+    ds: PreparedDataset,
+    lm: LoadedModel,
+    run_dir: Path,
+    resume: bool,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    samples = encode_samples(lm.builder, ds.split("train"), ds.titles, lm.max_length)
+    valid = ds.split("valid")
+    rec = make_recommender(cfg, ds, lm)
+    k = cfg.eval.validation_k
+
+    def validate(model: torch.nn.Module) -> float:
+        recs = rec.recommend(valid, k)
+        return ranking_metrics(recs.items, valid["target"].to_numpy(), [k])[f"NDCG@{k}"]
+
+    logger = build_loggers(cfg.train.loggers, run_dir, cfg.name)
+    trainer = Trainer(
+        lm.model,
+        build_objective(cfg.train.objective),
+        cfg.train,
+        run_dir,
+        lm.builder.tokenizer.pad_token_id,
+        cfg.seed,
+        cfg.model.dtype,
+        logger,
+        reporter,
+    )
+    t0 = time.perf_counter()
+    state = trainer.fit(samples, validate if len(valid) else None, resume=resume)
+    logger.close()
+    save_model(cfg, lm, run_dir)
+    return {
+        "train_seconds": time.perf_counter() - t0,
+        "steps": state.step,
+        "best_epoch": state.best_epoch,
+        "best_val_ndcg": state.best_metric,
+        "train_samples": len(samples),
+    }
+
+
+def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
+    """Full fine-tuning saves the model; LoRA saves only the adapter."""
+    from recbias.fsutil import atomic_dir
+
+    out = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
+    with atomic_dir(out) as tmp:
+        lm.model.save_pretrained(tmp)
+        lm.builder.tokenizer.save_pretrained(tmp)
+    return out
+
+
+def trained_weights(cfg: RunConfig, run_dir: Path) -> Path:
+    from recbias.errors import ModelError
+
+    path = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
+    if not path.is_dir():
+        raise ModelError(f"run directory '{run_dir}' has no trained {path.name}/ (train it first)")
+    return path
+
+
+def recommend(
+    cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel, run_dir: Path, split: str = "test"
+) -> tuple[pd.DataFrame, dict[str, Recommendations], dict[str, float]]:
+    samples = ds.split(split)
+    k = max(cfg.eval.ks)
+    recs: dict[str, Recommendations] = {}
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # Beam search returns at most num_return items; shorter lists are by design, not invalid.
+    recs["llm"] = make_recommender(cfg, ds, lm).recommend(samples, min(k, cfg.decode.beam.n_return))
+    seconds["llm"] = time.perf_counter() - t0
+    for name in cfg.eval.baselines:
+        t0 = time.perf_counter()
+        pop = PopularityRecommender().fit(ds.split("train"), len(ds.titles))
+        recs[name] = pop.recommend(samples, k)
+        seconds[name] = time.perf_counter() - t0
+    for name, r in recs.items():
+        write_predictions_jsonl(run_dir / "predictions" / f"{name}.jsonl", samples, r, ds.titles)
+        if cfg.eval.peer_export:
+            export_peer_json(run_dir / "predictions" / f"{name}.peer.json", samples, r, ds.titles)
+    return samples, recs, seconds
+
+
+def evaluate(
+    cfg: RunConfig, samples: pd.DataFrame, recs: dict[str, Recommendations]
+) -> dict[str, Any]:
+    targets = samples["target"].to_numpy()
+    ks = cfg.eval.ks
+    out: dict[str, Any] = {"methods": {}, "paired_vs_llm": {}}
+    per = {name: per_sample_metrics(r.items, targets, ks) for name, r in recs.items()}
+    for name, r in recs.items():
+        out["methods"][name] = metrics_with_ci(r.items, targets, ks, cfg.eval.bootstrap, cfg.seed)
+    for name in recs:
+        if name == "llm":
+            continue
+        out["paired_vs_llm"][name] = {
+            metric: to_jsonable(
+                paired_comparison(
+                    per["llm"][metric], per[name][metric], cfg.eval.bootstrap, cfg.seed
+                )
+            )
+            for metric in (f"NDCG@{max(ks)}", f"HR@{max(ks)}", "NDCG@10")
+            if metric in per["llm"]
+        }
+    return out
+
+
+def write_summary(cfg: RunConfig, run_dir: Path, result: dict[str, Any]) -> str:
+    table = metrics_table_markdown(result["metrics"]["methods"], cfg.eval.ks)
+    lines = [f"# {cfg.name}", "", f"Run directory: `{run_dir}`", "", table, ""]
+    for name, comp in result["metrics"]["paired_vs_llm"].items():
+        for metric, c in comp.items():
+            lines.append(
+                f"- llm − {name} on {metric}: {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}], "
+                f"p = {c['p_value']:.4g}"
+            )
+    timing = result.get("timing", {})
+    lines += ["", "Timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items())]
+    text = "\n".join(lines) + "\n"
+    write_text(run_dir / "summary.md", text)
+    return text
+
+
+def run_experiment(
+    cfg: RunConfig, run_dir: Path, resume: bool = False, reporter: Reporter | None = None
+) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    setup_run(cfg, run_dir, resume)
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ds = load_data(cfg)
+    lm = load_lm(cfg, ds)
+    timing["prepare_and_load"] = time.perf_counter() - t0
+    training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
+    timing["train"] = training.get("train_seconds", 0.0)
+    lm.model.eval()
+    samples, recs, seconds = recommend(cfg, ds, lm, run_dir)
+    timing.update({f"recommend_{k}": v for k, v in seconds.items()})
+    result = {
+        "dataset": ds.card.get("name"),
+        "training": training,
+        "timing": timing,
+        "metrics": evaluate(cfg, samples, recs),
+    }
+    timing["total"] = time.perf_counter() - t_start
+    write_metrics_json(run_dir / "metrics.json", result)
+    result["summary"] = write_summary(cfg, run_dir, result)
+    return result
+
+
+def test_targets(samples: pd.DataFrame) -> np.ndarray:
+    return samples["target"].to_numpy()

@@ -1,0 +1,225 @@
+"""End-to-end runs of the CLI on a tiny local checkpoint and a small CSV dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tiny
+from recbias.cli import main
+
+TITLES = [
+    "Toy Story",
+    "Toy Story 2",
+    "Heat",
+    "Heat Wave",
+    "Alien",
+    "Aliens",
+    "Casino",
+    "Fargo",
+    "Babe",
+    "Balto",
+    "Nixon",
+    "Othello",
+    "Sabrina",
+    "Jumanji",
+    "GoldenEye",
+    "Clueless",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt")
+    tok = tiny.byte_level_tokenizer()
+    tiny.tiny_llama(len(tok), seed=3).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    rows = ["user_id,item_id,timestamp"]
+    t = 1_000_000
+    for user in range(30):
+        for item in rng.choice(len(TITLES), size=9, replace=False):
+            t += int(rng.integers(1, 100))
+            rows.append(f"u{user},i{item},{t}")
+    (path / "inter.csv").write_text("\n".join(rows) + "\n")
+    items = ["item_id,title"] + [f'i{i},"{t}"' for i, t in enumerate(TITLES)]
+    (path / "items.csv").write_text("\n".join(items) + "\n")
+    return path
+
+
+def write_config(tmp_path: Path, ckpt: Path, data: Path, extra: str = "") -> Path:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(f"""
+name = "tiny"
+seed = 0
+output_dir = "{tmp_path / "runs"}"
+threads = 1
+[data]
+cache_dir = "{tmp_path / "cache"}"
+[data.source]
+kind = "table"
+interactions = "{data / "inter.csv"}"
+items = "{data / "items.csv"}"
+[data.prepare]
+kcore = 2
+[model]
+path = "{ckpt}"
+dtype = "fp32"
+[train]
+epochs = 2
+lr = 0.01
+warmup_steps = 0
+micro_batch_size = 8
+grad_accum = 1
+[decode.beam]
+num_beams = 5
+[eval]
+ks = [1, 5, 10]
+bootstrap = 50
+{extra}
+""")
+    return cfg
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--run-dir", str(run)]) == 0
+    for name in [
+        "config.toml",
+        "environment.json",
+        "metrics.json",
+        "summary.md",
+        "train_log.jsonl",
+        "predictions/llm.jsonl",
+        "predictions/popularity.jsonl",
+        "predictions/llm.peer.json",
+        "model/config.json",
+        "checkpoints/last/state.json",
+    ]:
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    llm = metrics["metrics"]["methods"]["llm"]
+    assert llm["valid_ratio"] == 1.0
+    assert 0.0 <= llm["NDCG@10"]["lo"] <= llm["NDCG@10"]["mean"] <= llm["NDCG@10"]["hi"] <= 1.0
+    env = json.loads((run / "environment.json").read_text())
+    assert env["seed"] == 0 and env["packages"]["torch"]
+    assert "| llm |" in capsys.readouterr().out
+
+
+def test_same_config_and_seed_give_the_same_numbers(tmp_path, tiny_ckpt, table_data):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    results = []
+    for name in ("a", "b"):
+        assert main(["run", str(cfg), "--run-dir", str(tmp_path / name)]) == 0
+        results.append(json.loads((tmp_path / name / "metrics.json").read_text())["metrics"])
+    assert results[0] == results[1]
+    pa = (tmp_path / "a/predictions/llm.jsonl").read_text()
+    assert pa == (tmp_path / "b/predictions/llm.jsonl").read_text()
+
+
+def test_recommend_and_evaluate_reuse_a_trained_run(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, "")
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run)]) == 0
+    assert main(["recommend", str(cfg), "--run-dir", str(run), "--split", "valid"]) == 0
+    preds = run / "predictions" / "llm.jsonl"
+    other = run / "predictions" / "popularity.jsonl"
+    assert main(["evaluate", str(preds), "--compare", str(other), "--ks", "1,5"]) == 0
+    out = capsys.readouterr().out
+    assert "NDCG@5" in out and "p =" in out
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err
+
+
+def test_config_typo_is_a_one_line_error(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, "[train.objective]\nnmae = 'sft'\n")
+    assert main(["run", str(cfg)]) == 2
+    err = _error(capsys)
+    assert "train.objective.nmae" in err and "did you mean 'name'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_checkpoint_directory(tmp_path, table_data, capsys):
+    cfg = write_config(tmp_path, tmp_path / "no-such-model", table_data)
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--run-dir", str(run)]) == 2
+    assert "no-such-model' does not exist" in _error(capsys)
+    assert not run.exists()
+
+
+def test_prompt_longer_than_context(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--run-dir", str(run), "--set", "model.max_length=40"]) == 2
+    assert "longer than the model's context of 40" in _error(capsys)
+    assert not run.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, tiny_ckpt, table_data):
+    from recbias.errors import ConfigError
+
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, "[train.objective]\nnmae = 'sft'\n")
+    with pytest.raises(ConfigError):
+        main(["--debug", "run", str(cfg)])
+
+
+def test_resume_needs_a_run_dir(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    assert main(["run", str(cfg), "--resume"]) == 2
+    assert "--resume needs --run-dir" in _error(capsys)
+
+
+def test_resume_finishes_a_killed_run_with_the_same_numbers(tmp_path, tiny_ckpt, table_data):
+    from recbias import pipeline
+    from recbias.config import load_config
+    from recbias.experiment import RunConfig
+    from recbias.train import loop
+
+    cfg_path = write_config(tmp_path, tiny_ckpt, table_data, "")
+    full = tmp_path / "full"
+    assert (
+        main(["run", str(cfg_path), "--run-dir", str(full), "--set", "train.checkpoint_every=1"])
+        == 0
+    )
+    killed = tmp_path / "killed"
+    original = loop.Trainer.fit
+
+    def killed_fit(self, samples, validate, resume=False, stop_after_steps=None):
+        original(self, samples, validate, resume, stop_after_steps=3)
+        raise KeyboardInterrupt
+
+    cfg = load_config(RunConfig, cfg_path, ["train.checkpoint_every=1"])
+    killed.mkdir()
+    loop.Trainer.fit, saved = killed_fit, loop.Trainer.fit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run_experiment(cfg, killed)
+    finally:
+        loop.Trainer.fit = saved
+    argv = [
+        "run",
+        str(cfg_path),
+        "--run-dir",
+        str(killed),
+        "--resume",
+        "--set",
+        "train.checkpoint_every=1",
+    ]
+    assert main(argv) == 0
+    a = json.loads((full / "metrics.json").read_text())["metrics"]
+    b = json.loads((killed / "metrics.json").read_text())["metrics"]
+    assert a == b
