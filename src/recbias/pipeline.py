@@ -36,7 +36,7 @@ from recbias.lm.batching import encode_samples
 from recbias.metrics.ranking import per_sample_metrics, ranking_metrics
 from recbias.metrics.stats import metrics_with_ci, paired_comparison
 from recbias.objectives import build_objective
-from recbias.prompts import Domain, PromptBuilder
+from recbias.prompts import PromptBuilder
 from recbias.recommender import LLMRecommender, build_trie, candidate_items
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train.loggers import build_loggers
@@ -83,7 +83,7 @@ def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) ->
             model = loading.load_adapter(model, adapter, trainable=weights is None)
         else:
             model = loading.add_lora(model, cfg.model.lora)
-    builder = PromptBuilder(tok, cfg.prompt, Domain(ds.domain.item, ds.domain.items))
+    builder = PromptBuilder(tok, cfg.prompt, ds.domain)
     return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
 
 

@@ -20,6 +20,7 @@ from typing import Literal
 
 from transformers import PreTrainedTokenizerBase
 
+from recbias.domain import Domain
 from recbias.errors import ConfigError, ModelError
 
 SegmentKind = Literal["task", "history", "response_prefix", "target"]
@@ -28,22 +29,6 @@ ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request. "
 )
-
-# The verb used with each item word in the instruction ("the user has watched ...").
-VERBS = {"movie": "watched", "book": "read", "toy": "played with", "game": "played"}
-
-
-@dataclass(frozen=True)
-class Domain:
-    """Domain words from the dataset card: ``item="movie"``, ``items="movies"``."""
-
-    item: str = "item"
-    items: str = "items"
-
-    @property
-    def verb(self) -> str:
-        return VERBS.get(self.item, "interacted with")
-
 
 @dataclass
 class PromptConfig:
