@@ -70,7 +70,7 @@ def run_ours(cfg, lm, samples, steps: int, batch: int, tmp: Path) -> float:
     )
     work = samples[batch : batch * (steps + 1)]
     t0 = time.perf_counter()
-    trainer.fit(work, None)
+    trainer().fit(work, None)
     elapsed = time.perf_counter() - t0
     return sum(s.length for s in work) / elapsed
 

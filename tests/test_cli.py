@@ -223,3 +223,26 @@ def test_resume_finishes_a_killed_run_with_the_same_numbers(tmp_path, tiny_ckpt,
     a = json.loads((full / "metrics.json").read_text())["metrics"]
     b = json.loads((killed / "metrics.json").read_text())["metrics"]
     assert a == b
+
+
+def test_lora_saves_only_the_adapter_and_recommend_reloads_it(
+    tmp_path, tiny_ckpt, table_data, capsys
+):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    run = tmp_path / "lora"
+    lora = ["--set", "model.finetune=lora", "--set", 'model.lora.target_modules=["q_proj","v_proj"]']
+    assert main(["run", str(cfg), "--run-dir", str(run), *lora]) == 0
+    assert (run / "adapter" / "adapter_config.json").exists()
+    assert not (run / "model").exists()
+    saved = {p.name for p in (run / "adapter").iterdir()}
+    assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
+    before = (run / "predictions" / "llm.jsonl").read_text()
+    assert main(["recommend", str(cfg), "--run-dir", str(run), *lora]) == 0
+    assert (run / "predictions" / "llm.jsonl").read_text() == before
+
+
+def test_recommend_without_a_trained_model_is_a_clear_error(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    (tmp_path / "empty").mkdir()
+    assert main(["recommend", str(cfg), "--run-dir", str(tmp_path / "empty")]) == 2
+    assert "has no trained model/" in _error(capsys)

@@ -30,6 +30,14 @@ ALPACA_PREAMBLE = (
     "context. Write a response that appropriately completes the request. "
 )
 
+# D3/IGD layout, with the typos of their checkpoints' text ("recetenly", "palyed") corrected.
+D3_HEAD = (
+    ALPACA_PREAMBLE + "\n\n### Instruction:\nGiven a list of {items} the user recently enjoyed, "
+    "please write a new {item} that the user may like\n### User Input: \nThe user has {verb} the "
+    "following {items} before: "
+)
+
+
 @dataclass
 class PromptConfig:
     template: Literal["alpaca", "d3", "igd", "chat"] = field(
@@ -99,9 +107,7 @@ _STYLES: dict[str, _Style] = {
         target='"{title}"',
     ),
     "d3": _Style(
-        head=ALPACA_PREAMBLE + "\n\n### Instruction:\nGiven a list of {items} the user recently "
-        "enjoyed, please write a new {item} that the user may like\n### User Input: \nThe user has "
-        "{verb} the following {items} before: ",
+        head=D3_HEAD,
         quote='"',
         sep=", ",
         tail="\n\n",
@@ -109,9 +115,7 @@ _STYLES: dict[str, _Style] = {
         target='"{title}"\n',
     ),
     "igd": _Style(
-        head=ALPACA_PREAMBLE + "\n\n### Instruction:\nGiven a list of {items} the user recently "
-        "enjoyed, please write a new {item} that the user may like\n### User Input: \nThe user has "
-        "{verb} the following {items} before: ",
+        head=D3_HEAD,
         quote="",
         sep=", ",
         tail="\n\n",

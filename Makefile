@@ -1,0 +1,36 @@
+# One command sets up and runs the quickstart, one sets up and runs the tests.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: setup demo test test-unit lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/recbias doctor --quick
+	$(BIN)/recbias run configs/quickstart.toml
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test-unit: setup
+	$(BIN)/pytest -q -m "not integration"
+
+test: lint
+	$(BIN)/pytest -q -m "not integration"
+	$(BIN)/pytest -q -m integration
+
+bench: setup
+	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_decoding.py
+
+clean:
+	rm -rf $(VENV) runs bench/results

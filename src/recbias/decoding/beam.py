@@ -1,0 +1,341 @@
+"""Batched beam search constrained to an :class:`ItemTrie`, with its own KV-cache loop.
+
+    cfg = BeamConfig(num_beams=10, length_penalty=0.0)
+    results = constrained_beam_search(model, prompt_ids, trie, cfg, pad_token_id=tok.pad_token_id)
+    results[0].items, results[0].scores     # distinct item ids, best first
+
+Semantics follow transformers 5.23 ``generate(num_beams=W, num_return_sequences=W,
+do_sample=False, prefix_allowed_tokens_fn=trie lookup, early_stopping=False)``:
+
+* each step scores every trie edge out of every live beam (beam sum + full-vocabulary log-prob)
+  and keeps the best ``2W`` candidates per prompt, ranked by score, ties by (beam, token);
+* candidates that complete an item *and* rank in the top ``W`` become hypotheses scored
+  ``sum / len**length_penalty`` with ``len`` = generated tokens including the terminator;
+  the best ``W`` hypotheses are kept;
+* the best ``W`` candidates that do not complete an item are the next beams;
+* a prompt stops as in HF (``stop="hf"``): all ``W`` hypothesis slots are filled and the best
+  running beam, normalised at its current length, is no better than the worst hypothesis.
+
+Deliberate differences from HF: the prompt is run once per prompt, not once per beam; beam slots
+that HF fills with placeholder copies (score -1e9) are left empty, so junk duplicates never reach
+the output; finished prompts leave the batch; and ``stop="exact"`` offers a sound stopping rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache
+
+from recbias.decoding.config import BeamConfig, EdgeScores, ScoreHook
+from recbias.decoding.kv import (
+    SharedPrefix,
+    eval_mode,
+    shared_prefix_attention_enabled,
+    supports_shared_prefix,
+)
+from recbias.decoding.trie import ItemTrie
+from recbias.errors import ModelError, RecbiasError
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class BeamResult:
+    """Ranked items for one prompt."""
+
+    items: list[int]  # distinct item ids, best first
+    scores: list[float]  # final (length-penalised) scores, descending
+
+
+@dataclass
+class _Beams:
+    """Running beams of a batch, one row of ``W`` slots per prompt."""
+
+    score: Tensor  # [P, W] running sum of edge scores; -inf = empty slot
+    node: Tensor  # [P, W] trie node; -1 = empty slot
+
+
+@dataclass
+class _Padded:
+    """Left-padded prompts of a batch."""
+
+    mask: Tensor  # [P, L] 1 on prompt tokens
+    length: Tensor  # [P] prompt lengths
+    index: Tensor  # [P] position of each prompt in the caller's list
+
+
+def constrained_beam_search(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    trie: ItemTrie,
+    cfg: BeamConfig,
+    pad_token_id: int,
+    score_hook: ScoreHook | None = None,
+) -> list[BeamResult]:
+    """Top items for every prompt (token ids ending with the response prefix)."""
+    _check_inputs(model, prompts, trie)
+    # Sorting by length minimises padding; results do not depend on batch composition.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[BeamResult] = [BeamResult([], [])] * len(prompts)
+    with torch.inference_mode(), eval_mode(model):
+        for start in range(0, len(order), cfg.batch_size):
+            chunk = order[start : start + cfg.batch_size]
+            batch = [list(prompts[i]) for i in chunk]
+            found = _search_batch(model, batch, chunk, trie, cfg, pad_token_id, score_hook)
+            for i, res in zip(chunk, found, strict=True):
+                results[i] = res
+    return results
+
+
+def _check_inputs(model: torch.nn.Module, prompts: Sequence[Sequence[int]], trie: ItemTrie) -> None:
+    if not trie.prefix_free:
+        raise RecbiasError(
+            "an item's token sequence is a proper prefix of another's; end every sequence with a "
+            "terminator (EOS) so that each item is a distinct root-to-leaf path"
+        )
+    empty = [i for i, p in enumerate(prompts) if len(p) == 0]
+    if empty:
+        raise RecbiasError(f"prompts {empty[:10]} are empty")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    longest = max((len(p) for p in prompts), default=0) + trie.max_depth
+    if limit is not None and longest > limit:
+        raise ModelError(f"prompt + item needs {longest} positions, the model has {limit}")
+
+
+def _search_batch(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    index: list[int],
+    trie: ItemTrie,
+    cfg: BeamConfig,
+    pad_token_id: int,
+    hook: ScoreHook | None,
+) -> list[BeamResult]:
+    n, width = len(prompts), cfg.num_beams
+    padded, cache, logits = _prefill(model, prompts, index, pad_token_id)
+    if trie.stride > logits.shape[-1]:
+        raise ModelError(
+            f"trie token {trie.stride - 1} is outside the model's {logits.shape[-1]} logits"
+        )
+    prefix = None
+    if cfg.share_prompt_kv and supports_shared_prefix(model):
+        prefix = SharedPrefix.from_cache(cache, padded.mask, width)
+        cache = DynamicCache()  # generated tokens only
+    beams = _Beams(torch.full((n, width), NEG_INF), torch.full((n, width), -1, dtype=torch.long))
+    beams.score[:, 0], beams.node[:, 0] = 0.0, 0
+    kept_score = torch.full((n, width), NEG_INF)
+    kept_item = torch.full((n, width), -1, dtype=torch.long)
+    row_slot = torch.arange(n) * width  # flat beam slot of each model row
+    step = 0
+    while True:
+        logp = torch.log_softmax(logits.float(), dim=-1)  # [rows, V], as HF: fp32 full vocabulary
+        cand, child = _candidates(logp, beams, row_slot, trie, cfg, hook, padded.index, step)
+        top_score, top_child, top_slot = _top_candidates(cand, child, 2 * width)
+        kept_score, kept_item = _keep_finished(
+            kept_score, kept_item, top_score, top_child, trie, cfg, step
+        )
+        beams, parent_slot = _next_beams(top_score, top_child, top_slot, trie, width)
+        stopped = _stopped(beams, kept_score, trie, cfg, step)
+        beams.score[stopped], beams.node[stopped] = NEG_INF, -1
+        new_slot = (beams.node.view(-1) >= 0).nonzero().squeeze(1)
+        if new_slot.numel() == 0:
+            break
+        parent_row = _slot_to_row(row_slot, n * width)[parent_slot.view(-1)[new_slot]]
+        if not torch.equal(parent_row, torch.arange(len(row_slot))):
+            cache.reorder_cache(parent_row)
+        row_slot = new_slot
+        tokens = trie.token_in[beams.node.view(-1)[row_slot]]
+        logits = _decode(model, cache, prefix, tokens, padded, row_slot, width, step)
+        step += 1
+    return [_result(s, i, cfg.n_return) for s, i in zip(kept_score, kept_item, strict=True)]
+
+
+def _prefill(
+    model: torch.nn.Module, prompts: list[list[int]], index: list[int], pad_token_id: int
+) -> tuple[_Padded, DynamicCache, Tensor]:
+    """Run every prompt once; return the batch's cache and last-position logits ``[P, V]``.
+
+    Template prompts share a long header (the instruction): its tokens common to the whole batch
+    are run once and their KV cache is copied to every prompt; the rest is left-padded after it.
+    """
+    shared = _shared_header_length(prompts)
+    header = None
+    if shared:
+        out = model(input_ids=torch.tensor([prompts[0][:shared]]), use_cache=True, logits_to_keep=1)
+        header = out.past_key_values
+        header.batch_repeat_interleave(len(prompts))
+    ids, rest_mask = _left_pad([p[shared:] for p in prompts], pad_token_id)
+    position = shared + (rest_mask.cumsum(-1) - 1).clamp(min=0)
+    mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), rest_mask], dim=1)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=position,
+        past_key_values=header,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    length = torch.tensor([len(p) for p in prompts])
+    return _Padded(mask, length, torch.tensor(index)), out.past_key_values, out.logits[:, -1]
+
+
+def _shared_header_length(prompts: list[list[int]], minimum: int = 8) -> int:
+    """Tokens common to all prompts, leaving each at least one own token; 0 if under ``minimum``."""
+    if len(prompts) < 2:
+        return 0
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    shared = 0
+    while shared < limit and all(p[shared] == first[shared] for p in prompts):
+        shared += 1
+    return shared if shared >= minimum else 0
+
+
+def _left_pad(seqs: list[list[int]], pad_token_id: int) -> tuple[Tensor, Tensor]:
+    """-> ``ids, mask`` ``[n, longest]`` with padding on the left."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq) :] = torch.tensor(seq)
+        mask[row, width - len(seq) :] = 1
+    return ids, mask
+
+
+def _decode(
+    model: torch.nn.Module,
+    cache: DynamicCache,
+    prefix: SharedPrefix | None,
+    tokens: Tensor,
+    padded: _Padded,
+    row_slot: Tensor,
+    width: int,
+    step: int,
+) -> Tensor:
+    """Feed each row's newest token ``tokens: [rows]``. -> logits ``[rows, V]``"""
+    prompt = row_slot // width
+    position = (padded.length[prompt] + step)[:, None]
+    inputs = {"input_ids": tokens[:, None], "position_ids": position, "past_key_values": cache}
+    if prefix is None:
+        generated = torch.ones((len(tokens), step + 1), dtype=torch.long)
+        mask = torch.cat([padded.mask[prompt], generated], dim=1)
+        return model(**inputs, attention_mask=mask, use_cache=True, logits_to_keep=1).logits[:, -1]
+    prefix.slot = row_slot
+    with shared_prefix_attention_enabled(model):
+        out = model(**inputs, use_cache=True, logits_to_keep=1, recbias_prefix=prefix)
+    return out.logits[:, -1]
+
+
+def _candidates(
+    logp: Tensor,
+    beams: _Beams,
+    row_slot: Tensor,
+    trie: ItemTrie,
+    cfg: BeamConfig,
+    hook: ScoreHook | None,
+    prompt_index: Tensor,
+    step: int,
+) -> tuple[Tensor, Tensor]:
+    """Score every trie edge of every live beam -> ``score, child`` ``[P, W, D]`` (-inf / -1 padding)."""
+    parent = beams.node.view(-1)[row_slot]
+    token, child, valid = trie.edges(parent)  # [rows, D]
+    edge = logp.gather(1, token).masked_fill(~valid, NEG_INF)
+    if cfg.renormalize:
+        edge = edge - torch.logsumexp(edge, dim=-1, keepdim=True)
+    if hook is not None:
+        prompt = prompt_index[row_slot // cfg.num_beams]
+        view = EdgeScores(edge, parent, token, child, valid, prompt, step)
+        edge = hook(view).float().masked_fill(~valid, NEG_INF)
+    n, width = beams.node.shape
+    score = torch.full((n * width, edge.shape[1]), NEG_INF)
+    score[row_slot] = beams.score.view(-1)[row_slot, None] + edge
+    children = torch.full((n * width, edge.shape[1]), -1, dtype=torch.long)
+    children[row_slot] = child
+    return score.view(n, width, -1), children.view(n, width, -1)
+
+
+def _top_candidates(score: Tensor, child: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Best ``k`` candidates per prompt of ``score, child: [P, W, D]``, ties by (beam, token).
+
+    -> ``score, child, parent slot`` ``[P, k]``; missing candidates have score -inf and child -1.
+    The parent slot is the flat beam index ``p * W + w``.
+    """
+    n, width, degree = score.shape
+    k = min(k, width * degree)
+    top, flat = torch.sort(score.view(n, -1), dim=1, descending=True, stable=True)
+    top, flat = top[:, :k], flat[:, :k]
+    top_child = torch.where(top > NEG_INF, child.view(n, -1).gather(1, flat), -1)
+    slot = torch.arange(n)[:, None] * width + flat // degree
+    return top, top_child, slot
+
+
+def _keep_finished(
+    kept_score: Tensor,
+    kept_item: Tensor,
+    top_score: Tensor,
+    top_child: Tensor,
+    trie: ItemTrie,
+    cfg: BeamConfig,
+    step: int,
+) -> tuple[Tensor, Tensor]:
+    """Merge candidates ranked in the top ``W`` that complete an item into the best-``W`` hypotheses."""
+    width = cfg.num_beams
+    item = torch.where(top_child >= 0, trie.leaf_item[top_child.clamp(min=0)], -1)
+    rank = torch.arange(top_score.shape[1])
+    ends = (item >= 0) & (rank < width)[None, :]
+    # As HF: len = tokens generated so far, terminator included (the prompt is not counted).
+    final = torch.where(ends, top_score / float(step + 1) ** cfg.length_penalty, NEG_INF)
+    score = torch.cat([kept_score, final], dim=1)
+    items = torch.cat([kept_item, torch.where(ends, item, -1)], dim=1)
+    best, pick = torch.sort(score, dim=1, descending=True, stable=True)
+    return best[:, :width], items.gather(1, pick[:, :width])
+
+
+def _next_beams(
+    top_score: Tensor, top_child: Tensor, top_slot: Tensor, trie: ItemTrie, width: int
+) -> tuple[_Beams, Tensor]:
+    """The first ``W`` candidates that do not complete an item -> beams and their parent slots."""
+    n = top_score.shape[0]
+    item = torch.where(top_child >= 0, trie.leaf_item[top_child.clamp(min=0)], -1)
+    go = (top_child >= 0) & (item < 0)
+    rank = go.long().cumsum(1) - 1
+    go &= rank < width
+    p, k = go.nonzero(as_tuple=True)
+    beams = _Beams(torch.full((n, width), NEG_INF), torch.full((n, width), -1, dtype=torch.long))
+    parent = torch.full((n, width), -1, dtype=torch.long)
+    beams.score[p, rank[p, k]] = top_score[p, k]
+    beams.node[p, rank[p, k]] = top_child[p, k]
+    parent[p, rank[p, k]] = top_slot[p, k]
+    return beams, parent
+
+
+def _stopped(
+    beams: _Beams, kept_score: Tensor, trie: ItemTrie, cfg: BeamConfig, step: int
+) -> Tensor:
+    """Prompts that can stop: no live beam, or none can beat the worst of ``W`` kept hypotheses."""
+    lp = cfg.length_penalty
+    live = beams.node >= 0
+    if cfg.stop == "hf":  # HF: the top running beam normalised at its current length
+        best = beams.score[:, 0] / float(step + 1) ** lp
+    else:  # sum log-prob <= running sum; the final length lies in [depth + 1, deepest leaf below]
+        longest = trie.max_leaf_depth[beams.node.clamp(min=0)].float()
+        bound = torch.maximum(beams.score / float(step + 2) ** lp, beams.score / longest**lp)
+        best = bound.masked_fill(~live, NEG_INF).amax(dim=1)
+    full = torch.isfinite(kept_score).all(dim=1)
+    return ~live.any(dim=1) | (full & (best <= kept_score[:, -1]))
+
+
+def _slot_to_row(row_slot: Tensor, n_slots: int) -> Tensor:
+    """Inverse of ``row_slot``: model row of each flat beam slot, -1 for slots without a row."""
+    row = torch.full((n_slots,), -1, dtype=torch.long)
+    row[row_slot] = torch.arange(len(row_slot))
+    return row
+
+
+def _result(score: Tensor, item: Tensor, n_return: int) -> BeamResult:
+    keep = torch.isfinite(score)
+    return BeamResult(item[keep][:n_return].tolist(), score[keep][:n_return].tolist())

@@ -1,0 +1,95 @@
+"""Typed decoding settings and the per-step score-hook interface of constrained beam search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from recbias.errors import ConfigError
+
+StopRule = Literal["hf", "exact"]
+
+
+@dataclass
+class BeamConfig:
+    """Settings of :func:`recbias.decoding.constrained_beam_search`."""
+
+    num_beams: int = field(
+        default=10, metadata={"help": "Beam width W (hypotheses kept per step)."}
+    )
+    length_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Final score = sum log-prob / len**length_penalty, len = generated tokens "
+            "including the terminator (as transformers 5.23). 0 = D3 (no normalisation), "
+            "1 = average log-prob (BIGRec)."
+        },
+    )
+    renormalize: bool = field(
+        default=False,
+        metadata={
+            "help": "Renormalise log-probs over the trie-allowed tokens at each step "
+            "(HF renormalize_logits=True). False = full-vocabulary log-softmax, the HF default."
+        },
+    )
+    batch_size: int = field(default=16, metadata={"help": "Prompts per forward pass."})
+    num_return: int | None = field(
+        default=None, metadata={"help": "Items returned per prompt (default: num_beams)."}
+    )
+    share_prompt_kv: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep one copy of each prompt's KV cache for all its beams (full-attention "
+            "models; others fall back). False = a per-beam cache, as HF."
+        },
+    )
+    stop: StopRule = field(
+        default="hf",
+        metadata={
+            "help": "'hf': transformers' early_stopping=False heuristic (stop a prompt when the best "
+            "running beam, normalised at its current length, cannot beat the worst kept "
+            "hypothesis). 'exact': stop only when no running beam can beat it at any reachable "
+            "length (bounded with the trie's depths); differs from 'hf' only if length_penalty != 0."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_return is not None and not 1 <= self.num_return <= self.num_beams:
+            raise ConfigError(
+                f"num_return must be in 1..num_beams ({self.num_beams}), got {self.num_return}"
+            )
+        if self.stop not in ("hf", "exact"):
+            raise ConfigError(f"stop must be 'hf' or 'exact', got {self.stop!r}")
+
+    @property
+    def n_return(self) -> int:
+        return self.num_beams if self.num_return is None else self.num_return
+
+
+@dataclass(frozen=True)
+class EdgeScores:
+    """What a score hook sees at one decoding step: every trie edge out of every live beam.
+
+    ``rows`` = live beams in this forward, ``D`` = most children of any of their trie nodes.
+    Padding edges (``valid`` False) have token 0, child -1 and log-prob -inf.
+    """
+
+    logp: torch.Tensor  # [rows, D] model log-prob of each edge token (renormalised if configured)
+    parent: torch.Tensor  # [rows] trie node of each beam
+    token: torch.Tensor  # [rows, D] edge tokens
+    child: torch.Tensor  # [rows, D] trie node each edge leads to
+    valid: torch.Tensor  # [rows, D] bool
+    prompt: torch.Tensor  # [rows] index of the beam's prompt in the caller's prompt list
+    step: int  # tokens generated before this step
+
+
+# Returns adjusted per-edge scores [rows, D] that replace ``logp`` in the beam's running sum.
+# Padding edges are re-masked afterwards. For ``stop="exact"`` the scores must stay <= 0.
+ScoreHook = Callable[[EdgeScores], torch.Tensor]
