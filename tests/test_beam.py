@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import LlamaConfig, Qwen2Config
+from transformers import DynamicCache, LlamaConfig, Qwen2Config
 
 import tiny
 from recbias.decoding import BeamConfig, EdgeScores, ItemTrie, constrained_beam_search
-from recbias.decoding.kv import supports_shared_prefix
+from recbias.decoding.kv import SharedPrefix, supports_shared_prefix
 from recbias.errors import ConfigError, RecbiasError
 
 EOS, PAD = 2, 0
@@ -207,7 +207,7 @@ def test_hook_can_steer_the_ranking(setup):
     path = set(seqs[target])
 
     def boost(edges: EdgeScores) -> torch.Tensor:
-        on_path = torch.isin(edges.token, torch.tensor(sorted(path)))
+        on_path = torch.isin(edges.token, torch.tensor(sorted(path), device=edges.token.device))
         return torch.where(on_path, edges.logp * 0.01, edges.logp)
 
     res = constrained_beam_search(model, prompts, trie, BeamConfig(num_beams=4), PAD, boost)
@@ -315,3 +315,62 @@ def test_benchmark_smoke_run(tmp_path, capsys):
     assert result["agreement"]["same_order"] == 1.0
     assert result["versions"]["transformers"] and result["threads"] == 1
     assert "speed-up" in capsys.readouterr().out
+
+
+def tensors_in(value: object) -> list[torch.Tensor]:
+    """Tensors a model forward receives in one keyword argument (tensor, shared prefix, cache)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, SharedPrefix):
+        return [*value.keys, *value.values, value.key_mask, value.slot]
+    if isinstance(value, DynamicCache):
+        kv = [
+            (getattr(layer, "keys", None), getattr(layer, "values", None)) for layer in value.layers
+        ]
+        return [t for pair in kv for t in pair if isinstance(t, torch.Tensor)]
+    return []
+
+
+def device_checked(model: torch.nn.Module) -> list[list[str]]:
+    """Wrap ``model.forward`` to assert every tensor it gets is on the parameters' device.
+
+    Returns the list that collects the keyword names of each call.
+    """
+    device, forward, calls = next(model.parameters()).device, model.forward, []
+
+    def checked(**kwargs: object) -> object:
+        for name, value in kwargs.items():
+            assert all(t.device == device for t in tensors_in(value)), name
+        calls.append(sorted(kwargs))
+        return forward(**kwargs)
+
+    model.forward = checked
+    return calls
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_search_creates_every_tensor_on_the_model_device(setup, byte_tok, share):
+    """No CUDA here, so the search runs with the default device set to ``meta``: any tensor built
+    without an explicit ``device=`` lands there and fails or changes the results."""
+    _, trie, prompts, model = setup
+    header = "Below is an instruction that describes a task. ### Instruction:\n"
+    prompts = [
+        *prompts,
+        *(byte_tok(header + p, add_special_tokens=False).input_ids for p in PROMPTS),
+    ]  # header path too
+    checked = tiny.tiny_llama(model.config.vocab_size, seed=1)
+    calls = device_checked(checked)
+    hook_devices: set[torch.device] = set()
+
+    def hook(e: EdgeScores) -> torch.Tensor:
+        hook_devices.update(t.device for t in (e.logp, e.parent, e.token, e.child, e.prompt))
+        return e.logp
+
+    cfg = BeamConfig(num_beams=4, batch_size=3, length_penalty=1.0, share_prompt_kv=share)
+    want = constrained_beam_search(model, prompts, trie, cfg, PAD)
+    with torch.device("meta"):
+        got = constrained_beam_search(checked, prompts, trie, cfg, PAD, score_hook=hook)
+    assert got == want
+    assert hook_devices == {torch.device("cpu")}
+    assert any("recbias_prefix" in c for c in calls) == share
+    assert sum("past_key_values" not in c for c in calls) == 1  # the 2nd batch's shared header

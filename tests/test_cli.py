@@ -230,7 +230,12 @@ def test_lora_saves_only_the_adapter_and_recommend_reloads_it(
 ):
     cfg = write_config(tmp_path, tiny_ckpt, table_data)
     run = tmp_path / "lora"
-    lora = ["--set", "model.finetune=lora", "--set", 'model.lora.target_modules=["q_proj","v_proj"]']
+    lora = [
+        "--set",
+        "model.finetune=lora",
+        "--set",
+        'model.lora.target_modules=["q_proj","v_proj"]',
+    ]
     assert main(["run", str(cfg), "--run-dir", str(run), *lora]) == 0
     assert (run / "adapter" / "adapter_config.json").exists()
     assert not (run / "model").exists()
@@ -241,8 +246,45 @@ def test_lora_saves_only_the_adapter_and_recommend_reloads_it(
     assert (run / "predictions" / "llm.jsonl").read_text() == before
 
 
-def test_recommend_without_a_trained_model_is_a_clear_error(tmp_path, tiny_ckpt, table_data, capsys):
+def test_recommend_without_a_trained_model_is_a_clear_error(
+    tmp_path, tiny_ckpt, table_data, capsys
+):
     cfg = write_config(tmp_path, tiny_ckpt, table_data)
     (tmp_path / "empty").mkdir()
     assert main(["recommend", str(cfg), "--run-dir", str(tmp_path / "empty")]) == 2
     assert "has no trained model/" in _error(capsys)
+
+
+def test_torchrun_with_two_processes_matches_one_process(tmp_path, tiny_ckpt, table_data):
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, "")
+    args = ["run", str(cfg), "--set", "train.grad_accum=2", "--set", "train.micro_batch_size=4"]
+    assert main([*args, "--run-dir", str(tmp_path / "single")]) == 0
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "recbias.cli",
+        *args,
+        "--run-dir",
+        str(tmp_path / "ddp"),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = load_file(tmp_path / "single" / "model" / "model.safetensors")
+    two = load_file(tmp_path / "ddp" / "model" / "model.safetensors")
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, atol=1e-5, rtol=1e-4, msg=name)
+    a = json.loads((tmp_path / "single" / "metrics.json").read_text())["metrics"]["methods"]
+    b = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["metrics"]["methods"]
+    assert a["llm"]["NDCG@10"]["mean"] == pytest.approx(b["llm"]["NDCG@10"]["mean"], abs=1e-6)

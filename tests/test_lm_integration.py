@@ -14,15 +14,17 @@ from recbias.experiment import RunConfig
 from recbias.lm.batching import encode_samples
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.pipeline import load_data, load_lm, make_recommender
-from recbias.train.loop import Trainer, TrainConfig
+from recbias.train.loop import TrainConfig, Trainer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = from_dict(RunConfig, {"data": {"prepare": {"train_samples": 64, "valid_samples": 8,
-                                                     "test_samples": 8}}})
+    cfg = from_dict(
+        RunConfig,
+        {"data": {"prepare": {"train_samples": 64, "valid_samples": 8, "test_samples": 8}}},
+    )
     ds = load_data(cfg)
     return cfg, ds, load_lm(cfg, ds)
 
@@ -46,12 +48,15 @@ def test_spans_with_the_real_tokenizer(setup):
     for span, item in zip(enc.spans_of("history"), hist, strict=True):
         assert tok.decode(enc.full_ids[span.start : span.end]) == f'"{ds.titles[item]}"'
     (target,) = enc.spans_of("target")
-    assert tok.decode(enc.full_ids[target.start : target.end - 1]) == f'"{ds.titles[int(row["target"])]}"'
+    assert (
+        tok.decode(enc.full_ids[target.start : target.end - 1])
+        == f'"{ds.titles[int(row["target"])]}"'
+    )
     assert enc.full_ids[-1] == tok.eos_token_id
 
 
 def test_a_few_training_steps_lower_the_loss_on_their_batch(setup, tmp_path):
-    cfg, ds, lm = setup
+    _, ds, lm = setup
     samples = encode_samples(lm.builder, ds.split("train").head(8), ds.titles, lm.max_length)
     from recbias.lm.batching import collate
     from recbias.train.loop import target_logits

@@ -103,3 +103,35 @@ def test_batch_scoring_matches_single_prompt_scoring(tiny_model, catalog):
     got = score_items_batch(tiny_model, prompts, [seqs, seqs[:2]])
     torch.testing.assert_close(got[0], score_items(tiny_model, prompts[0], seqs))
     torch.testing.assert_close(got[1], score_items(tiny_model, prompts[1], seqs[:2]))
+
+
+def test_scorer_creates_every_tensor_on_the_model_device(tiny_model, catalog):
+    """No CUDA here, so scoring runs with the default device set to ``meta``: any tensor built
+    without an explicit ``device=`` lands there and fails or changes the scores."""
+    prompt, seqs = catalog
+    trie = ItemTrie.build(seqs)
+    prompts, cands = [prompt, [*prompt[1:], EOS]], [seqs, seqs[:3]]
+    want = score_items_batch(tiny_model, prompts, cands, batch_size=3, renormalize=True, trie=trie)
+    device, forward, seen = next(tiny_model.parameters()).device, tiny_model.forward, []
+
+    def checked(**kwargs: object) -> object:
+        cache = kwargs.get("past_key_values")
+        layers = (
+            []
+            if cache is None
+            else [t for layer in cache.layers for t in (layer.keys, layer.values)]
+        )
+        tensors = [v for v in kwargs.values() if isinstance(v, torch.Tensor)] + layers
+        seen.extend(t.device for t in tensors)
+        return forward(**kwargs)
+
+    tiny_model.forward = checked
+    with torch.device("meta"):
+        got = score_items_batch(
+            tiny_model, prompts, cands, batch_size=3, renormalize=True, trie=trie
+        )
+        per_tok = item_token_logprobs(tiny_model, prompt, seqs)
+    assert set(seen) == {device} and len(seen) > 4
+    assert all(g.device.type == "cpu" for g in got) and per_tok.device.type == "cpu"
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=0)

@@ -9,7 +9,7 @@ import tiny
 from recbias.lm.batching import bucketed_batches, collate, encode_samples
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
-from recbias.train.loop import Trainer, TrainConfig, target_logits
+from recbias.train.loop import TrainConfig, Trainer, target_logits
 
 TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
 

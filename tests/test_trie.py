@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 
@@ -161,3 +163,22 @@ def test_hf_prefix_fn_follows_the_generated_suffix(catalog):
         == trie.allowed(trie.walk(seqs[0][:2])).tolist()
     )
     assert allowed(0, torch.tensor(prompt + seqs[0])) == [EOS]  # finished: dead end
+
+
+def test_to_moves_every_tensor_field_and_keeps_the_trie(catalog):
+    _, seqs, ids, trie = catalog
+    tensor_fields = [
+        f.name for f in fields(trie) if isinstance(getattr(trie, f.name), torch.Tensor)
+    ]
+    assert len(tensor_fields) == 11
+    same = trie.to("cpu")
+    assert same is not trie and same.stride == trie.stride and same.device == torch.device("cpu")
+    for name in tensor_fields:
+        assert torch.equal(getattr(same, name), getattr(trie, name)), name
+    assert same.item_sequences() == seqs and same.item_ids.tolist() == ids
+    meta = trie.to(torch.device("meta"))  # no GPU here: meta shows that no field is left behind
+    assert meta.stride == trie.stride and meta.device == torch.device("meta")
+    for name in tensor_fields:
+        moved = getattr(meta, name)
+        assert moved.device.type == "meta" and moved.shape == getattr(trie, name).shape, name
+        assert getattr(trie, name).device.type == "cpu"  # the original is untouched

@@ -17,8 +17,8 @@ CORPUS = [
     "context. Write a response that appropriately completes the request.",
     "### Instruction:\nGiven a list of movies the user has watched before, please recommend a new "
     "movie that the user likes to the user.",
-    "### Input:\nThe user has watched the following movies before: \"Toy Story\", \"Heat\"",
-    "### Response:\n\"Star Wars\"",
+    '### Input:\nThe user has watched the following movies before: "Toy Story", "Heat"',
+    '### Response:\n"Star Wars"',
     "Toy Story, Toy Story 2, Star Wars, Star Trek, Heat, Heat Wave, Casino, Casablanca, Alien, Aliens",
     "Apollo 13, Babe, Fargo, Jumanji, Sabrina, GoldenEye, Balto, Nixon, Othello, Clueless (1995)",
     "N/A user assistant system <|im_start|> <|im_end|> 0123456789 ,.;:!?'\"()[]{}-_/&",
@@ -29,7 +29,9 @@ def _train(pre: pre_tokenizers.PreTokenizer, dec: decoders.Decoder, vocab: int) 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre
     tok.decoder = dec
-    alphabet = pre_tokenizers.ByteLevel.alphabet() if isinstance(pre, pre_tokenizers.ByteLevel) else []
+    alphabet = (
+        pre_tokenizers.ByteLevel.alphabet() if isinstance(pre, pre_tokenizers.ByteLevel) else []
+    )
     trainer = trainers.BpeTrainer(
         vocab_size=vocab, special_tokens=SPECIALS, initial_alphabet=alphabet, show_progress=False
     )
@@ -61,7 +63,9 @@ def metaspace_tokenizer() -> PreTrainedTokenizerFast:
     return _wrap(_train(pre, decoders.Metaspace(replacement="▁", prepend_scheme="always"), 300))
 
 
-def tiny_llama(vocab_size: int, seed: int = 0, hidden: int = 32, layers: int = 2) -> LlamaForCausalLM:
+def tiny_llama(
+    vocab_size: int, seed: int = 0, hidden: int = 32, layers: int = 2
+) -> LlamaForCausalLM:
     """A randomly initialised 2-layer Llama small enough to train in milliseconds."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(

@@ -70,8 +70,15 @@ def _load(args: argparse.Namespace):
 
 def _run_dir(cfg, args: argparse.Namespace) -> Path:
     from recbias.runs import new_run_dir
+    from recbias.train import distributed
 
     given = Path(args.run_dir) if args.run_dir else None
+    if distributed.launched():
+        if given is None:
+            raise RecbiasError("under torchrun every process needs the same --run-dir")
+        distributed.init_from_env()
+        if not distributed.is_main():
+            return given
     return new_run_dir(Path(cfg.output_dir), cfg.name, given, getattr(args, "resume", False))
 
 

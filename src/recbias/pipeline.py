@@ -39,6 +39,7 @@ from recbias.objectives import build_objective
 from recbias.prompts import PromptBuilder
 from recbias.recommender import LLMRecommender, build_trie, candidate_items
 from recbias.runs import seed_everything, set_threads, write_environment
+from recbias.train import distributed
 from recbias.train.loggers import build_loggers
 from recbias.train.loop import Reporter, Trainer
 
@@ -56,6 +57,8 @@ class LoadedModel:
 def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     seed_everything(cfg.seed)
     set_threads(cfg.threads)
+    if not distributed.is_main():
+        return
     resolved = run_dir / "config.toml"
     if resume and resolved.exists():
         from recbias.config import dumps
@@ -83,6 +86,7 @@ def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) ->
             model = loading.load_adapter(model, adapter, trainable=weights is None)
         else:
             model = loading.add_lora(model, cfg.model.lora)
+    model.to(distributed.init_from_env() or loading.resolve_device(cfg.model.device))
     builder = PromptBuilder(tok, cfg.prompt, ds.domain)
     return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
 
@@ -112,7 +116,7 @@ def train(
         recs = rec.recommend(valid, k)
         return ranking_metrics(recs.items, valid["target"].to_numpy(), [k])[f"NDCG@{k}"]
 
-    logger = build_loggers(cfg.train.loggers, run_dir, cfg.name)
+    logger = build_loggers(cfg.train.loggers, run_dir, cfg.name) if distributed.is_main() else None
     trainer = Trainer(
         lm.model,
         build_objective(cfg.train.objective),
@@ -126,8 +130,10 @@ def train(
     )
     t0 = time.perf_counter()
     state = trainer.fit(samples, validate if len(valid) else None, resume=resume)
-    logger.close()
-    save_model(cfg, lm, run_dir)
+    if logger is not None:
+        logger.close()
+    if distributed.is_main():
+        save_model(cfg, lm, run_dir)
     return {
         "train_seconds": time.perf_counter() - t0,
         "steps": state.step,
@@ -232,6 +238,8 @@ def run_experiment(
     timing["prepare_and_load"] = time.perf_counter() - t0
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
     timing["train"] = training.get("train_seconds", 0.0)
+    if not distributed.is_main():
+        return {"summary": ""}
     lm.model.eval()
     samples, recs, seconds = recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})

@@ -19,6 +19,11 @@ do_sample=False, prefix_allowed_tokens_fn=trie lookup, early_stopping=False)``:
 Deliberate differences from HF: the prompt is run once per prompt, not once per beam; beam slots
 that HF fills with placeholder copies (score -1e9) are left empty, so junk duplicates never reach
 the output; finished prompts leave the batch; and ``stop="exact"`` offers a sound stopping rule.
+
+Device: everything runs on the device of the model's parameters. The trie is moved there once per
+call (pass ``trie.to(device)`` to make that a no-op), and every tensor fed to the model, the beam
+bookkeeping and the :class:`EdgeScores` a score hook sees live there; results come back as Python
+lists. Only the CPU path is tested: no CUDA device was available.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from recbias.decoding.config import BeamConfig, EdgeScores, ScoreHook
 from recbias.decoding.kv import (
     SharedPrefix,
     eval_mode,
+    model_device,
     shared_prefix_attention_enabled,
     supports_shared_prefix,
 )
@@ -78,6 +84,7 @@ def constrained_beam_search(
 ) -> list[BeamResult]:
     """Top items for every prompt (token ids ending with the response prefix)."""
     _check_inputs(model, prompts, trie)
+    trie = trie.to(model_device(model))
     # Sorting by length minimises padding; results do not depend on batch composition.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[BeamResult] = [BeamResult([], [])] * len(prompts)
@@ -125,33 +132,48 @@ def _search_batch(
     if cfg.share_prompt_kv and supports_shared_prefix(model):
         prefix = SharedPrefix.from_cache(cache, padded.mask, width)
         cache = DynamicCache()  # generated tokens only
-    beams = _Beams(torch.full((n, width), NEG_INF), torch.full((n, width), -1, dtype=torch.long))
-    beams.score[:, 0], beams.node[:, 0] = 0.0, 0
-    kept_score = torch.full((n, width), NEG_INF)
-    kept_item = torch.full((n, width), -1, dtype=torch.long)
-    row_slot = torch.arange(n) * width  # flat beam slot of each model row
+    device = padded.mask.device  # the model's (its output logits may sit elsewhere if sharded)
+    beams, kept_score, kept_item, row_slot = _start(n, width, device)
     step = 0
     while True:
-        logp = torch.log_softmax(logits.float(), dim=-1)  # [rows, V], as HF: fp32 full vocabulary
+        logp = torch.log_softmax(logits.to(device).float(), dim=-1)  # [rows, V] fp32, as HF
         cand, child = _candidates(logp, beams, row_slot, trie, cfg, hook, padded.index, step)
         top_score, top_child, top_slot = _top_candidates(cand, child, 2 * width)
         kept_score, kept_item = _keep_finished(
             kept_score, kept_item, top_score, top_child, trie, cfg, step
         )
         beams, parent_slot = _next_beams(top_score, top_child, top_slot, trie, width)
-        stopped = _stopped(beams, kept_score, trie, cfg, step)
-        beams.score[stopped], beams.node[stopped] = NEG_INF, -1
+        stopped = _stopped(beams, kept_score, trie, cfg, step)[:, None]
+        beams = _Beams(
+            beams.score.masked_fill(stopped, NEG_INF), beams.node.masked_fill(stopped, -1)
+        )
         new_slot = (beams.node.view(-1) >= 0).nonzero().squeeze(1)
         if new_slot.numel() == 0:
             break
-        parent_row = _slot_to_row(row_slot, n * width)[parent_slot.view(-1)[new_slot]]
-        if not torch.equal(parent_row, torch.arange(len(row_slot))):
-            cache.reorder_cache(parent_row)
+        _reorder(cache, row_slot, parent_slot.view(-1)[new_slot], n * width)
         row_slot = new_slot
         tokens = trie.token_in[beams.node.view(-1)[row_slot]]
         logits = _decode(model, cache, prefix, tokens, padded, row_slot, width, step)
         step += 1
+    kept_score, kept_item = kept_score.cpu(), kept_item.cpu()
     return [_result(s, i, cfg.n_return) for s, i in zip(kept_score, kept_item, strict=True)]
+
+
+def _start(n: int, width: int, device: torch.device) -> tuple[_Beams, Tensor, Tensor, Tensor]:
+    """Initial ``beams`` (one root beam per prompt), empty ``kept_score, kept_item`` ``[P, W]``
+    and ``row_slot`` (flat beam slot of each model row)."""
+    beams = _empty_beams(n, width, device)
+    beams.score[:, 0], beams.node[:, 0] = 0.0, 0
+    kept_score = torch.full((n, width), NEG_INF, device=device)
+    kept_item = torch.full((n, width), -1, dtype=torch.long, device=device)
+    return beams, kept_score, kept_item, torch.arange(n, device=device) * width
+
+
+def _reorder(cache: DynamicCache, row_slot: Tensor, parent_slot: Tensor, n_slots: int) -> None:
+    """Gather the cache rows of the new beams' parents (skipped when the rows stay in place)."""
+    parent_row = _slot_to_row(row_slot, n_slots)[parent_slot]
+    if not torch.equal(parent_row, torch.arange(len(row_slot), device=row_slot.device)):
+        cache.reorder_cache(parent_row)
 
 
 def _prefill(
@@ -162,15 +184,17 @@ def _prefill(
     Template prompts share a long header (the instruction): its tokens common to the whole batch
     are run once and their KV cache is copied to every prompt; the rest is left-padded after it.
     """
+    device = model_device(model)
     shared = _shared_header_length(prompts)
     header = None
     if shared:
-        out = model(input_ids=torch.tensor([prompts[0][:shared]]), use_cache=True, logits_to_keep=1)
-        header = out.past_key_values
+        head_ids = torch.tensor([prompts[0][:shared]], device=device)
+        header = model(input_ids=head_ids, use_cache=True, logits_to_keep=1).past_key_values
         header.batch_repeat_interleave(len(prompts))
-    ids, rest_mask = _left_pad([p[shared:] for p in prompts], pad_token_id)
+    ids, rest_mask = _left_pad([p[shared:] for p in prompts], pad_token_id, device)
     position = shared + (rest_mask.cumsum(-1) - 1).clamp(min=0)
-    mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), rest_mask], dim=1)
+    head_mask = torch.ones((len(prompts), shared), dtype=torch.long, device=device)
+    mask = torch.cat([head_mask, rest_mask], dim=1)
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -179,8 +203,9 @@ def _prefill(
         use_cache=True,
         logits_to_keep=1,
     )
-    length = torch.tensor([len(p) for p in prompts])
-    return _Padded(mask, length, torch.tensor(index)), out.past_key_values, out.logits[:, -1]
+    length = torch.tensor([len(p) for p in prompts], device=device)
+    padded = _Padded(mask, length, torch.tensor(index, device=device))
+    return padded, out.past_key_values, out.logits[:, -1]
 
 
 def _shared_header_length(prompts: list[list[int]], minimum: int = 8) -> int:
@@ -195,15 +220,17 @@ def _shared_header_length(prompts: list[list[int]], minimum: int = 8) -> int:
     return shared if shared >= minimum else 0
 
 
-def _left_pad(seqs: list[list[int]], pad_token_id: int) -> tuple[Tensor, Tensor]:
-    """-> ``ids, mask`` ``[n, longest]`` with padding on the left."""
+def _left_pad(
+    seqs: list[list[int]], pad_token_id: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """-> ``ids, mask`` ``[n, longest]`` on ``device`` with padding on the left (one copy each)."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, width - len(seq) :] = torch.tensor(seq)
-        mask[row, width - len(seq) :] = 1
-    return ids, mask
+    ids = [[pad_token_id] * (width - len(s)) + list(s) for s in seqs]
+    mask = [[0] * (width - len(s)) + [1] * len(s) for s in seqs]
+    return (
+        torch.tensor(ids, dtype=torch.long, device=device),
+        torch.tensor(mask, dtype=torch.long, device=device),
+    )
 
 
 def _decode(
@@ -221,7 +248,7 @@ def _decode(
     position = (padded.length[prompt] + step)[:, None]
     inputs = {"input_ids": tokens[:, None], "position_ids": position, "past_key_values": cache}
     if prefix is None:
-        generated = torch.ones((len(tokens), step + 1), dtype=torch.long)
+        generated = torch.ones((len(tokens), step + 1), dtype=torch.long, device=tokens.device)
         mask = torch.cat([padded.mask[prompt], generated], dim=1)
         return model(**inputs, attention_mask=mask, use_cache=True, logits_to_keep=1).logits[:, -1]
     prefix.slot = row_slot
@@ -251,9 +278,9 @@ def _candidates(
         view = EdgeScores(edge, parent, token, child, valid, prompt, step)
         edge = hook(view).float().masked_fill(~valid, NEG_INF)
     n, width = beams.node.shape
-    score = torch.full((n * width, edge.shape[1]), NEG_INF)
+    score = torch.full((n * width, edge.shape[1]), NEG_INF, device=edge.device)
     score[row_slot] = beams.score.view(-1)[row_slot, None] + edge
-    children = torch.full((n * width, edge.shape[1]), -1, dtype=torch.long)
+    children = torch.full_like(score, -1, dtype=torch.long)
     children[row_slot] = child
     return score.view(n, width, -1), children.view(n, width, -1)
 
@@ -269,7 +296,7 @@ def _top_candidates(score: Tensor, child: Tensor, k: int) -> tuple[Tensor, Tenso
     top, flat = torch.sort(score.view(n, -1), dim=1, descending=True, stable=True)
     top, flat = top[:, :k], flat[:, :k]
     top_child = torch.where(top > NEG_INF, child.view(n, -1).gather(1, flat), -1)
-    slot = torch.arange(n)[:, None] * width + flat // degree
+    slot = torch.arange(n, device=flat.device)[:, None] * width + flat // degree
     return top, top_child, slot
 
 
@@ -285,7 +312,7 @@ def _keep_finished(
     """Merge candidates ranked in the top ``W`` that complete an item into the best-``W`` hypotheses."""
     width = cfg.num_beams
     item = torch.where(top_child >= 0, trie.leaf_item[top_child.clamp(min=0)], -1)
-    rank = torch.arange(top_score.shape[1])
+    rank = torch.arange(top_score.shape[1], device=top_score.device)
     ends = (item >= 0) & (rank < width)[None, :]
     # As HF: len = tokens generated so far, terminator included (the prompt is not counted).
     final = torch.where(ends, top_score / float(step + 1) ** cfg.length_penalty, NEG_INF)
@@ -305,8 +332,8 @@ def _next_beams(
     rank = go.long().cumsum(1) - 1
     go &= rank < width
     p, k = go.nonzero(as_tuple=True)
-    beams = _Beams(torch.full((n, width), NEG_INF), torch.full((n, width), -1, dtype=torch.long))
-    parent = torch.full((n, width), -1, dtype=torch.long)
+    beams = _empty_beams(n, width, top_score.device)
+    parent = torch.full_like(beams.node, -1)
     beams.score[p, rank[p, k]] = top_score[p, k]
     beams.node[p, rank[p, k]] = top_child[p, k]
     parent[p, rank[p, k]] = top_slot[p, k]
@@ -331,9 +358,15 @@ def _stopped(
 
 def _slot_to_row(row_slot: Tensor, n_slots: int) -> Tensor:
     """Inverse of ``row_slot``: model row of each flat beam slot, -1 for slots without a row."""
-    row = torch.full((n_slots,), -1, dtype=torch.long)
-    row[row_slot] = torch.arange(len(row_slot))
+    row = torch.full((n_slots,), -1, dtype=torch.long, device=row_slot.device)
+    row[row_slot] = torch.arange(len(row_slot), device=row_slot.device)
     return row
+
+
+def _empty_beams(n: int, width: int, device: torch.device) -> _Beams:
+    """``n`` prompts' beam rows of ``width`` empty slots (score -inf, node -1)."""
+    score = torch.full((n, width), NEG_INF, device=device)
+    return _Beams(score, torch.full((n, width), -1, dtype=torch.long, device=device))
 
 
 def _result(score: Tensor, item: Tensor, n_return: int) -> BeamResult:

@@ -78,7 +78,8 @@ class EdgeScores:
     """What a score hook sees at one decoding step: every trie edge out of every live beam.
 
     ``rows`` = live beams in this forward, ``D`` = most children of any of their trie nodes.
-    Padding edges (``valid`` False) have token 0, child -1 and log-prob -inf.
+    Padding edges (``valid`` False) have token 0, child -1 and log-prob -inf. Every tensor is on
+    the model's device; a hook should build its own tensors there (e.g. ``device=logp.device``).
     """
 
     logp: torch.Tensor  # [rows, D] model log-prob of each edge token (renormalised if configured)

@@ -8,6 +8,10 @@ concatenation; the prompt part is one batched matmul per prompt (its beams as th
 
 The function is registered as a transformers attention implementation and switched on only for
 the duration of a decode step (:func:`shared_prefix_attention_enabled`).
+
+Device: every :class:`SharedPrefix` tensor lives on the device of the cache it was built from,
+which is the model's (:func:`model_device`); the attention allocates only with ``new_zeros`` on
+the query's device. Only the CPU path is tested: no CUDA device was available.
 """
 
 from __future__ import annotations
@@ -37,7 +41,13 @@ class SharedPrefix:
     def from_cache(cls, cache: DynamicCache, key_mask: Tensor, width: int) -> SharedPrefix:
         keys = [layer.keys for layer in cache.layers]
         values = [layer.values for layer in cache.layers]
-        return cls(keys, values, key_mask.bool(), torch.zeros(0, dtype=torch.long), width)
+        slot = torch.zeros(0, dtype=torch.long, device=key_mask.device)
+        return cls(keys, values, key_mask.bool(), slot, width)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of the model's (first) parameters: where decoding creates every tensor it feeds in."""
+    return next(model.parameters()).device
 
 
 def supports_shared_prefix(model: torch.nn.Module) -> bool:

@@ -7,12 +7,15 @@ so the children of node ``n`` are the contiguous edge range ``child_ptr[n]:child
     trie = ItemTrie.build([[5, 9, 2], [5, 2]], item_ids=[10, 11])
     trie.walk([5, 2])                      # node id, -1 when the path leaves the trie
     trie.leaf_item[trie.walk([5, 2])]      # tensor(11)
+
+Tensors live on one device; :meth:`ItemTrie.to` moves a copy (decoding moves the trie to the
+model's device once per call). Only the CPU path is tested: no CUDA device was available.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -47,6 +50,19 @@ class ItemTrie:
         return _flatten(children, ends, ids)
 
     @property
+    def device(self) -> torch.device:
+        return self.child_ptr.device
+
+    def to(self, device: torch.device | str) -> ItemTrie:
+        """A copy with every tensor field on ``device`` (tensors already there are shared)."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
+
+    @property
     def n_nodes(self) -> int:
         return self.depth.numel()
 
@@ -69,9 +85,9 @@ class ItemTrie:
 
     def walk(self, seq: Sequence[int]) -> int:
         """Node reached by following ``seq`` from the root, or -1 if it leaves the trie."""
-        node = torch.zeros(1, dtype=torch.long)
+        node = torch.zeros(1, dtype=torch.long, device=self.device)
         for tok in seq:
-            node = self.next_nodes(node, torch.tensor([int(tok)]))
+            node = self.next_nodes(node, torch.tensor([int(tok)], device=self.device))
         return int(node[0])
 
     def allowed(self, node: int) -> torch.Tensor:
@@ -98,7 +114,7 @@ class ItemTrie:
         start = self.child_ptr[nodes]
         degree = self.child_ptr[nodes + 1] - start
         width = max(int(degree.max()) if nodes.numel() else 0, 1)
-        offset = torch.arange(width)
+        offset = torch.arange(width, device=nodes.device)
         valid = offset[None, :] < degree[:, None]
         index = torch.where(valid, start[:, None] + offset[None, :], 0)
         token = torch.where(valid, self.child_token[index], 0)
@@ -109,20 +125,21 @@ class ItemTrie:
         """Token sequence of every item, aligned with ``item_ids`` (rebuilt from parent links)."""
         depth = self.depth[self.item_node]
         cols = self.max_depth
-        out = torch.full((self.n_items, cols), -1, dtype=torch.long)
+        out = torch.full((self.n_items, cols), -1, dtype=torch.long, device=self.device)
         node = self.item_node.clone()
         for back in range(cols):
             col = depth - 1 - back
             live = col >= 0
             out[live, col[live]] = self.token_in[node[live]]
             node = torch.where(live, self.parent[node], node)
-        return [row[:d].tolist() for row, d in zip(out, depth.tolist(), strict=True)]
+        return [row[:d] for row, d in zip(out.tolist(), depth.tolist(), strict=True)]
 
     def hf_prefix_table(self) -> dict[tuple[int, ...], list[int]]:
         """Every non-leaf path from the root -> the tokens allowed after it."""
         paths: list[tuple[int, ...]] = [()]
+        parent, token_in = self.parent.tolist(), self.token_in.tolist()
         for node in range(1, self.n_nodes):  # breadth-first: parents come first
-            paths.append((*paths[int(self.parent[node])], int(self.token_in[node])))
+            paths.append((*paths[parent[node]], token_in[node]))
         ptr = self.child_ptr.tolist()
         tokens = self.child_token.tolist()
         return {
@@ -155,7 +172,7 @@ class ItemTrie:
         if missing:
             raise RecbiasError(f"restrict: item ids not in the trie: {missing[:10]}")
         seqs = self.item_sequences()
-        return ItemTrie.build([seqs[index[int(i)]] for i in item_ids], item_ids)
+        return ItemTrie.build([seqs[index[int(i)]] for i in item_ids], item_ids).to(self.device)
 
 
 def _check_items(item_seqs: Sequence[Sequence[int]], ids: list[int]) -> None:

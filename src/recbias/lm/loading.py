@@ -44,6 +44,10 @@ class ModelConfig:
         default=None,
         metadata={"help": "longest prompt+target in tokens; unset = the model's context size"},
     )
+    device: str = field(
+        default="auto",
+        metadata={"help": "torch device: auto (cuda if available, else cpu), cpu, cuda:0…"},
+    )
     adapter: str | None = field(
         default=None,
         metadata={"help": "a saved LoRA adapter directory to load on top of the model"},
@@ -85,6 +89,18 @@ def load_model(path: Path, dtype: torch.dtype = torch.float32) -> PreTrainedMode
     except (OSError, ValueError) as exc:
         raise ModelError(f"model.path: cannot load a causal LM from '{path}': {exc}") from None
     return model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ModelError(f"model.device: '{name}' is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"model.device: '{name}' requested but CUDA is not available")
+    return device
 
 
 def context_size(model: PreTrainedModel, cfg: ModelConfig) -> int:

@@ -26,7 +26,7 @@ import torch
 from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
 from recbias.lm.loading import autocast
 from recbias.objectives import Objective, ObjectiveConfig
-from recbias.train import checkpoint
+from recbias.train import checkpoint, distributed
 from recbias.train.checkpoint import LoopState
 
 log = logging.getLogger(__name__)
@@ -154,18 +154,20 @@ class Trainer:
             b.meta = {k: v.to(self.device) for k, v in b.meta.items()}
             self.objective.prepare(b)
         total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in batches)
-        total = torch.as_tensor(total, dtype=torch.float32).clamp_min(1e-12)
+        total = torch.as_tensor(total, dtype=torch.float32, device=self.device).clamp_min(1e-12)
         loss_sum = torch.zeros((), device=self.device)
-        for b in batches:
+        rank, world = distributed.rank_and_world()
+        for b in batches[rank::world]:  # this process's share of the effective batch
             with autocast(self.dtype, self.device):
                 logits = target_logits(self.model, b)
             num = self.objective(logits.float(), b.target_labels, b.meta)
             (num / total).backward()
             loss_sum += num.detach()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        distributed.sum_gradients(params)
+        loss_sum = distributed.sum_scalar(loss_sum)
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], self.cfg.max_grad_norm
-            )
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -198,6 +200,7 @@ class Trainer:
             if not self._run_epoch(samples, stop_after_steps):
                 return self.state
             self._end_epoch(validate)
+        distributed.barrier()
         if validate is not None and self.state.best_epoch is not None:
             checkpoint.load_weights(self.ckpt_dir / "best", self.model)
         self.model.eval()
@@ -215,7 +218,8 @@ class Trainer:
                 step=self.state.step, epoch=self.state.epoch, lr=self.scheduler.get_last_lr()[0]
             )
             self.reporter.advance(info)
-            if self.logger is not None and self.state.step % self.cfg.log_every == 0:
+            logging_step = self.state.step % self.cfg.log_every == 0
+            if self.logger is not None and logging_step and distributed.is_main():
                 self.logger.log({"event": "train", **info})
             every = self.cfg.checkpoint_every
             if every and self.state.step % every == 0:
@@ -234,23 +238,28 @@ class Trainer:
         }
         if validate is not None:
             self.model.eval()
-            metric = float(validate(self.model))
+            metric = distributed.broadcast_float(
+                float(validate(self.model)) if distributed.is_main() else None
+            )
             self.model.train()
             record["val_metric"] = metric
             best = self.state.best_metric
             if best is None or metric > best:
                 self.state.best_metric, self.state.best_epoch = metric, self.state.epoch
                 self.state.bad_epochs = 0
-                checkpoint.save_weights(self.ckpt_dir / "best", self.model)
+                if distributed.is_main():
+                    checkpoint.save_weights(self.ckpt_dir / "best", self.model)
             else:
                 self.state.bad_epochs += 1
                 self.state.stopped_early = self.state.bad_epochs >= self.cfg.patience
         self.state.history.append(record)
-        if self.logger is not None:
+        if self.logger is not None and distributed.is_main():
             self.logger.log(record)
         self._save_last()
 
     def _save_last(self) -> None:
-        checkpoint.save(
-            self.ckpt_dir / "last", self.model, self.optimizer, self.scheduler, self.state
-        )
+        if distributed.is_main():
+            checkpoint.save(
+                self.ckpt_dir / "last", self.model, self.optimizer, self.scheduler, self.state
+            )
+        distributed.barrier()
