@@ -29,8 +29,9 @@ test: lint
 	$(BIN)/pytest -q -m integration
 
 bench: setup
+	$(BIN)/python bench/make_decoding_inputs.py configs/quickstart.toml --out bench/results/inputs > bench/results/model_dir
+	$(BIN)/python bench/bench_decoding.py --model $$(cat bench/results/model_dir) --prompts bench/results/inputs/prompts.jsonl --catalog bench/results/inputs/catalog.jsonl --users 64 --dtype fp32
 	$(BIN)/python bench/bench_training.py
-	$(BIN)/python bench/bench_decoding.py
 
 clean:
 	rm -rf $(VENV) runs bench/results

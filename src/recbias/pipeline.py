@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recbias.baselines.popularity import PopularityRecommender
+from recbias.baselines.popularity import PopularityRecommender, count_items
 from recbias.config import write_resolved
 from recbias.data.dataset import PreparedDataset
 from recbias.data.prepare import prepare_dataset
@@ -36,6 +36,7 @@ from recbias.lm.batching import encode_samples
 from recbias.metrics.ranking import per_sample_metrics, ranking_metrics
 from recbias.metrics.stats import metrics_with_ci, paired_comparison
 from recbias.objectives import build_objective
+from recbias.objectives.base import ObjectiveContext
 from recbias.prompts import PromptBuilder
 from recbias.recommender import LLMRecommender, build_trie, candidate_items
 from recbias.runs import seed_everything, set_threads, write_environment
@@ -107,10 +108,21 @@ def train(
     resume: bool,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    samples = encode_samples(lm.builder, ds.split("train"), ds.titles, lm.max_length)
+    train_df = ds.split("train")
+    samples = encode_samples(lm.builder, train_df, ds.titles, lm.max_length)
     valid = ds.split("valid")
     rec = make_recommender(cfg, ds, lm)
     k = cfg.eval.validation_k
+    objective = build_objective(cfg.train.objective)
+    pad_id = lm.builder.tokenizer.pad_token_id
+    t_setup = time.perf_counter()
+    objective.setup(
+        ObjectiveContext(
+            lm.model, lm.builder, ds.titles, train_df, samples,
+            count_items(train_df, len(ds.titles)), rec.trie, cfg.model.dtype, pad_id,
+        )
+    )
+    setup_seconds = time.perf_counter() - t_setup
 
     def validate(model: torch.nn.Module) -> float:
         recs = rec.recommend(valid, k)
@@ -119,10 +131,10 @@ def train(
     logger = build_loggers(cfg.train.loggers, run_dir, cfg.name) if distributed.is_main() else None
     trainer = Trainer(
         lm.model,
-        build_objective(cfg.train.objective),
+        objective,
         cfg.train,
         run_dir,
-        lm.builder.tokenizer.pad_token_id,
+        pad_id,
         cfg.seed,
         cfg.model.dtype,
         logger,
@@ -139,7 +151,7 @@ def train(
         "steps": state.step,
         "best_epoch": state.best_epoch,
         "best_val_ndcg": state.best_metric,
-        "train_samples": len(samples),
+        "train_samples": len(samples), "objective_setup_seconds": setup_seconds,
     }
 
 

@@ -11,20 +11,57 @@ and returns the **sum** of its per-token terms. :meth:`Objective.normaliser` ret
 denominator from labels and metadata alone; the trainer divides the summed numerators of all
 micro-batches of one optimiser step by the summed denominators, so gradient accumulation and
 micro-batch size do not change the loss.
+
+Objectives that need more than the batch (a trie, popularity, a second forward pass, a relevance
+pass over the training set) get an :class:`ObjectiveContext` once before training through
+``setup``; ``on_epoch_start`` lets them refresh state (e.g. GDRT recomputing relevance every N
+epochs); ``stats`` returns tensors the trainer logs every ``log_every`` steps (e.g. per-group
+losses), so no per-token ``.item()`` call is needed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+import pandas as pd
 import torch
 
 if TYPE_CHECKING:
-    from recbias.lm.batching import Batch
+    from recbias.decoding import ItemTrie
+    from recbias.lm.batching import Batch, TokenizedSample
+    from recbias.prompts import PromptBuilder
+
+
+@dataclass
+class ObjectiveContext:
+    """Everything about the training run an objective may need besides the batch."""
+
+    model: torch.nn.Module
+    builder: PromptBuilder
+    titles: Sequence[str]
+    train: pd.DataFrame  # the training split (sample_id, user, history, target, timestamp)
+    samples: Sequence[TokenizedSample]  # the same samples, tokenized, in the same order
+    item_counts: np.ndarray  # [n_items] how often each item is a training target
+    trie: ItemTrie  # item trie of the decoding candidates, built from builder.encode_target
+    dtype: str  # "bf16" or "fp32" compute
+    pad_id: int
 
 
 class Objective(Protocol):
     name: str
+
+    def setup(self, ctx: ObjectiveContext) -> None:
+        """Called once before training (default objectives ignore it)."""
+
+    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
+        """Called before every epoch, including the first."""
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        """Tensors to log (e.g. per-group losses and weights); empty by default."""
+        ...
 
     def prepare(self, batch: Batch) -> None:
         """Add per-token metadata to ``batch.meta`` (e.g. weights, groups); called once per batch."""

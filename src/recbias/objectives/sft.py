@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from recbias.lm.batching import Batch
+from recbias.objectives.base import ObjectiveContext
 
 
 @dataclass
@@ -22,6 +23,15 @@ class SFTObjective:
 
     def __init__(self, cfg: SFTConfig | None = None) -> None:
         self.cfg = cfg or SFTConfig()
+
+    def setup(self, ctx: ObjectiveContext) -> None:
+        return None
+
+    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
+        return None
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        return {}
 
     def prepare(self, batch: Batch) -> None:
         return None

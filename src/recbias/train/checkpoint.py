@@ -33,7 +33,7 @@ class LoopState:
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that training changes (all for full fine-tuning, adapters for LoRA)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def rng_state() -> dict[str, Any]:

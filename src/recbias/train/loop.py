@@ -125,7 +125,10 @@ class Trainer:
         self.logger = logger
         self.reporter = reporter or SilentReporter()
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The fused kernel avoids foreach's temporary copies of every parameter (peak memory).
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+        )
         self.state = LoopState()
         self.device = next(model.parameters()).device
 
@@ -208,6 +211,7 @@ class Trainer:
 
     def _run_epoch(self, samples: Sequence[TokenizedSample], stop_after: int | None) -> bool:
         groups = self._groups(samples, self.state.epoch)
+        self.objective.on_epoch_start(self.state.epoch, self.model)
         for gi in range(self.state.group_in_epoch, len(groups)):
             t0 = time.perf_counter()
             info = self._step(samples, groups[gi])
@@ -220,7 +224,8 @@ class Trainer:
             self.reporter.advance(info)
             logging_step = self.state.step % self.cfg.log_every == 0
             if self.logger is not None and logging_step and distributed.is_main():
-                self.logger.log({"event": "train", **info})
+                extra = {k: v.detach().cpu().tolist() for k, v in self.objective.stats().items()}
+                self.logger.log({"event": "train", **info, **extra})
             every = self.cfg.checkpoint_every
             if every and self.state.step % every == 0:
                 self._save_last()
