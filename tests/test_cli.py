@@ -288,3 +288,67 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path, tiny_ckpt, ta
     a = json.loads((tmp_path / "single" / "metrics.json").read_text())["metrics"]["methods"]
     b = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["metrics"]["methods"]
     assert a["llm"]["NDCG@10"]["mean"] == pytest.approx(b["llm"]["NDCG@10"]["mean"], abs=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"])
+def test_every_objective_runs_end_to_end(tmp_path, tiny_ckpt, table_data, objective):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    run = tmp_path / objective
+    extra = ["--set", "train.objective.gdrt.groups=2"] if objective == "gdrt" else []
+    argv = ["run", str(cfg), "--run-dir", str(run), "--set", f"train.objective.name={objective}"]
+    assert main([*argv, *extra]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]["methods"]["llm"]
+    assert metrics["valid_ratio"] == 1.0
+    losses = [json.loads(line).get("loss") for line in (run / "train_log.jsonl").open()]
+    assert all(np.isfinite(v) for v in losses if v is not None)
+
+
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        ["--set", 'decode.calibration=["igd"]'],
+        [
+            "--set",
+            'decode.calibration=["d3"]',
+            "--set",
+            "decode.d3.assistant=popularity",
+            "--set",
+            "decode.d3.guidance=0.7",
+        ],
+        [
+            "--set",
+            'decode.calibration=["d3", "igd"]',
+            "--set",
+            "decode.d3.assistant=sasrec",
+            "--set",
+            "decode.d3.guidance=0.5",
+            "--set",
+            "baselines.sasrec.epochs=2",
+        ],
+    ],
+    ids=["igd", "d3-popularity", "d3-sasrec+igd"],
+)
+def test_decoding_calibrations_run_and_change_the_ranking(
+    tmp_path, tiny_ckpt, table_data, calibration
+):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, "")
+    common = [
+        "--set",
+        "train.epochs=1",
+        "--set",
+        'eval.baselines=["popularity", "sasrec"]',
+        "--set",
+        "baselines.sasrec.epochs=2",
+    ]
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "plain"), *common]) == 0
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "cal"), *common, *calibration]) == 0
+    plain = (tmp_path / "plain" / "predictions" / "llm.jsonl").read_text()
+    cal = (tmp_path / "cal" / "predictions" / "llm.jsonl").read_text()
+    assert plain != cal
+    assert (tmp_path / "cal" / "predictions" / "sasrec.jsonl").exists()
+
+
+def test_d3_without_an_assistant_is_rejected(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+    assert main(["run", str(cfg), "--set", 'decode.calibration=["d3"]']) == 2
+    assert "decode.d3.assistant" in _error(capsys)

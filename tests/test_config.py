@@ -8,7 +8,12 @@ from recbias.config import dumps, from_dict, load_config, parse_override, read_t
 from recbias.errors import ConfigError
 from recbias.experiment import RunConfig
 
-CONFIGS = sorted(Path(__file__).parent.parent.glob("configs/*.toml"))
+# Comparison configs (a top-level [base] table) are loaded as CompareConfig in test_compare.py.
+CONFIGS = [
+    p
+    for p in sorted(Path(__file__).parent.parent.glob("configs/*.toml"))
+    if "base" not in read_toml(p)
+]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -181,6 +181,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from recbias.compare import CompareConfig, run_comparison
+    from recbias.config import load_config
+
+    cfg = load_config(CompareConfig, Path(args.config), args.set)
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else None
+    except ValueError:
+        raise RecbiasError(f"--seeds: expected comma-separated integers: '{args.seeds}'") from None
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    out_dir = Path(args.out or cfg.output_dir)
+
+    def reporter(seed: int, method: str, run_dir: Path) -> RichReporter:
+        console.print(f"seed {seed} · [bold]{method}[/]: {run_dir}")
+        return RichReporter()
+
+    result = run_comparison(cfg, out_dir, seeds, only=only, reporter=reporter)
+    out.print(result["markdown"])
+    console.print(f"comparison in {out_dir}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from recbias.doctor import doctor_report
 
@@ -216,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
         "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
+        "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
     }
     for name, (fn, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -236,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--ks", default="1,3,5,10,20")
             p.add_argument("--bootstrap", type=int, default=1000)
             p.add_argument("--seed", type=int, default=0)
+        elif name == "compare":
+            _config_args(p, run_dir=False)
+            p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: seeds)")
+            p.add_argument("--out", help="comparison directory (default: output_dir)")
+            p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recbias.baselines.sasrec import SASRecConfig
 from recbias.data.config import DataConfig
 from recbias.errors import ConfigError
 from recbias.lm.loading import ModelConfig
@@ -14,7 +15,7 @@ from recbias.prompts import PromptConfig
 from recbias.recommender import DecodeConfig
 from recbias.train.loop import TrainConfig
 
-BASELINES = ("popularity",)
+BASELINES = ("popularity", "sasrec")
 
 
 @dataclass
@@ -25,7 +26,7 @@ class EvalConfig:
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for 95% CIs"})
     baselines: list[str] = field(
         default_factory=lambda: ["popularity"],
-        metadata={"help": "baselines evaluated on the same test samples: popularity"},
+        metadata={"help": "baselines evaluated on the same test samples: popularity, sasrec"},
     )
     validation_k: int = field(
         default=10, metadata={"help": "K of the validation NDCG@K that selects the checkpoint"}
@@ -43,6 +44,11 @@ class EvalConfig:
 
 
 @dataclass
+class BaselinesConfig:
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+
+
+@dataclass
 class RunConfig:
     name: str = field(default="experiment", metadata={"help": "run name (prefix of the run dir)"})
     seed: int = field(default=0, metadata={"help": "seed of model init, data order and sampling"})
@@ -56,3 +62,4 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,14 @@ import pandas as pd
 import torch
 
 from recbias.baselines.popularity import PopularityRecommender, count_items
+from recbias.baselines.sasrec import SASRecRecommender
 from recbias.config import write_resolved
 from recbias.data.dataset import PreparedDataset
 from recbias.data.prepare import prepare_dataset
+from recbias.decoding import ItemTrie
+from recbias.decoding.config import ScoreHook
+from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
+from recbias.decoding.igd_calibration import igd_score_hook
 from recbias.evaluation.predictions import (
     Recommendations,
     export_peer_json,
@@ -38,7 +44,13 @@ from recbias.metrics.stats import metrics_with_ci, paired_comparison
 from recbias.objectives import build_objective
 from recbias.objectives.base import ObjectiveContext
 from recbias.prompts import PromptBuilder
-from recbias.recommender import LLMRecommender, build_trie, candidate_items
+from recbias.recommender import (
+    HookFactory,
+    LLMRecommender,
+    build_trie,
+    candidate_items,
+    chain_hooks,
+)
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train import distributed
 from recbias.train.loggers import build_loggers
@@ -97,7 +109,42 @@ def make_recommender(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> LL
         cfg.decode.candidates, len(ds.titles), ds.split("train")["target"].tolist()
     )
     trie = build_trie(lm.builder, ds.titles, items)
-    return LLMRecommender(lm.model, lm.builder, ds.titles, trie, cfg.decode.beam, cfg.model.dtype)
+    hooks = score_hooks(cfg, ds, trie)
+    return LLMRecommender(
+        lm.model, lm.builder, ds.titles, trie, cfg.decode.beam, cfg.model.dtype, hooks
+    )
+
+
+def score_hooks(cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie) -> HookFactory | None:
+    """The configured beam-search score calibrations (decode.calibration), in order."""
+    if not cfg.decode.calibration:
+        return None
+    train_df = ds.split("train")
+    counts = count_items(train_df, len(ds.titles))
+    assistant = d3_assistant(cfg, train_df, counts) if "d3" in cfg.decode.calibration else None
+
+    def build(samples: pd.DataFrame) -> ScoreHook:
+        hooks = []
+        for name in cfg.decode.calibration:
+            if name == "igd":
+                hooks.append(igd_score_hook(trie, counts, cfg.decode.igd))
+            else:
+                probs = assistant(samples) if assistant is not None else None
+                hooks.append(d3_score_hook(trie, probs, cfg.decode.d3))
+        return chain_hooks(hooks)
+
+    return build
+
+
+def d3_assistant(
+    cfg: RunConfig, train_df: pd.DataFrame, counts: np.ndarray
+) -> Callable[[pd.DataFrame], torch.Tensor]:
+    """Per-sample item distributions of D3's text-free assistant (rows follow the samples)."""
+    if cfg.decode.d3.assistant == "popularity":
+        probs = popularity_distribution(counts)
+        return lambda samples: probs
+    sasrec = SASRecRecommender(cfg.baselines.sasrec).fit(train_df, len(counts))
+    return lambda samples: item_distribution(sasrec.scores(samples))
 
 
 def train(
@@ -118,8 +165,15 @@ def train(
     t_setup = time.perf_counter()
     objective.setup(
         ObjectiveContext(
-            lm.model, lm.builder, ds.titles, train_df, samples,
-            count_items(train_df, len(ds.titles)), rec.trie, cfg.model.dtype, pad_id,
+            lm.model,
+            lm.builder,
+            ds.titles,
+            train_df,
+            samples,
+            count_items(train_df, len(ds.titles)),
+            rec.trie,
+            cfg.model.dtype,
+            pad_id,
         )
     )
     setup_seconds = time.perf_counter() - t_setup
@@ -151,7 +205,8 @@ def train(
         "steps": state.step,
         "best_epoch": state.best_epoch,
         "best_val_ndcg": state.best_metric,
-        "train_samples": len(samples), "objective_setup_seconds": setup_seconds,
+        "train_samples": len(samples),
+        "objective_setup_seconds": setup_seconds,
     }
 
 
@@ -188,14 +243,22 @@ def recommend(
     seconds["llm"] = time.perf_counter() - t0
     for name in cfg.eval.baselines:
         t0 = time.perf_counter()
-        pop = PopularityRecommender().fit(ds.split("train"), len(ds.titles))
-        recs[name] = pop.recommend(samples, k)
+        recs[name] = (
+            make_baseline(cfg, name).fit(ds.split("train"), len(ds.titles)).recommend(samples, k)
+        )
         seconds[name] = time.perf_counter() - t0
     for name, r in recs.items():
         write_predictions_jsonl(run_dir / "predictions" / f"{name}.jsonl", samples, r, ds.titles)
         if cfg.eval.peer_export:
             export_peer_json(run_dir / "predictions" / f"{name}.peer.json", samples, r, ds.titles)
     return samples, recs, seconds
+
+
+def make_baseline(cfg: RunConfig, name: str):
+    """A traditional recommender evaluated on the same samples (explicit, by name)."""
+    if name == "sasrec":
+        return SASRecRecommender(cfg.baselines.sasrec)
+    return PopularityRecommender()
 
 
 def evaluate(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,7 +12,10 @@ import pandas as pd
 import torch
 
 from recbias.decoding import BeamConfig, ItemTrie, constrained_beam_search
-from recbias.decoding.config import ScoreHook
+from recbias.decoding.config import EdgeScores, ScoreHook
+from recbias.decoding.d3 import D3Config
+from recbias.decoding.igd_calibration import IGDDecodeConfig
+from recbias.errors import ConfigError
 from recbias.evaluation.predictions import Recommendations
 from recbias.lm.loading import autocast
 from recbias.prompts import PromptBuilder
@@ -27,6 +31,39 @@ class DecodeConfig:
             "training targets (IGD)"
         },
     )
+    calibration: list[Literal["igd", "d3"]] = field(
+        default_factory=list,
+        metadata={
+            "help": "score calibrations applied in this order at every beam step: igd (IGD "
+            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)"
+        },
+    )
+    igd: IGDDecodeConfig = field(default_factory=IGDDecodeConfig)
+    d3: D3Config = field(default_factory=D3Config)
+
+    def validate(self) -> None:
+        if len(set(self.calibration)) != len(self.calibration):
+            raise ConfigError(f"config key 'decode.calibration': repeated entry {self.calibration}")
+        if "d3" in self.calibration and self.d3.assistant == "none":
+            raise ConfigError(
+                "config key 'decode.d3.assistant': calibration 'd3' needs an assistant "
+                "(sasrec or popularity)"
+            )
+
+
+# Builds the score hook for the samples about to be decoded (None = plain beam search).
+HookFactory = Callable[[pd.DataFrame], ScoreHook | None]
+
+
+def chain_hooks(hooks: Sequence[ScoreHook]) -> ScoreHook:
+    """Apply score hooks in order, each seeing the previous one's scores as ``logp``."""
+
+    def chained(edges: EdgeScores):
+        for hook in hooks:
+            edges = dataclasses.replace(edges, logp=hook(edges))
+        return edges.logp
+
+    return chained
 
 
 def candidate_items(mode: str, n_items: int, train_targets: Sequence[int]) -> list[int]:
@@ -53,10 +90,10 @@ class LLMRecommender:
         trie: ItemTrie,
         beam: BeamConfig,
         dtype: str = "bf16",
-        score_hook: ScoreHook | None = None,
+        hooks: HookFactory | None = None,
     ) -> None:
         self.model, self.builder, self.titles, self.trie = model, builder, titles, trie
-        self.beam, self.dtype, self.score_hook = beam, dtype, score_hook
+        self.beam, self.dtype, self.hooks = beam, dtype, hooks
 
     def prompts(self, samples: pd.DataFrame) -> list[list[int]]:
         out = []
@@ -68,9 +105,10 @@ class LLMRecommender:
     def recommend(self, samples: pd.DataFrame, k: int) -> Recommendations:
         device = next(self.model.parameters()).device
         pad = self.builder.tokenizer.pad_token_id
+        hook = self.hooks(samples) if self.hooks is not None else None
         with autocast(self.dtype, device):
             results = constrained_beam_search(
-                self.model, self.prompts(samples), self.trie, self.beam, pad, self.score_hook
+                self.model, self.prompts(samples), self.trie, self.beam, pad, hook
             )
         return Recommendations.from_lists(
             np.asarray(samples["sample_id"]),

@@ -1,5 +1,12 @@
 """Non-LLM baselines that implement the ``Recommender`` protocol."""
 
 from recbias.baselines.popularity import PopularityRecommender, count_items, popularity_order
+from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
 
-__all__ = ["PopularityRecommender", "count_items", "popularity_order"]
+__all__ = [
+    "PopularityRecommender",
+    "SASRecConfig",
+    "SASRecRecommender",
+    "count_items",
+    "popularity_order",
+]

@@ -11,6 +11,12 @@ from typing import Any
 
 from recbias.errors import ConfigError
 from recbias.objectives.base import Objective
+from recbias.objectives.cft import CFTConfig, CFTObjective
+from recbias.objectives.gdrt import GDRTConfig, GDRTObjective
+from recbias.objectives.igd import IGDConfig, IGDObjective
+from recbias.objectives.msl import MSLConfig, MSLObjective
+from recbias.objectives.pos import PosConfig, PosObjective
+from recbias.objectives.reweight import ReweightConfig, ReweightObjective
 from recbias.objectives.sft import SFTConfig, SFTObjective
 
 _REGISTRY: dict[str, tuple[str, Callable[[Any], Objective]]] = {}
@@ -25,8 +31,17 @@ def register_objective(name: str, config_field: str, factory: Callable[[Any], Ob
 
 @dataclass
 class ObjectiveConfig:
-    name: str = field(default="sft", metadata={"help": "training objective: " + "sft"})
+    name: str = field(
+        default="sft",
+        metadata={"help": "training objective: sft, gdrt, igd, msl, pos, cft, reweight"},
+    )
     sft: SFTConfig = field(default_factory=SFTConfig)
+    igd: IGDConfig = field(default_factory=IGDConfig)
+    msl: MSLConfig = field(default_factory=MSLConfig)
+    pos: PosConfig = field(default_factory=PosConfig)
+    cft: CFTConfig = field(default_factory=CFTConfig)
+    reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    gdrt: GDRTConfig = field(default_factory=GDRTConfig)
 
     def validate(self) -> None:
         if self.name not in _REGISTRY:
@@ -46,5 +61,11 @@ def registered() -> list[str]:
 
 
 register_objective("sft", "sft", SFTObjective)
+register_objective("igd", "igd", IGDObjective)
+register_objective("msl", "msl", MSLObjective)
+register_objective("pos", "pos", PosObjective)
+register_objective("cft", "cft", CFTObjective)
+register_objective("reweight", "reweight", ReweightObjective)
+register_objective("gdrt", "gdrt", GDRTObjective)
 
 __all__ = ["Objective", "ObjectiveConfig", "build_objective", "register_objective", "registered"]

@@ -148,6 +148,9 @@ class Trainer:
 
     def _step(self, samples: Sequence[TokenizedSample], group: list[list[int]]) -> dict[str, float]:
         batches = [collate([samples[i] for i in idx], self.pad_id) for idx in group]
+        begin_step = getattr(self.objective, "begin_step", None)
+        if begin_step is not None:
+            begin_step()
         for b in batches:
             b.input_ids, b.attention_mask = (
                 b.input_ids.to(self.device),

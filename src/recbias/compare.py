@@ -1,0 +1,400 @@
+"""Compare training objectives and decoding variants: one config → methods × seeds → one table.
+
+    recbias compare configs/quickstart_compare.toml --seeds 0,1,2 --only sft,gdrt
+    result = run_comparison(load_config(CompareConfig, path), Path("runs/cmp"), seeds=[0, 1])
+
+``out_dir`` holds ``compare.toml`` (the resolved comparison config), one full run directory per seed
+and method (``seed-0/sft/``: config.toml, metrics.json, predictions/, model/ ...; a decode-only
+variant has no model/ nor checkpoints/) and the table ``comparison.md|.csv|.json``
+(:mod:`recbias.compare_table`).
+
+Every method starts from ``base`` and applies its ``set`` (dotted keys, as ``--set``). A method with
+``reuse_model_of`` starts from that method's resolved config, loads its trained weights (same seed)
+and only decodes and evaluates, so its ``set`` may not touch training or the weights.
+
+All methods share ``base.data`` (``data.*`` is refused in ``set``): the data is prepared once
+(cached) and every method and seed sees the same test samples, because a seed replaces ``base.seed``
+(model init, data order, sampling) and never ``base.data.prepare.seed`` (the subsampling).
+
+Every selected method is resolved and validated before anything trains, so a typo in the seventh
+method fails at once, naming ``methods[6].set."train.lrr"``. A method whose ``metrics.json`` exists
+is skipped (its recorded config must be the one asked for), so a killed comparison continues where
+it stopped; a half-trained method resumes from ``checkpoints/last``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import logging
+import re
+import time
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from recbias import pipeline
+from recbias.compare_table import build_comparison, method_rows, write_comparison
+from recbias.config import dumps, from_dict, to_dict, write_resolved
+from recbias.data.prepare import prepare_dataset
+from recbias.errors import ConfigError
+from recbias.evaluation.summary import write_metrics_json
+from recbias.experiment import RunConfig
+from recbias.metrics.ranking import check_ks, metric_names
+from recbias.objectives import registered
+from recbias.train.loop import Reporter
+
+log = logging.getLogger(__name__)
+
+# Keys a method may not set, and why.
+RESERVED = {
+    "seed": "the comparison's 'seeds' set it",
+    "name": "each run is named '<base.name>-<method>'",
+    "output_dir": "runs go under the comparison's output directory",
+    "data": "all methods share the prepared data and the test samples",
+}
+# Keys a decode-only variant may not set: they would change the model it reuses.
+REUSE_FORBIDDEN = ("train", "model.path", "model.finetune", "model.lora", "model.adapter")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+BASELINE_ROW = "popularity"
+
+ReporterFactory = Callable[[int, str, Path], Reporter | None]
+
+
+@dataclass
+class MethodSpec:
+    name: str = field(metadata={"help": "row name and run directory name, e.g. 'gdrt'"})
+    set: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": 'dotted overrides of the base, e.g. {"train.objective.name" = "gdrt"}'},
+    )
+    reuse_model_of: str | None = field(
+        default=None,
+        metadata={"help": "decode-only: reuse this method's trained model (same seed)"},
+    )
+
+
+@dataclass
+class CompareConfig:
+    base: RunConfig = field(
+        default_factory=RunConfig,
+        metadata={"help": "the shared experiment every method starts from"},
+    )
+    methods: list[MethodSpec] = field(
+        default_factory=list, metadata={"help": "the compared methods ([[methods]])"}
+    )
+    name: str = field(default="comparison", metadata={"help": "title of the comparison table"})
+    seeds: list[int] = field(
+        default_factory=lambda: [0],
+        metadata={"help": "seeds; each replaces base.seed (not the data subsampling seed)"},
+    )
+    reference: str = field(
+        default="sft", metadata={"help": "method the paired significance tests compare against"}
+    )
+    ks: list[int] = field(
+        default_factory=lambda: [5, 10, 20], metadata={"help": "cut-offs of HR@K and NDCG@K"}
+    )
+    paired_metric: str = field(
+        default="NDCG@10", metadata={"help": "metric of the Δ and p columns of the table"}
+    )
+    output_dir: str = field(
+        default="runs/compare", metadata={"help": "the comparison's directory (resumable)"}
+    )
+
+    def validate(self) -> None:
+        _check_names(self.methods)
+        names = [m.name for m in self.methods]
+        if self.reference not in names:
+            hint = _hint(self.reference, names)
+            raise ConfigError(f"config key 'reference': unknown method '{self.reference}'{hint}")
+        for i, spec in enumerate(self.methods):
+            _check_reuse(i, spec, {m.name: m for m in self.methods})
+            _check_reserved(i, spec)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"config key 'seeds': expected distinct seeds, got {self.seeds}")
+        try:
+            check_ks(self.ks)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'ks': {exc}") from None
+        if self.paired_metric not in metric_names(self.ks):
+            raise ConfigError(
+                f"config key 'paired_metric': expected one of {metric_names(self.ks)}, "
+                f"got '{self.paired_metric}'"
+            )
+
+
+def _hint(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    known = f"; methods: {', '.join(names)}"
+    return (f" (did you mean '{close[0]}'?)" if close else "") + known
+
+
+def _check_names(methods: list[MethodSpec]) -> None:
+    if not methods:
+        raise ConfigError("config key 'methods': expected at least one [[methods]] table")
+    seen: set[str] = set()
+    for i, spec in enumerate(methods):
+        if not NAME_PATTERN.fullmatch(spec.name) or spec.name == BASELINE_ROW:
+            raise ConfigError(
+                f"config key 'methods[{i}].name': '{spec.name}' must be letters, digits, '_.+-' "
+                f"and not '{BASELINE_ROW}' (the baseline row)"
+            )
+        if spec.name in seen:
+            raise ConfigError(f"config key 'methods[{i}].name': duplicate method '{spec.name}'")
+        seen.add(spec.name)
+
+
+def _check_reuse(i: int, spec: MethodSpec, specs: dict[str, MethodSpec]) -> None:
+    target = spec.reuse_model_of
+    if target is None:
+        return
+    key = f"config key 'methods[{i}].reuse_model_of'"
+    if target not in specs:
+        raise ConfigError(f"{key}: unknown method '{target}'{_hint(target, list(specs))}")
+    if target == spec.name or specs[target].reuse_model_of is not None:
+        raise ConfigError(f"{key}: '{target}' does not train a model (reuse a method that trains)")
+
+
+def flatten_set(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` and ``{"train.lr": 1}`` both become ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            out.update(flatten_set(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _matches(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def _check_reserved(i: int, spec: MethodSpec) -> None:
+    for key in flatten_set(spec.set):
+        where = f"config key 'methods[{i}].set.\"{key}\"'"
+        for prefix, why in RESERVED.items():
+            if _matches(key, prefix):
+                raise ConfigError(f"{where}: a method may not set '{prefix}' ({why})")
+        if spec.reuse_model_of and any(_matches(key, p) for p in REUSE_FORBIDDEN):
+            raise ConfigError(
+                f"{where}: '{spec.name}' reuses the model of '{spec.reuse_model_of}', so it may "
+                f"not change {', '.join(REUSE_FORBIDDEN)}"
+            )
+
+
+def key_error(cls: type, key: str) -> str | None:
+    """Why the dotted ``key`` names no field of the config dataclass ``cls`` (None if it does)."""
+    parts = key.split(".")
+    tp: Any = cls
+    for depth, part in enumerate(parts):
+        if typing.get_origin(tp) in (types.UnionType, typing.Union):  # X | None → X
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        if typing.get_origin(tp) is dict:
+            return None
+        where = ".".join(parts[:depth])
+        if not dataclasses.is_dataclass(tp):
+            return f"'{where}' is not a table"
+        names = [f.name for f in dataclasses.fields(tp) if f.init]
+        if part not in names:
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            return f"unknown key '{part}' in '{where or '<top>'}'{hint}; known: {', '.join(names)}"
+        tp = typing.get_type_hints(tp)[part]
+    return None
+
+
+def _check_objective(i: int, spec: MethodSpec, sets: dict[str, Any], start: dict) -> None:
+    name = sets.get("train.objective.name", start["train"]["objective"]["name"])
+    if name not in registered():
+        raise ConfigError(
+            f"config key 'methods[{i}].set.\"train.objective.name\"': unknown objective '{name}' "
+            f"of method '{spec.name}'; registered: {', '.join(registered())} "
+            "(leave the method out with --only)"
+        )
+
+
+def _apply_set(i: int, spec: MethodSpec, start: dict[str, Any]) -> dict[str, Any]:
+    sets = flatten_set(spec.set)
+    _check_objective(i, spec, sets, start)
+    data = copy.deepcopy(start)
+    for key, value in sets.items():
+        problem = key_error(RunConfig, key)
+        if problem:
+            raise ConfigError(f"config key 'methods[{i}].set.\"{key}\"': {problem}")
+        node = data
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node[key.split(".")[-1]] = value
+    return data
+
+
+def select_methods(cfg: CompareConfig, only: Sequence[str] | None = None) -> list[str]:
+    """Methods to run, in run order: those that train (config order), then decode-only variants.
+
+    ``only`` keeps the named methods plus what they need: the reference (the paired tests compare
+    against it) and the models that variants reuse.
+    """
+    specs = {m.name: m for m in cfg.methods}
+    wanted = set(specs)
+    if only is not None:
+        unknown = [n for n in only if n not in specs]
+        if unknown:
+            raise ConfigError(
+                f"--only: unknown method '{unknown[0]}'{_hint(unknown[0], list(specs))}"
+            )
+        wanted = {*only, cfg.reference}
+        wanted |= {specs[n].reuse_model_of for n in wanted if specs[n].reuse_model_of}
+    ordered = [m.name for m in cfg.methods if m.name in wanted]
+    return sorted(ordered, key=lambda n: specs[n].reuse_model_of is not None)
+
+
+def resolve_methods(cfg: CompareConfig, names: Sequence[str]) -> dict[str, RunConfig]:
+    """Each method's full RunConfig (seed = ``base.seed``), validated; errors name the method key.
+
+    ``names`` must list reused methods before their variants (as :func:`select_methods` does).
+    """
+    index = {m.name: i for i, m in enumerate(cfg.methods)}
+    dicts: dict[str, dict[str, Any]] = {}  # each method's resolved config as a plain dict
+    out: dict[str, RunConfig] = {}
+    for name in names:
+        i, spec = index[name], cfg.methods[index[name]]
+        start = dicts[spec.reuse_model_of] if spec.reuse_model_of else to_dict(cfg.base)
+        data = _apply_set(i, spec, start)
+        data["name"] = f"{cfg.base.name}-{name}"
+        try:
+            out[name] = from_dict(RunConfig, data)
+        except ConfigError as exc:
+            raise ConfigError(f"method '{name}' (methods[{i}].set): {exc}") from None
+        dicts[name] = data
+    return out
+
+
+def _check_recorded(cfg: RunConfig, run_dir: Path) -> None:
+    path = run_dir / "config.toml"
+    recorded = path.read_text().splitlines()[1:] if path.is_file() else None
+    if recorded is None or "\n".join(recorded) + "\n" != dumps(cfg):
+        raise ConfigError(
+            f"'{run_dir}' holds a run of a different config than the one asked for; "
+            "delete that directory or choose another --out"
+        )
+
+
+def decode_only(
+    cfg: RunConfig, run_dir: Path, source_cfg: RunConfig, source_dir: Path
+) -> dict[str, Any]:
+    """Decode and evaluate with the trained weights of ``source_dir``; writes a full run layout
+    (config, environment, predictions, metrics.json with train time 0, summary) but no model."""
+    t_start = time.perf_counter()
+    pipeline.setup_run(cfg, run_dir, resume=False)
+    ds = pipeline.load_data(cfg)
+    weights = pipeline.trained_weights(source_cfg, source_dir)
+    lm = pipeline.load_lm(cfg, ds, weights=weights)
+    lm.model.eval()
+    timing = {"prepare_and_load": time.perf_counter() - t_start, "train": 0.0}
+    samples, recs, seconds = pipeline.recommend(cfg, ds, lm, run_dir)
+    timing.update({f"recommend_{k}": v for k, v in seconds.items()})
+    metrics = pipeline.evaluate(cfg, samples, recs)
+    result: dict[str, Any] = {"dataset": ds.card.get("name"), "training": {}, "timing": timing}
+    result |= {"reused_model_of": str(weights), "metrics": metrics}
+    timing["total"] = time.perf_counter() - t_start
+    write_metrics_json(run_dir / "metrics.json", result)
+    result["summary"] = pipeline.write_summary(cfg, run_dir, result)
+    return result
+
+
+def run_method(
+    cfg: RunConfig,
+    run_dir: Path,
+    source: tuple[RunConfig, Path] | None,
+    reporter: Callable[[], Reporter | None] | None = None,
+) -> str:
+    """Run one method for one seed; returns 'skipped', 'trained', 'resumed' or 'decoded'.
+
+    ``source`` = (config, run dir) of the method whose model a decode-only variant reuses;
+    ``reporter()`` is called only when something runs.
+    """
+    if (run_dir / "metrics.json").is_file():
+        _check_recorded(cfg, run_dir)
+        log.info("%s: finished earlier, skipped", run_dir)
+        return "skipped"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress = reporter() if reporter else None
+    if source is not None:
+        decode_only(cfg, run_dir, *source)
+        return "decoded"
+    resume = (run_dir / "checkpoints" / "last").is_dir()
+    if resume:
+        _check_recorded(cfg, run_dir)
+    pipeline.run_experiment(cfg, run_dir, resume=resume, reporter=progress)
+    return "resumed" if resume else "trained"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One method × seed: its config, directory and (for a decode-only variant) the model source."""
+
+    seed: int
+    name: str
+    cfg: RunConfig
+    run_dir: Path
+    source: tuple[RunConfig, Path] | None
+
+
+def plan_runs(
+    cfg: CompareConfig, out_dir: Path, resolved: dict[str, RunConfig], seeds: Sequence[int]
+) -> list[PlannedRun]:
+    """Runs in order: per seed, the methods of ``resolved`` (reused models before variants)."""
+    reuse = {m.name: m.reuse_model_of for m in cfg.methods}
+    plan = []
+    for seed in seeds:
+        runs = {n: dataclasses.replace(c, seed=seed) for n, c in resolved.items()}
+        for name, run in runs.items():
+            src = reuse[name]
+            source = (runs[src], out_dir / f"seed-{seed}" / src) if src else None
+            plan.append(PlannedRun(seed, name, run, out_dir / f"seed-{seed}" / name, source))
+    return plan
+
+
+def run_comparison(
+    cfg: CompareConfig,
+    out_dir: Path,
+    seeds: Sequence[int] | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    reporter: ReporterFactory | None = None,
+) -> dict[str, Any]:
+    """Run every (selected) method for every seed, then write the comparison table.
+
+    Returns ``{"comparison": <comparison.json content>, "markdown": str, "status": {run: what
+    happened}}``; ``reporter(seed, method, run_dir)`` may return a training progress reporter.
+    Every method is validated, and every earlier run checked against its config, before any run.
+    """
+    out_dir, seeds = Path(out_dir), list(cfg.seeds if seeds is None else seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: expected distinct seeds, got {seeds}")
+    names = select_methods(cfg, only)
+    plan = plan_runs(cfg, out_dir, resolve_methods(cfg, names), seeds)
+    for run in plan:  # earlier runs must be of the same configs
+        if any((run.run_dir / p).exists() for p in ("metrics.json", "checkpoints/last")):
+            _check_recorded(run.cfg, run.run_dir)
+    prepare_dataset(cfg.base.data)  # once; every run then loads the cached preparation
+    write_resolved(cfg, out_dir / "compare.toml")
+    status = {}
+    for run in plan:
+        announce = partial(reporter, run.seed, run.name, run.run_dir) if reporter else None
+        key = f"seed-{run.seed}/{run.name}"
+        status[key] = run_method(run.cfg, run.run_dir, run.source, announce)
+    rows = [(m.name, m.reuse_model_of) for m in cfg.methods if m.name in names]
+    runs = method_rows(out_dir, rows, cfg.reference, seeds, BASELINE_ROW)
+    meta = {"name": cfg.name, "seeds": seeds}
+    table = build_comparison(
+        runs, cfg.reference, cfg.ks, cfg.paired_metric, cfg.base.eval.bootstrap, meta
+    )
+    return {"comparison": table, "markdown": write_comparison(out_dir, table), "status": status}

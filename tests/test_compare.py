@@ -1,0 +1,418 @@
+"""The method-comparison runner: tiny model + CSV data, methods × seeds → one table."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tiny
+from recbias.cli import main
+from recbias.compare import (
+    CompareConfig,
+    flatten_set,
+    resolve_methods,
+    run_comparison,
+    select_methods,
+)
+from recbias.compare_table import MethodRuns, build_comparison, comparison_csv
+from recbias.config import from_dict, load_config, read_toml
+from recbias.errors import ConfigError, RecbiasError
+from recbias.evaluation.predictions import Recommendations, write_predictions_jsonl
+from recbias.metrics.ranking import per_sample_metrics
+
+TITLES = ["Toy Story", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo", "Babe"]
+TITLES += ["Balto", "Nixon", "Othello", "Sabrina", "Jumanji", "GoldenEye", "Clueless", "Bambi"]
+ROOT = Path(__file__).parent.parent
+COMPARE_CONFIGS = [p for p in sorted(ROOT.glob("configs/*.toml")) if "base" in read_toml(p)]
+
+METHODS = """
+[[methods]]
+name = "sft"
+
+[[methods]]
+name = "sft_lr"
+set = { "train.lr" = 0.001 }
+
+[[methods]]
+name = "sft_lp0"
+reuse_model_of = "sft"
+set = { "decode.beam.length_penalty" = 0.0 }
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("compare")
+    tok = tiny.byte_level_tokenizer()
+    tiny.tiny_llama(len(tok), seed=3).save_pretrained(root / "ckpt")
+    tok.save_pretrained(root / "ckpt")
+    rng = np.random.default_rng(0)
+    rows, t = ["user_id,item_id,timestamp"], 1_000_000
+    for user in range(30):
+        for item in rng.choice(len(TITLES), size=9, replace=False):
+            t += int(rng.integers(1, 100))
+            rows.append(f"u{user},i{item},{t}")
+    (root / "inter.csv").write_text("\n".join(rows) + "\n")
+    items = ["item_id,title"] + [f'i{i},"{title}"' for i, title in enumerate(TITLES)]
+    (root / "items.csv").write_text("\n".join(items) + "\n")
+    return {"root": root, "config": write_config(root, root / "exp.toml")}
+
+
+def write_config(root: Path, path: Path, methods: str = METHODS, top: str = "") -> Path:
+    path.write_text(f"""
+name = "tiny comparison"
+output_dir = "{root / "cmp"}"
+ks = [1, 3, 5]
+paired_metric = "NDCG@5"
+{top}
+[base]
+name = "tiny"
+threads = 1
+[base.data]
+cache_dir = "{root / "cache"}"
+[base.data.source]
+kind = "table"
+interactions = "{root / "inter.csv"}"
+items = "{root / "items.csv"}"
+[base.data.prepare]
+kcore = 2
+[base.model]
+path = "{root / "ckpt"}"
+dtype = "fp32"
+[base.train]
+epochs = 1
+lr = 0.01
+warmup_steps = 0
+micro_batch_size = 8
+[base.decode.beam]
+num_beams = 5
+length_penalty = 1.0
+[base.eval]
+ks = [1, 3, 5]
+bootstrap = 50
+{methods}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def compared(setup) -> tuple[Path, dict]:
+    out = setup["root"] / "first"
+    cfg = load_config(CompareConfig, setup["config"])
+    return out, run_comparison(cfg, out)
+
+
+def _copy(out: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "cmp"
+    shutil.copytree(out, dst)
+    return dst
+
+
+def _resolved(run_dir: Path) -> dict:
+    return tomllib.loads((run_dir / "config.toml").read_text())
+
+
+def test_table_has_a_row_per_method_and_the_popularity_baseline(compared):
+    out, result = compared
+    table = result["comparison"]
+    assert list(table["methods"]) == ["sft", "sft_lr", "sft_lp0", "popularity"]
+    assert result["status"] == {
+        "seed-0/sft": "trained",
+        "seed-0/sft_lr": "trained",
+        "seed-0/sft_lp0": "decoded",
+    }
+    assert table["methods"]["sft"]["paired_vs_reference"] is None
+    for name in ("sft_lr", "sft_lp0", "popularity"):
+        p = table["methods"][name]["paired_vs_reference"]["NDCG@5"]["p_value"]
+        assert 0.0 < p <= 1.0
+    md = (out / "comparison.md").read_text()
+    assert md == result["markdown"]
+    assert sum(line.startswith("| ") for line in md.splitlines()) == 5  # header + 4 rows
+    assert "| sft_lp0 (model of sft) |" in md and "(reference)" in md
+    csv = pd.read_csv(out / "comparison.csv")
+    assert csv["method"].tolist() == ["sft", "sft_lr", "sft_lp0", "popularity"]
+    assert json.loads((out / "comparison.json").read_text()) == table
+    assert (out / "compare.toml").is_file()
+
+
+def test_cells_are_the_run_metrics_with_bootstrap_cis(compared):
+    out, result = compared
+    row = result["comparison"]["methods"]["sft"]
+    run = json.loads((out / "seed-0/sft/metrics.json").read_text())["metrics"]["methods"]["llm"]
+    for metric in ("HR@1", "HR@5", "NDCG@3"):
+        cell = row["metrics"][metric]
+        assert (cell["mean"], cell["lo"], cell["hi"]) == pytest.approx(
+            (run[metric]["mean"], run[metric]["lo"], run[metric]["hi"])
+        )
+        assert cell["lo"] <= cell["mean"] <= cell["hi"] and cell["std"] is None
+    assert row["valid_ratio"] == run["valid_ratio"]
+
+
+def test_decode_only_variant_reuses_the_model_and_trains_nothing(compared):
+    out, result = compared
+    variant, sft = out / "seed-0" / "sft_lp0", out / "seed-0" / "sft"
+    assert not (variant / "checkpoints").exists() and not (variant / "model").exists()
+    assert (variant / "predictions" / "llm.jsonl").is_file() and (sft / "checkpoints").is_dir()
+    metrics = json.loads((variant / "metrics.json").read_text())
+    assert metrics["timing"]["train"] == 0.0
+    assert metrics["reused_model_of"] == str(sft / "model")
+    row = result["comparison"]["methods"]["sft_lp0"]
+    assert row["train_seconds"] == 0.0 and row["decode_seconds"] > 0.0
+    assert result["comparison"]["methods"]["sft"]["train_seconds"] > 0.0
+
+
+def test_each_run_records_its_resolved_config_with_the_override(compared):
+    out, _ = compared
+    sft, lr, lp0 = (_resolved(out / "seed-0" / n) for n in ("sft", "sft_lr", "sft_lp0"))
+    assert (sft["train"]["lr"], lr["train"]["lr"]) == (0.01, 0.001)
+    assert sft["decode"]["beam"]["length_penalty"] == 1.0
+    assert lp0["decode"]["beam"]["length_penalty"] == 0.0
+    assert lp0["train"] == sft["train"]  # the variant's config describes the model it decodes
+    assert (sft["name"], lr["name"], sft["seed"]) == ("tiny-sft", "tiny-sft_lr", 0)
+
+
+def test_rerun_skips_finished_methods_and_adds_new_ones(compared, setup, tmp_path):
+    out = _copy(compared[0], tmp_path)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("seed-0/*/metrics.json")}
+    methods = METHODS + '[[methods]]\nname = "sft_copy"\nreuse_model_of = "sft"\n'
+    cfg = load_config(CompareConfig, write_config(setup["root"], tmp_path / "c.toml", methods))
+    result = run_comparison(cfg, out)
+    assert result["status"] == {
+        "seed-0/sft": "skipped",
+        "seed-0/sft_lr": "skipped",
+        "seed-0/sft_lp0": "skipped",
+        "seed-0/sft_copy": "decoded",
+    }
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # Reusing the model with the same settings reproduces the reference exactly.
+    copy = (out / "seed-0/sft_copy/predictions/llm.jsonl").read_text()
+    assert copy == (out / "seed-0/sft/predictions/llm.jsonl").read_text()
+    paired = result["comparison"]["methods"]["sft_copy"]["paired_vs_reference"]["NDCG@5"]
+    assert (paired["diff"], paired["p_value"]) == (0.0, 1.0)
+
+
+def test_a_method_killed_after_training_resumes_with_the_same_numbers(compared, setup, tmp_path):
+    out = _copy(compared[0], tmp_path)
+    before = json.loads((out / "seed-0/sft_lr/metrics.json").read_text())["metrics"]
+    (out / "seed-0/sft_lr/metrics.json").unlink()
+    result = run_comparison(load_config(CompareConfig, setup["config"]), out)
+    assert result["status"]["seed-0/sft_lr"] == "resumed"
+    assert result["status"]["seed-0/sft"] == "skipped"
+    assert json.loads((out / "seed-0/sft_lr/metrics.json").read_text())["metrics"] == before
+
+
+def test_a_finished_run_of_another_config_is_an_error(compared, setup, tmp_path):
+    out = _copy(compared[0], tmp_path)
+    methods = METHODS.replace('"train.lr" = 0.001', '"train.lr" = 0.002')
+    cfg = load_config(CompareConfig, write_config(setup["root"], tmp_path / "c.toml", methods))
+    with pytest.raises(ConfigError, match="sft_lr' holds a run of a different config"):
+        run_comparison(cfg, out)
+
+
+def test_cli_with_two_seeds_aggregates_over_seeds(compared, setup, tmp_path, capsys):
+    out = _copy(compared[0], tmp_path)
+    argv = ["compare", str(setup["config"]), "--seeds", "0,1", "--out", str(out)]
+    assert main(argv) == 0
+    assert "| sft_lr |" in capsys.readouterr().out
+    for name in ("sft", "sft_lr", "sft_lp0"):
+        assert (out / "seed-1" / name / "metrics.json").is_file()
+        assert _resolved(out / "seed-1" / name)["seed"] == 1
+    assert not (out / "seed-1" / "sft_lp0" / "model").exists()
+    table = json.loads((out / "comparison.json").read_text())
+    assert table["n_seeds"] == 2 and table["seeds"] == [0, 1]
+    cell = table["methods"]["sft_lr"]["metrics"]["NDCG@5"]
+    per_seed = []
+    for seed in (0, 1):
+        run = json.loads((out / f"seed-{seed}/sft_lr/metrics.json").read_text())
+        per_seed.append(run["metrics"]["methods"]["llm"]["NDCG@5"]["mean"])
+    assert cell["per_seed"] == pytest.approx(per_seed)
+    assert cell["mean"] == pytest.approx(np.mean(per_seed))
+    assert cell["std"] == pytest.approx(np.std(per_seed, ddof=1))
+    half = 12.706204736174707 * cell["std"] / math.sqrt(2)  # t_{0.975, 1}
+    assert (cell["lo"], cell["hi"]) == pytest.approx((cell["mean"] - half, cell["mean"] + half))
+    assert "±" in (out / "comparison.md").read_text()
+    ids = [pd.read_json(out / f"seed-{s}/sft/predictions/llm.jsonl", lines=True) for s in (0, 1)]
+    assert ids[0]["sample_id"].tolist() == ids[1]["sample_id"].tolist()  # same test samples
+
+
+# --- configs and their errors (no training) ---
+
+
+def _cfg(methods: list[dict], **top) -> CompareConfig:
+    return from_dict(CompareConfig, {"methods": methods, **top})
+
+
+SFT = {"name": "sft"}
+
+
+@pytest.mark.parametrize(
+    ("methods", "top", "message"),
+    [
+        ([SFT], {"reference": "sftt"}, r"'reference': unknown method 'sftt' \(did you mean 'sft'"),
+        (
+            [SFT, {"name": "d3", "reuse_model_of": "stf"}],
+            {},
+            r"'methods\[1\].reuse_model_of': unknown method 'stf'",
+        ),
+        (
+            [SFT, {"name": "a", "reuse_model_of": "sft"}, {"name": "b", "reuse_model_of": "a"}],
+            {},
+            r"'methods\[2\].reuse_model_of': 'a' does not train",
+        ),
+        ([SFT, SFT], {}, r"'methods\[1\].name': duplicate method 'sft'"),
+        ([SFT, {"name": "popularity"}], {}, r"'methods\[1\].name'"),
+        ([SFT, {"name": "x", "set": {"seed": 3}}], {}, r"'methods\[1\].set.\"seed\"'"),
+        (
+            [SFT, {"name": "x", "set": {"data": {"prepare": {"test_samples": 9}}}}],
+            {},
+            r"'methods\[1\].set.\"data.prepare.test_samples\"': a method may not set 'data'",
+        ),
+        (
+            [SFT, {"name": "d3", "reuse_model_of": "sft", "set": {"train.lr": 1.0}}],
+            {},
+            r"'methods\[1\].set.\"train.lr\"': 'd3' reuses the model of 'sft'",
+        ),
+        ([SFT], {"paired_metric": "NDCG@50"}, r"'paired_metric'"),
+        ([], {}, r"'methods': expected at least one"),
+    ],
+)
+def test_config_errors_name_the_key(methods, top, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(methods, **top)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ({"train.lrr": 0.1}, r"'methods\[2\].set.\"train.lrr\"': unknown key 'lrr'.*'lr'"),
+        ({"train": {"lrr": 0.1}}, r"'methods\[2\].set.\"train.lrr\"'"),
+        ({"train.lr.x": 1}, r"'methods\[2\].set.\"train.lr.x\"': 'train.lr' is not a table"),
+        ({"train.lr": "fast"}, r"method 'bad' \(methods\[2\].set\).*'train.lr'"),
+        ({"train.objective.name": "nope"}, r"unknown objective 'nope' of method 'bad'"),
+    ],
+)
+def test_bad_method_overrides_name_the_method_key(sets, message):
+    cfg = _cfg([SFT, {"name": "ok", "set": {"train.lr": 0.5}}, {"name": "bad", "set": sets}])
+    with pytest.raises(ConfigError, match=message):
+        resolve_methods(cfg, select_methods(cfg))
+
+
+def test_a_typo_in_the_last_method_fails_before_anything_runs(setup, tmp_path):
+    methods = METHODS + '[[methods]]\nname = "typo"\nset = { "train.objective.sft.nope" = 1 }\n'
+    cfg = load_config(CompareConfig, write_config(setup["root"], tmp_path / "c.toml", methods))
+    with pytest.raises(ConfigError, match=r"methods\[3\].set.\"train.objective.sft.nope\""):
+        run_comparison(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_config_error_is_one_line(setup, tmp_path, capsys):
+    path = write_config(setup["root"], tmp_path / "c.toml", top='reference = "sfft"')
+    assert main(["compare", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "config key 'reference'" in err and "Traceback" not in err
+
+
+def test_only_adds_the_reference_and_reused_models():
+    cfg = _cfg(
+        [
+            SFT,
+            {"name": "lr", "set": {"train.lr": 0.5}},
+            {"name": "d3", "reuse_model_of": "lr"},
+            {"name": "other", "set": {"train.lr": 0.2}},
+        ]
+    )
+    assert select_methods(cfg) == ["sft", "lr", "other", "d3"]  # variants after what they reuse
+    assert select_methods(cfg, ["d3"]) == ["sft", "lr", "d3"]
+    with pytest.raises(ConfigError, match="--only: unknown method 'd33'"):
+        select_methods(cfg, ["d33"])
+
+
+def test_flatten_set_accepts_dotted_and_nested_keys():
+    assert flatten_set({"train": {"lr": 1, "objective": {"name": "x"}}, "decode.beam.n": 2}) == {
+        "train.lr": 1,
+        "train.objective.name": "x",
+        "decode.beam.n": 2,
+    }
+
+
+@pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=[p.name for p in COMPARE_CONFIGS])
+def test_every_shipped_compare_config_loads(path):
+    """Methods whose objective is not registered yet must say so; all others must resolve."""
+    from recbias.objectives import registered
+
+    cfg = load_config(CompareConfig, path)
+    assert cfg.reference in [m.name for m in cfg.methods]
+    for spec in cfg.methods:
+        names = select_methods(cfg, [spec.name])
+        objective = flatten_set(spec.set).get("train.objective.name", "sft")
+        if objective in registered():
+            run = resolve_methods(cfg, names)[spec.name]
+            assert run.train.objective.name == objective
+        else:
+            with pytest.raises(ConfigError, match=f"unknown objective '{objective}'"):
+                resolve_methods(cfg, names)
+
+
+def test_compare_methods_lists_every_method():
+    cfg = load_config(CompareConfig, ROOT / "configs" / "compare_methods.toml")
+    names = [m.name for m in cfg.methods]
+    assert names == ["sft", "gdrt", "igd", "d3", "msl", "pos", "cft", "reweight"]
+    d3 = cfg.methods[names.index("d3")]
+    assert d3.reuse_model_of == "sft" and d3.set == {"decode.beam.length_penalty": 0.0}
+    assert cfg.base.decode.beam.length_penalty != 0.0
+
+
+# --- the table from run directories (plain numpy reference) ---
+
+
+def _fake_run(run_dir: Path, items: np.ndarray, targets: np.ndarray, order: np.ndarray) -> None:
+    samples = pd.DataFrame({"sample_id": order, "user": "u", "target": targets[order]})
+    recs = Recommendations(items[order], np.zeros(items[order].shape), order)
+    write_predictions_jsonl(run_dir / "predictions" / "llm.jsonl", samples, recs, TITLES)
+    timing = {"train": 2.0, "recommend_llm": 1.0}
+    (run_dir / "metrics.json").write_text(json.dumps({"timing": timing}))
+
+
+def test_table_over_seeds_matches_numpy(tmp_path):
+    rng = np.random.default_rng(1)
+    n, ks = 40, [1, 5]
+    targets = rng.integers(0, len(TITLES), n)
+    runs, values = [], {}
+    for name in ("ref", "new"):
+        dirs, ndcg = [], []
+        for seed in range(3):
+            items = np.stack([rng.permutation(len(TITLES))[:5] for _ in range(n)])
+            _fake_run(tmp_path / f"{seed}-{name}", items, targets, rng.permutation(n))
+            dirs.append(tmp_path / f"{seed}-{name}")
+            ndcg.append(per_sample_metrics(items, targets, ks)["NDCG@5"])
+        runs.append(MethodRuns(name, dirs))
+        values[name] = np.stack(ndcg)  # [seeds, n] in sample-id order
+    table = build_comparison(runs, "ref", ks, "NDCG@5", n_boot=200)
+    cell = table["methods"]["new"]["metrics"]["NDCG@5"]
+    per_seed = values["new"].mean(axis=1)
+    assert cell["per_seed"] == pytest.approx(per_seed)
+    assert (cell["mean"], cell["std"]) == pytest.approx((per_seed.mean(), per_seed.std(ddof=1)))
+    half = 4.302652729911275 * per_seed.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}
+    assert cell["hi"] - cell["mean"] == pytest.approx(half)
+    paired = table["methods"]["new"]["paired_vs_reference"]["NDCG@5"]
+    diff = values["new"].mean(axis=0) - values["ref"].mean(axis=0)
+    assert paired["diff"] == pytest.approx(diff.mean())
+    assert paired["a_better"] == int((diff > 0).sum())
+    assert table["methods"]["new"]["train_seconds"] == 2.0
+    assert comparison_csv(table).splitlines()[0].startswith("method,reuse_model_of,n_seeds,HR@1")
+
+
+def test_table_refuses_runs_on_different_samples(tmp_path):
+    items, targets = np.zeros((4, 2), dtype=np.int64), np.arange(4)
+    _fake_run(tmp_path / "a", items, targets, np.arange(4))
+    _fake_run(tmp_path / "b", items[:3], targets[:3], np.arange(3))
+    runs = [MethodRuns("a", [tmp_path / "a"]), MethodRuns("b", [tmp_path / "b"])]
+    with pytest.raises(RecbiasError, match="sample ids differ"):
+        build_comparison(runs, "a", [1])

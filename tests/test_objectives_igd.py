@@ -1,0 +1,314 @@
+"""IG maths, the IGD objective and IGD's decoding calibration, against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import tiny
+from recbias.baselines import count_items
+from recbias.config import from_dict
+from recbias.decoding import BeamConfig, EdgeScores, ItemTrie, constrained_beam_search
+from recbias.decoding.igd_calibration import IGDDecodeConfig, calibration_weights, igd_score_hook
+from recbias.errors import ConfigError, RecbiasError
+from recbias.lm.batching import TokenizedSample, collate, encode_samples
+from recbias.objectives import ObjectiveConfig, build_objective
+from recbias.objectives import information_gain as ig
+from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.igd import IGDConfig, IGDObjective
+from recbias.prompts import Domain, EncodedPrompt, PromptBuilder, PromptConfig
+from recbias.recommender import build_trie
+from recbias.train.loop import TrainConfig, Trainer, target_logits
+
+TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+
+# A hand-built catalog: item -> tokens (9 = terminator) and training-target counts (total 10).
+SEQS = [[1, 2, 9], [1, 3, 9], [4, 5, 9], [4, 5, 6, 9], [7, 9]]
+COUNTS = np.array([4, 2, 1, 1, 2])
+
+
+def h(p: float) -> float:
+    return -p * math.log(p)
+
+
+def _fake_samples(seqs, items):
+    return [
+        TokenizedSample(i, item, EncodedPrompt([0], [], list(seqs[item])))
+        for i, item in enumerate(items)
+    ]
+
+
+def _setup(tok, n=12):
+    rows = [
+        {"sample_id": 100 + i, "user": i, "history": [(i + k) % 8 for k in range(1 + i % 3)]}
+        | {"target": (i * 3) % len(TITLES)}
+        for i in range(n)
+    ]
+    df = pd.DataFrame(rows)
+    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    samples = encode_samples(builder, df, TITLES, max_length=512)
+    return builder, df, samples
+
+
+def _ctx(tok, model):
+    builder, df, samples = _setup(tok)
+    trie = build_trie(builder, TITLES, list(range(len(TITLES))))
+    counts = count_items(df, len(TITLES))
+    return ObjectiveContext(
+        model, builder, TITLES, df, samples, counts, trie, "fp32", tok.pad_token_id
+    )
+
+
+# --- IG maths -------------------------------------------------------------------------------
+
+
+def test_entropy_and_gain_match_hand_computation():
+    trie = ItemTrie.build(SEQS)
+    info = ig.trie_information(trie, COUNTS)
+    p = {"a": 0.4, "b": 0.2, "c": 0.1, "d": 0.1, "e": 0.2}
+    root = sum(h(v) for v in p.values())
+    expected_s = {
+        (): root,
+        (1,): h(0.4) + h(0.2),
+        (1, 2): h(0.4),
+        (4,): 2 * h(0.1),
+        (4, 5): 2 * h(0.1),
+        (4, 5, 6): h(0.1),
+        (7,): h(0.2),
+    }
+    for path, s in expected_s.items():
+        assert info.entropy[trie.walk(path)].item() == pytest.approx(s, abs=1e-12)
+    assert info.gain[trie.walk([1])].item() == pytest.approx(root - h(0.4) - h(0.2), abs=1e-12)
+    assert info.gain[trie.walk([4, 5, 9])].item() == pytest.approx(h(0.1), abs=1e-12)
+    assert info.gain[0].item() == 0.0
+
+
+def test_zero_gain_is_exactly_the_forced_tokens():
+    trie = ItemTrie.build(SEQS)
+    info = ig.trie_information(trie, COUNTS)
+    zero = {tuple(p) for p in ([1, 2, 9], [1, 3, 9], [4, 5], [4, 5, 6, 9], [7, 9])}
+    for node in range(1, trie.n_nodes):
+        path = tuple(_path(trie, node))
+        assert bool(info.zero_gain[node]) == (path in zero), path
+        assert (info.gain[node].item() == 0.0) == (path in zero), path
+
+
+def _path(trie, node):
+    out = []
+    while node > 0:
+        out.append(int(trie.token_in[node]))
+        node = int(trie.parent[node])
+    return out[::-1]
+
+
+def test_zero_count_items_carry_no_information():
+    # An item never seen as a target (p = 0) does not make its sibling informative.
+    trie = ItemTrie.build([*SEQS, [7, 8, 9]])
+    info = ig.trie_information(trie, np.append(COUNTS, 0))
+    assert bool(info.zero_gain[trie.walk([7, 9])])
+    assert info.entropy[trie.walk([7, 8])].item() == 0.0
+    assert info.support[trie.walk([7])].item() == 1
+
+
+def test_token_gain_and_zero_share_of_samples():
+    trie = ItemTrie.build(SEQS)
+    info = ig.trie_information(trie, COUNTS)
+    samples = _fake_samples(SEQS, [0, 4, 3])
+    nodes, lengths = ig.walk_samples(trie, samples, list("abcde"))
+    zero = ig.zero_gain_tokens(info, nodes)
+    assert zero.tolist() == [
+        [False, False, True, False],
+        [False, True, False, False],
+        [False, True, False, True],
+    ]
+    gain = ig.token_gain(info, nodes)
+    assert gain[2, 2].item() == pytest.approx(h(0.1), abs=1e-12)
+    assert ig.zero_ig_share(zero, lengths) == pytest.approx(4 / 9)
+
+
+def test_target_off_the_trie_names_sample_and_title():
+    trie = ItemTrie.build(SEQS[:4])
+    samples = _fake_samples(SEQS, [0, 4])
+    with pytest.raises(RecbiasError, match=r"sample 1: the target item 4 \('Eve'\)"):
+        ig.walk_samples(trie, samples, ["a", "b", "c", "d", "Eve"])
+
+
+# --- IGD objective --------------------------------------------------------------------------
+
+
+def _loss_and_grads(model, obj, batch):
+    model.zero_grad(set_to_none=True)
+    obj.prepare(batch)
+    logits = target_logits(model, batch)
+    loss = obj(logits, batch.target_labels, batch.meta) / obj.normaliser(
+        batch.target_labels, batch.meta
+    )
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_igd_beta_one_is_sft(byte_tok):
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    ctx = _ctx(byte_tok, model)
+    igd = IGDObjective(IGDConfig(beta=1.0))
+    igd.setup(ctx)
+    sft = build_objective(ObjectiveConfig())
+    batch = collate(ctx.samples[:5], byte_tok.pad_token_id)
+    loss_a, grads_a = _loss_and_grads(model, sft, batch)
+    loss_b, grads_b = _loss_and_grads(model, igd, batch)
+    torch.testing.assert_close(loss_b, loss_a, atol=1e-6, rtol=1e-6)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(gb, ga, atol=1e-7, rtol=1e-5)
+
+
+def test_igd_weights_are_beta_on_zero_gain_tokens(byte_tok):
+    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    obj = IGDObjective(IGDConfig(beta=0.1))
+    obj.setup(ctx)
+    ref = ig.target_trie(ctx.builder, TITLES, ctx.item_counts)
+    info = ig.trie_information(ref, ctx.item_counts)
+    batch = collate(ctx.samples[3:7], byte_tok.pad_token_id)
+    obj.prepare(batch)
+    expected = []
+    for s in ctx.samples[3:7]:
+        nodes, _ = ig.walk_samples(ref, [s], TITLES)
+        expected += [0.1 if z else 1.0 for z in ig.zero_gain_tokens(info, nodes)[0].tolist()]
+    torch.testing.assert_close(batch.meta["igd_weight"], torch.tensor(expected))
+    last = batch.meta["position"] == batch.meta["target_length"] - 1
+    assert (batch.meta["igd_weight"][last] == 0.1).all()  # EOS after the closing quote is forced
+    assert 0 < obj.zero_ig_share < 1
+
+
+def test_igd_catalog_reference_uses_the_decoding_trie(byte_tok):
+    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    obj = IGDObjective(IGDConfig(reference="catalog"))
+    obj.setup(ctx)
+    assert obj.zero_ig_share is not None
+
+
+def test_igd_target_outside_reference_trie_raises(byte_tok):
+    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx.trie = build_trie(ctx.builder, TITLES, [0, 1, 2])
+    target = next(s for s in ctx.samples if s.target_item > 2)
+    with pytest.raises(
+        RecbiasError, match=f"sample {target.sample_id}: .*{TITLES[target.target_item]!r}"
+    ):
+        IGDObjective(IGDConfig(reference="catalog")).setup(ctx)
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.5])
+def test_igd_beta_outside_unit_interval_rejected_at_load(beta):
+    with pytest.raises(ConfigError, match=r"train\.objective\.igd\.beta"):
+        from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": beta}}})
+
+
+def test_igd_is_selectable_from_config():
+    cfg = from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": 0.3}}})
+    obj = build_objective(cfg.objective)
+    assert isinstance(obj, IGDObjective) and obj.cfg.beta == 0.3
+
+
+class _Records:
+    def __init__(self):
+        self.rows = []
+
+    def log(self, record):
+        self.rows.append(record)
+
+
+def _train(tok, tmp_path, mbs, accum, objective):
+    model = tiny.tiny_llama(len(tok), seed=1)
+    ctx = _ctx(tok, model)
+    obj = build_objective(objective)
+    obj.setup(ctx)
+    cfg = TrainConfig(
+        epochs=1,
+        lr=1e-2,
+        warmup_steps=0,
+        micro_batch_size=mbs,
+        grad_accum=accum,
+        max_grad_norm=0.0,
+        log_every=1,
+        objective=objective,
+    )
+    records = _Records()
+    Trainer(model, obj, cfg, tmp_path, tok.pad_token_id, seed=0, dtype="fp32", logger=records).fit(
+        ctx.samples, validate=None
+    )
+    return model, records.rows
+
+
+def test_igd_accumulation_invariance_and_training(byte_tok, tmp_path):
+    objective = ObjectiveConfig(name="igd", igd=IGDConfig(beta=0.1))
+    a, rows = _train(byte_tok, tmp_path / "a", 4, 1, objective)
+    b, _ = _train(byte_tok, tmp_path / "b", 1, 4, objective)
+    c, _ = _train(byte_tok, tmp_path / "c", 2, 2, objective)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(pa, pc, atol=2e-5, rtol=1e-4)
+    init = tiny.tiny_llama(len(byte_tok), seed=1)
+    assert any(
+        not torch.equal(p, q) for p, q in zip(a.parameters(), init.parameters(), strict=True)
+    )
+    losses = [r["loss"] for r in rows if r["event"] == "train"]
+    assert losses and all(math.isfinite(x) for x in losses)
+
+
+# --- IGD decoding calibration ---------------------------------------------------------------
+
+
+def _root_edges(trie, logp):
+    parent = torch.zeros(1, dtype=torch.long)
+    token, child, valid = trie.edges(parent)
+    return EdgeScores(logp, parent, token, child, valid, torch.zeros(1, dtype=torch.long), 0)
+
+
+def test_calibration_alpha_zero_leaves_scores_unchanged():
+    trie = ItemTrie.build(SEQS)
+    edges = _root_edges(trie, torch.log(torch.tensor([[0.5, 0.3, 0.2]])))
+    hook = igd_score_hook(trie, COUNTS, IGDDecodeConfig(alpha=0.0))
+    assert torch.equal(hook(edges), edges.logp)
+
+
+def test_calibration_boosts_the_high_gain_sibling():
+    trie = ItemTrie.build(SEQS)
+    edges = _root_edges(trie, torch.full((1, 3), math.log(1 / 3)))  # children 1, 4, 7
+    out = igd_score_hook(trie, COUNTS, IGDDecodeConfig(alpha=0.2))(edges)
+    # IG(7) = S − h(.2) is the largest, IG(1) = S − h(.4) − h(.2) the smallest
+    assert edges.token[0, out[0].argmax()].item() == 7
+    assert out[0, 0].item() == pytest.approx(math.log(1 / 3))  # min-IG edge keeps w_d = 1
+    assert out[0, 2].item() == pytest.approx(0.8 * math.log(1 / 3), rel=1e-6)
+
+
+def test_calibration_single_child_and_padding_keep_weight_one():
+    gain = torch.tensor([[0.7, 0.0], [0.3, 0.9]])
+    valid = torch.tensor([[True, False], [True, True]])
+    w = calibration_weights(gain, valid, alpha=0.5)
+    assert w[0].tolist() == [1.0, 1.0]
+    assert w[1, 0].item() == 1.0 and w[1, 1].item() == pytest.approx(0.5, rel=1e-6)
+
+
+def test_calibration_alpha_rejected_outside_unit_interval():
+    with pytest.raises(ConfigError, match="decode.igd.alpha"):
+        IGDDecodeConfig(alpha=-0.1).validate()
+
+
+def test_beam_search_with_calibration_returns_catalog_items(byte_tok):
+    builder, df, samples = _setup(byte_tok)
+    items = [0, 2, 3, 4, 5, 6, 7]
+    trie = build_trie(builder, TITLES, items)
+    hook = igd_score_hook(trie, count_items(df, len(TITLES)), IGDDecodeConfig(alpha=0.4))
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    prompts = [s.prompt.input_ids for s in samples[:3]]
+    cfg = BeamConfig(num_beams=4, length_penalty=0.0)
+    found = constrained_beam_search(model, prompts, trie, cfg, byte_tok.pad_token_id, hook)
+    for res in found:
+        assert len(res.items) == 4 and set(res.items) <= set(items)
+    plain = constrained_beam_search(model, prompts, trie, cfg, byte_tok.pad_token_id)
+    neutral = igd_score_hook(trie, count_items(df, len(TITLES)), IGDDecodeConfig(alpha=0.0))
+    same = constrained_beam_search(model, prompts, trie, cfg, byte_tok.pad_token_id, neutral)
+    assert [r.items for r in same] == [r.items for r in plain]

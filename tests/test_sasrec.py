@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recbias.baselines.sasrec import (
+    SASRecConfig,
+    SASRecNet,
+    SASRecRecommender,
+    attention_mask,
+    history_tensor,
+    top_k,
+)
+from recbias.errors import ConfigError
+from recbias.evaluation.predictions import Recommender
+
+N_ITEMS = 12
+FAST = SASRecConfig(hidden=32, epochs=40, lr=5e-3, batch_size=64, dropout=0.1)
+
+
+def _next_item_samples(n, seed, start_id=0):
+    """Histories of consecutive items (mod N_ITEMS); the target is always last + 1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        first, size = int(rng.integers(N_ITEMS)), int(rng.integers(1, 12))
+        hist = [(first + j) % N_ITEMS for j in range(size)]
+        rows.append(
+            {
+                "sample_id": start_id + i,
+                "user": f"u{i}",
+                "history": hist,
+                "target": (hist[-1] + 1) % N_ITEMS,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    torch.set_num_threads(1)
+    return SASRecRecommender(FAST).fit(_next_item_samples(300, seed=0), N_ITEMS)
+
+
+def test_learns_a_deterministic_next_item_rule(fitted):
+    test = _next_item_samples(100, seed=1, start_id=1000)
+    recs = fitted.recommend(test, k=5)
+    hr1 = float(np.mean(recs.items[:, 0] == test["target"].to_numpy()))
+    assert hr1 >= 0.99
+    assert fitted.losses[-1] < fitted.losses[0]
+
+
+def test_shapes_and_protocol(fitted):
+    test = _next_item_samples(7, seed=2)
+    assert isinstance(fitted, Recommender)
+    assert fitted.scores(test).shape == (7, N_ITEMS)
+    recs = fitted.recommend(test, k=3)
+    assert recs.items.shape == (7, 3) and recs.scores.shape == (7, 3)
+    assert recs.sample_ids.tolist() == test["sample_id"].tolist()
+    assert np.all(np.diff(recs.scores, axis=1) <= 0)
+
+
+def test_same_seed_same_model_and_caller_rng_untouched():
+    train = _next_item_samples(60, seed=3)
+    cfg = SASRecConfig(hidden=16, epochs=2, batch_size=16)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = SASRecRecommender(cfg).fit(train, N_ITEMS)
+    assert torch.equal(torch.rand(1), before)
+    b = SASRecRecommender(cfg).fit(train, N_ITEMS)
+    other = SASRecRecommender(SASRecConfig(hidden=16, epochs=2, batch_size=16, seed=1))
+    np.testing.assert_array_equal(a.scores(train), b.scores(train))
+    assert not np.array_equal(a.scores(train), other.fit(train, N_ITEMS).scores(train))
+
+
+def test_ties_go_to_the_smaller_item_and_excluded_items_are_empty():
+    scores = np.array(
+        [[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-np.inf, 1.0, -np.inf, -np.inf]]
+    )
+    items, values = top_k(scores, 3)
+    assert items.tolist() == [[1, 2, 0], [0, 1, 2], [1, -1, -1]]
+    assert np.isnan(values[2, 1:]).all()
+    items, _ = top_k(scores[:1], 6)  # k beyond the catalog: padded with -1
+    assert items.tolist() == [[1, 2, 0, 3, -1, -1]]
+
+
+def test_exclude_history(fitted):
+    test = _next_item_samples(20, seed=4)
+    model = SASRecRecommender(SASRecConfig(exclude_history=True))
+    model.net, model.n_items = fitted.net, fitted.n_items
+    recs = model.recommend(test, k=N_ITEMS)
+    for row, hist in zip(recs.items, test["history"], strict=True):
+        assert not set(row[row >= 0].tolist()) & set(hist)
+
+
+def test_padding_is_invisible_to_the_real_positions():
+    torch.manual_seed(0)
+    net = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, max_len=6, dropout=0.0)).eval()
+    short = history_tensor([[3, 4]], N_ITEMS, 6)
+    assert short.tolist() == [[0, 0, 0, 0, 4, 5]]
+    # The same weights with a window of 2 (positions 4 and 5 of the long one): no padding at all.
+    unpadded = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, max_len=2, dropout=0.0)).eval()
+    state = net.state_dict()
+    state["positions.weight"] = state["positions.weight"][4:]
+    unpadded.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(net(short), unpadded(history_tensor([[3, 4]], N_ITEMS, 2)))
+    mask = attention_mask(short > 0, 2)
+    assert mask.shape == (2, 6, 6)
+    assert mask[0, 5].tolist() == [True, True, True, True, False, False]
+    assert mask[0, 0].tolist() == [False, True, True, True, True, True]
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [({"heads": 3}, "heads"), ({"dropout": 1.0}, "dropout"), ({"epochs": 0}, "epochs")],
+)
+def test_invalid_config_names_the_key(change, key):
+    with pytest.raises(ConfigError, match=rf"baselines\.sasrec\.{key}"):
+        SASRecConfig(**change).validate()
