@@ -92,14 +92,18 @@ def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) ->
     """The model to train (or, with ``weights``, a trained one from a run directory)."""
     base = loading.resolve_path(cfg.model)
     tok = loading.load_tokenizer(base)
-    model = loading.load_model(weights if weights and cfg.model.finetune == "full" else base)
+    device = distributed.init_from_env() or loading.resolve_device(cfg.model.device)
+    attention = loading.attention_for(cfg.model.attention, device)
+    model = loading.load_model(
+        weights if weights and cfg.model.finetune == "full" else base, attention=attention
+    )
     if cfg.model.finetune == "lora":
         adapter = weights or (Path(cfg.model.adapter) if cfg.model.adapter else None)
         if adapter is not None:
             model = loading.load_adapter(model, adapter, trainable=weights is None)
         else:
             model = loading.add_lora(model, cfg.model.lora)
-    model.to(distributed.init_from_env() or loading.resolve_device(cfg.model.device))
+    model.to(device)
     builder = PromptBuilder(tok, cfg.prompt, ds.domain)
     return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
 

@@ -54,6 +54,10 @@ class TrainConfig:
         default=0, metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)"}
     )
     log_every: int = field(default=10, metadata={"help": "log training metrics every N steps"})
+    compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the decoder stack for training (one-time cost)"},
+    )
     loggers: list[str] = field(
         default_factory=list, metadata={"help": "extra loggers besides JSONL: tensorboard, mlflow"}
     )
@@ -84,10 +88,15 @@ def causal_lm(model: torch.nn.Module) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def target_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """[n_tok, vocab] logits at the supervised positions only (skips the LM head elsewhere)."""
+def target_logits(
+    model: torch.nn.Module, batch: Batch, decoder: torch.nn.Module | None = None
+) -> torch.Tensor:
+    """[n_tok, vocab] logits at the supervised positions only (skips the LM head elsewhere).
+
+    ``decoder`` replaces the model's own decoder stack (e.g. a ``torch.compile``d wrapper of it).
+    """
     lm = causal_lm(model)
-    hidden = lm.get_decoder()(
+    hidden = (decoder or lm.get_decoder())(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
     ).last_hidden_state
     return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask])
@@ -131,6 +140,11 @@ class Trainer:
         )
         self.state = LoopState()
         self.device = next(model.parameters()).device
+        # Compiling fuses the elementwise ops around the matmuls (about 1.2x on CPU here) after a
+        # one-time compilation of a few minutes; decoding keeps the uncompiled model.
+        self.decoder = (
+            torch.compile(causal_lm(model).get_decoder(), dynamic=True) if cfg.compile else None
+        )
 
     @property
     def ckpt_dir(self) -> Path:
@@ -165,7 +179,7 @@ class Trainer:
         rank, world = distributed.rank_and_world()
         for b in batches[rank::world]:  # this process's share of the effective batch
             with autocast(self.dtype, self.device):
-                logits = target_logits(self.model, b)
+                logits = target_logits(self.model, b, self.decoder)
             num = self.objective(logits.float(), b.target_labels, b.meta)
             (num / total).backward()
             loss_sum += num.detach()
