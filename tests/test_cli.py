@@ -290,11 +290,13 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path, tiny_ckpt, ta
     assert a["llm"]["NDCG@10"]["mean"] == pytest.approx(b["llm"]["NDCG@10"]["mean"], abs=1e-6)
 
 
-@pytest.mark.parametrize("objective", ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"])
+@pytest.mark.parametrize(
+    "objective", ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight", "msl_gdrt"]
+)
 def test_every_objective_runs_end_to_end(tmp_path, tiny_ckpt, table_data, objective):
     cfg = write_config(tmp_path, tiny_ckpt, table_data)
     run = tmp_path / objective
-    extra = ["--set", "train.objective.gdrt.groups=2"] if objective == "gdrt" else []
+    extra = ["--set", "train.objective.gdrt.groups=2"] if "gdrt" in objective else []
     argv = ["run", str(cfg), "--run-dir", str(run), "--set", f"train.objective.name={objective}"]
     assert main([*argv, *extra]) == 0
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]["methods"]["llm"]

@@ -19,11 +19,14 @@ from recbias.objectives.pos import PosConfig, PosObjective
 from recbias.objectives.reweight import ReweightConfig, ReweightObjective
 from recbias.objectives.sft import SFTConfig, SFTObjective
 
-_REGISTRY: dict[str, tuple[str, Callable[[Any], Objective]]] = {}
+_REGISTRY: dict[str, tuple[str | None, Callable[[Any], Objective]]] = {}
 
 
-def register_objective(name: str, config_field: str, factory: Callable[[Any], Objective]) -> None:
-    """Register ``factory(cfg)``; ``config_field`` names its config table in ObjectiveConfig."""
+def register_objective(
+    name: str, config_field: str | None, factory: Callable[[Any], Objective]
+) -> None:
+    """Register ``factory(cfg)``; ``config_field`` names its config table in ObjectiveConfig
+    (``None``: a combination whose factory receives the whole ObjectiveConfig)."""
     if name in _REGISTRY:
         raise ValueError(f"objective '{name}' is already registered")
     _REGISTRY[name] = (config_field, factory)
@@ -33,7 +36,7 @@ def register_objective(name: str, config_field: str, factory: Callable[[Any], Ob
 class ObjectiveConfig:
     name: str = field(
         default="sft",
-        metadata={"help": "training objective: sft, gdrt, igd, msl, pos, cft, reweight"},
+        metadata={"help": "training objective: sft, gdrt, igd, msl, pos, cft, reweight, msl_gdrt"},
     )
     sft: SFTConfig = field(default_factory=SFTConfig)
     igd: IGDConfig = field(default_factory=IGDConfig)
@@ -53,7 +56,15 @@ class ObjectiveConfig:
 
 def build_objective(cfg: ObjectiveConfig) -> Objective:
     config_field, factory = _REGISTRY[cfg.name]
-    return factory(getattr(cfg, config_field))
+    return factory(cfg if config_field is None else getattr(cfg, config_field))
+
+
+def _msl_gdrt(cfg: ObjectiveConfig) -> Objective:
+    """MSL+GDRT (GDRT Table 3): Group-DRO weights over relevance groups of MSL's token losses,
+    with the settings of ``train.objective.gdrt`` and ``train.objective.msl`` (fixed τ)."""
+    if cfg.msl.ats:
+        raise ConfigError("config key 'train.objective.msl.ats': MSL+GDRT uses a fixed τ")
+    return GDRTObjective(cfg.gdrt, base=MSLObjective(cfg.msl))
 
 
 def registered() -> list[str]:
@@ -67,5 +78,6 @@ register_objective("pos", "pos", PosObjective)
 register_objective("cft", "cft", CFTObjective)
 register_objective("reweight", "reweight", ReweightObjective)
 register_objective("gdrt", "gdrt", GDRTObjective)
+register_objective("msl_gdrt", None, _msl_gdrt)
 
 __all__ = ["Objective", "ObjectiveConfig", "build_objective", "register_objective", "registered"]

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -173,9 +173,12 @@ class GDRTObjective:
 
     name = "gdrt"
 
-    def __init__(self, cfg: GDRTConfig | None = None) -> None:
+    def __init__(self, cfg: GDRTConfig | None = None, base: Any = None) -> None:
+        """``base``: an objective whose per-token losses replace CE inside the groups (it must
+        have ``setup``, ``prepare`` and ``token_losses``), e.g. MSL for MSL+GDRT."""
         self.cfg = cfg or GDRTConfig()
         self.cfg.validate()
+        self.base = base
         self._ctx: ObjectiveContext | None = None
         self._table: torch.Tensor | None = None  # [n_items, T] group of (target item, position)
         self._step: _Step | None = None
@@ -190,6 +193,8 @@ class GDRTObjective:
     def setup(self, ctx: ObjectiveContext) -> None:
         """Relevance (Eq. 3) with the model before tuning, then the groups."""
         self._ctx = ctx
+        if self.base is not None:
+            self.base.setup(ctx)
         self._assign_groups(ctx.model)
 
     def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
@@ -234,6 +239,8 @@ class GDRTObjective:
         if bool((group < 0).any()):
             raise RecbiasError("gdrt: a batch holds a target that was not in the setup samples")
         batch.meta["gdrt_group"] = group
+        if self.base is not None:
+            self.base.prepare(batch)
         counts = torch.bincount(group, minlength=self.cfg.groups).float()
         if self._step is None or self._step.closed:
             self._step = _Step([], torch.zeros_like(counts))
@@ -248,7 +255,7 @@ class GDRTObjective:
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         step = self._close()
-        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        ce = self._token_losses(logits, labels, meta)
         group = meta["gdrt_group"]
         if step.weights is None:
             step.weights = self._weights(step, ce, meta)
@@ -256,6 +263,14 @@ class GDRTObjective:
         if self.cfg.weights_from == "previous":
             self._accumulate(step, group_sums(ce, group, self.cfg.groups))
         return (step.weights[group] * ce).sum()
+
+    def _token_losses(
+        self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """[n_tok] per-token loss inside the groups: CE (Eq. 4), or the base objective's."""
+        if self.base is None:
+            return F.cross_entropy(logits.float(), labels, reduction="none")
+        return self.base.token_losses(logits, labels, meta)
 
     def stats(self) -> dict[str, torch.Tensor]:
         """Last step's per-group mean CE, weight Q and token count (absent groups: 0, 0, 0)."""
@@ -310,7 +325,7 @@ class GDRTObjective:
             with torch.no_grad(), autocast(ctx.dtype, ce.device):
                 for b in others:
                     lg = target_logits(ctx.model, b).float()
-                    other_ce = F.cross_entropy(lg, b.target_labels, reduction="none")
+                    other_ce = self._token_losses(lg, b.target_labels, b.meta)
                     sums += group_sums(other_ce, b.meta["gdrt_group"], self.cfg.groups)
         return sums
 

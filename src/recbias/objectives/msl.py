@@ -153,6 +153,14 @@ class MSLObjective:
             return (meta["msl_degree"] > 1).sum().float()
         return torch.tensor(float(labels.numel()))
 
+    def token_losses(
+        self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """[n_tok] MSL loss of every target token at the fixed τ (used by MSL+GDRT)."""
+        allowed, _, valid = self._trie_on(logits.device).edges(meta["msl_node"])
+        tau = self.tau.to(logits.device)
+        return restricted_cross_entropy(logits.float(), labels, allowed, valid, tau)
+
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:

@@ -96,7 +96,7 @@ def target_logits(
     ``decoder`` replaces the model's own decoder stack (e.g. a ``torch.compile``d wrapper of it).
     """
     lm = causal_lm(model)
-    hidden = (decoder or lm.get_decoder())(
+    hidden = (decoder if decoder is not None else lm.get_decoder())(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
     ).last_hidden_state
     return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask])

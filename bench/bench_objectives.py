@@ -1,0 +1,109 @@
+"""Training cost of each debiasing objective relative to SFT, and IGD decoding vs plain decoding.
+
+    python bench/bench_objectives.py --samples 96 --users 32
+
+Every objective trains the same SmolLM2-135M start point on the same quickstart samples with the
+same effective batch, after an untimed warm-up pass over the very same batches; the time of the
+timed pass is divided by SFT's. GDRT's one-time relevance pass (``setup``) is timed separately and
+divided by the SFT pass. The IGD calibration hook is timed in constrained beam search against the
+plain search on the same prompts. Writes bench/results/objectives.json.
+
+Targets (issue 3): GDRT <= 1.05x (relevance pass <= 0.35x of an SFT epoch), IGD <= 1.03x,
+MSL <= 1.10x, CFT <= 2.1x; IGD decoding <= 1.10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from recbias.baselines.popularity import count_items
+from recbias.config import load_config
+from recbias.decoding import constrained_beam_search
+from recbias.decoding.igd_calibration import igd_score_hook
+from recbias.experiment import RunConfig
+from recbias.lm.batching import encode_samples
+from recbias.lm.loading import autocast
+from recbias.objectives import ObjectiveConfig, build_objective
+from recbias.objectives.base import ObjectiveContext
+from recbias.pipeline import load_data, load_lm, make_recommender
+from recbias.train.loop import Trainer, TrainConfig
+
+METHODS = ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"]
+
+
+def time_objective(name, base_state, lm, ctx_args, samples, tcfg, tmp) -> tuple[float, float]:
+    """(seconds of the timed pass, seconds of setup) for one objective from the same start."""
+    lm.model.load_state_dict(base_state)
+    objective = build_objective(ObjectiveConfig(name=name))
+    t0 = time.perf_counter()
+    objective.setup(ObjectiveContext(lm.model, *ctx_args))
+    setup = time.perf_counter() - t0
+    trainer = Trainer(lm.model, objective, tcfg, tmp, ctx_args[-1], 0, "bf16")
+    trainer.fit(samples, None)  # warm-up pass over the same batches
+    trainer.state = type(trainer.state)()
+    t0 = time.perf_counter()
+    trainer.fit(samples, None)
+    return time.perf_counter() - t0, setup
+
+
+def time_decoding(cfg, ds, lm, users: int) -> tuple[float, float]:
+    rec = make_recommender(cfg, ds, lm)
+    prompts = rec.prompts(ds.split("test").head(users))
+    hook = igd_score_hook(rec.trie, count_items(ds.split("train"), len(ds.titles)))
+    pad = lm.builder.tokenizer.pad_token_id
+    out = []
+    for h in (None, hook, None, hook):  # interleaved: each side runs twice, best time kept
+        t0 = time.perf_counter()
+        with autocast(cfg.model.dtype):
+            constrained_beam_search(lm.model, prompts, rec.trie, cfg.decode.beam, pad, h)
+        out.append(time.perf_counter() - t0)
+    return min(out[0], out[2]), min(out[1], out[3])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples", type=int, default=96, help="training samples per timed pass")
+    ap.add_argument("--users", type=int, default=32, help="test users for the decoding timing")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    args = ap.parse_args()
+    cfg = load_config(RunConfig, Path("configs/quickstart.toml"))
+    ds = load_data(cfg)
+    lm = load_lm(cfg, ds)
+    train_df = ds.split("train").head(args.samples)
+    samples = encode_samples(lm.builder, train_df, ds.titles, lm.max_length)
+    rec = make_recommender(cfg, ds, lm)
+    counts = count_items(ds.split("train"), len(ds.titles))
+    pad = lm.builder.tokenizer.pad_token_id
+    ctx_args = (lm.builder, ds.titles, train_df, samples, counts, rec.trie, "bf16", pad)
+    tcfg = TrainConfig(epochs=1, micro_batch_size=4, grad_accum=4, warmup_steps=0)
+    base_state = copy.deepcopy(lm.model.state_dict())
+    tmp = Path("bench/results/tmp_objectives")
+    result: dict[str, dict[str, float]] = {}
+    for name in args.methods.split(","):
+        seconds, setup = time_objective(name, base_state, lm, ctx_args, samples, tcfg, tmp)
+        result[name] = {"seconds": seconds, "setup_seconds": setup}
+    sft = result["sft"]["seconds"]
+    for name, r in result.items():
+        r["ratio_vs_sft"] = r["seconds"] / sft
+        r["setup_ratio_vs_sft_pass"] = r["setup_seconds"] / sft
+        print(f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT   "
+              f"setup {r['setup_seconds']:6.1f} s ({r['setup_ratio_vs_sft_pass']:.3f}x an SFT pass)")
+    lm.model.load_state_dict(base_state)
+    plain, igd = time_decoding(cfg, ds, lm, args.users)
+    print(f"decoding {args.users} users: plain {plain:.1f} s, IGD-calibrated {igd:.1f} s "
+          f"-> {igd / plain:.3f}x")
+    result["decoding"] = {"plain_seconds": plain, "igd_seconds": igd, "ratio": igd / plain}
+    result["threads"] = {"torch": torch.get_num_threads()}
+    out = Path("bench/results/objectives.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
