@@ -32,7 +32,7 @@ from recbias.lm.loading import autocast
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.base import ObjectiveContext
 from recbias.pipeline import load_data, load_lm, make_recommender
-from recbias.train.loop import Trainer, TrainConfig
+from recbias.train.loop import TrainConfig, Trainer
 
 METHODS = ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"]
 
@@ -92,12 +92,16 @@ def main() -> None:
     for name, r in result.items():
         r["ratio_vs_sft"] = r["seconds"] / sft
         r["setup_ratio_vs_sft_pass"] = r["setup_seconds"] / sft
-        print(f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT   "
-              f"setup {r['setup_seconds']:6.1f} s ({r['setup_ratio_vs_sft_pass']:.3f}x an SFT pass)")
+        print(
+            f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT   "
+            f"setup {r['setup_seconds']:6.1f} s ({r['setup_ratio_vs_sft_pass']:.3f}x an SFT pass)"
+        )
     lm.model.load_state_dict(base_state)
     plain, igd = time_decoding(cfg, ds, lm, args.users)
-    print(f"decoding {args.users} users: plain {plain:.1f} s, IGD-calibrated {igd:.1f} s "
-          f"-> {igd / plain:.3f}x")
+    print(
+        f"decoding {args.users} users: plain {plain:.1f} s, IGD-calibrated {igd:.1f} s "
+        f"-> {igd / plain:.3f}x"
+    )
     result["decoding"] = {"plain_seconds": plain, "igd_seconds": igd, "ratio": igd / plain}
     result["threads"] = {"torch": torch.get_num_threads()}
     out = Path("bench/results/objectives.json")
