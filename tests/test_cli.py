@@ -111,6 +111,8 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_ckpt, table_data, ca
     llm = metrics["metrics"]["methods"]["llm"]
     assert llm["valid_ratio"] == 1.0
     assert 0.0 <= llm["NDCG@10"]["lo"] <= llm["NDCG@10"]["mean"] <= llm["NDCG@10"]["hi"] <= 1.0
+    share = metrics["training"]["zero_ig_token_share"]
+    assert 0.0 < share < 1.0  # the terminator and EOS are always forced; first tokens are not
     env = json.loads((run / "environment.json").read_text())
     assert env["seed"] == 0 and env["packages"]["torch"]
     assert "| llm |" in capsys.readouterr().out
