@@ -75,3 +75,21 @@ class Objective(Protocol):
     ) -> torch.Tensor:
         """Scalar numerator: the sum of per-token loss terms."""
         ...
+
+
+class ObjectiveBase:
+    """No-op defaults of the optional hooks, so an objective writes only what it uses."""
+
+    name = "base"
+
+    def setup(self, ctx: ObjectiveContext) -> None:
+        return None
+
+    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
+        return None
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def prepare(self, batch: Batch) -> None:
+        return None

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import Batch, TokenizedSample, collate
 from recbias.lm.loading import autocast
-from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.base import ObjectiveBase, ObjectiveContext
 from recbias.objectives.pos import check_beta, positional_weights
 from recbias.prompts import PromptBuilder
 
@@ -82,7 +82,7 @@ def no_history_samples(
     return out
 
 
-class CFTObjective:
+class CFTObjective(ObjectiveBase):
     name = "cft"
 
     def __init__(self, cfg: CFTConfig | None = None) -> None:
@@ -98,12 +98,6 @@ class CFTObjective:
             prompt_cfg = replace(builder.cfg, history_placeholder=self.cfg.no_history_text)
             builder = PromptBuilder(builder.tokenizer, prompt_cfg, builder.domain)
         self._cf = no_history_samples(builder, ctx.titles, ctx.samples)
-
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        return None
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
 
     def prepare(self, batch: Batch) -> None:
         """Collate the no-history twins of the batch's rows (same row order) into ``meta``."""

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from recbias.errors import ConfigError
 from recbias.lm.batching import Batch
 from recbias.objectives import information_gain as ig
-from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.base import ObjectiveBase, ObjectiveContext
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class IGDConfig:
             )
 
 
-class IGDObjective:
+class IGDObjective(ObjectiveBase):
     """Zero-IG token weighting; ``zero_ig_share`` is the zero-IG share of the training targets."""
 
     name = "igd"
@@ -76,12 +76,6 @@ class IGDObjective:
         self._weights = ig.SampleTable(ids, weights)
         self.zero_ig_share = ig.zero_ig_share(zero, lengths)
         log.info("IGD: %.1f%% of the training-target tokens are zero-IG", 100 * self.zero_ig_share)
-
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        return None
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
 
     def prepare(self, batch: Batch) -> None:
         if self._weights is None:

@@ -35,7 +35,7 @@ from recbias.decoding.trie import ItemTrie
 from recbias.errors import ConfigError
 from recbias.lm.batching import Batch
 from recbias.objectives import information_gain as ig
-from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.base import ObjectiveBase, ObjectiveContext
 from recbias.train import distributed
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def first_branch(trie: ItemTrie) -> int:
     return node
 
 
-class MSLObjective:
+class MSLObjective(ObjectiveBase):
     name = "msl"
 
     def __init__(self, cfg: MSLConfig | None = None) -> None:
@@ -121,9 +121,6 @@ class MSLObjective:
         self._c = math.log(n_first * self.cfg.ats_eta) if n_first * self.cfg.ats_eta > 0 else 0.0
         if self.cfg.ats and self._c <= 0:
             log.warning("MSL ATS: N_first·η = %s <= 1, τ stays fixed", n_first * self.cfg.ats_eta)
-
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        return None
 
     def stats(self) -> dict[str, torch.Tensor]:
         return {"msl_tau": self.tau.detach().clone()} if self.cfg.ats else {}

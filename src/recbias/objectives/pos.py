@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from recbias.errors import ConfigError
-from recbias.lm.batching import Batch
-from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.base import ObjectiveBase
 
 
 def positional_weights(position: torch.Tensor, length: torch.Tensor, beta: float) -> torch.Tensor:
@@ -50,24 +49,12 @@ class PosConfig:
         check_beta(self.beta, "train.objective.pos.beta")
 
 
-class PosObjective:
+class PosObjective(ObjectiveBase):
     name = "pos"
 
     def __init__(self, cfg: PosConfig | None = None) -> None:
         self.cfg = cfg or PosConfig()
         self.cfg.validate()
-
-    def setup(self, ctx: ObjectiveContext) -> None:
-        return None
-
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        return None
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def prepare(self, batch: Batch) -> None:
-        return None
 
     def _weights(self, meta: dict[str, torch.Tensor]) -> torch.Tensor:
         return positional_weights(meta["position"], meta["target_length"], self.cfg.beta)

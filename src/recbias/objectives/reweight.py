@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import Batch
-from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.base import ObjectiveBase, ObjectiveContext
 
 
 @dataclass
@@ -51,7 +51,7 @@ def item_weights(item_counts: np.ndarray, gamma: float) -> torch.Tensor:
     return torch.where(counts > 0, weights, 0.0).float()
 
 
-class ReweightObjective:
+class ReweightObjective(ObjectiveBase):
     name = "reweight"
 
     def __init__(self, cfg: ReweightConfig | None = None) -> None:
@@ -70,12 +70,6 @@ class ReweightObjective:
                 "has training count 0; item_counts must count the training targets"
             )
         self._item_weight = weights
-
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        return None
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
 
     def prepare(self, batch: Batch) -> None:
         if self._item_weight is None:

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from recbias.lm.batching import Batch
-from recbias.objectives.base import ObjectiveContext
+from recbias.objectives.base import ObjectiveBase
 
 
 @dataclass
@@ -16,25 +15,13 @@ class SFTConfig:
     """SFT has no parameters."""
 
 
-class SFTObjective:
+class SFTObjective(ObjectiveBase):
     """L = Σ_t CE(logits_t, y_t) / n_target_tokens over the effective batch."""
 
     name = "sft"
 
     def __init__(self, cfg: SFTConfig | None = None) -> None:
         self.cfg = cfg or SFTConfig()
-
-    def setup(self, ctx: ObjectiveContext) -> None:
-        return None
-
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        return None
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def prepare(self, batch: Batch) -> None:
-        return None
 
     def normaliser(self, labels: torch.Tensor, meta: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.tensor(float(labels.numel()))
