@@ -343,7 +343,3 @@ def run_experiment(
     write_metrics_json(run_dir / "metrics.json", result)
     result["summary"] = write_summary(cfg, run_dir, result)
     return result
-
-
-def test_targets(samples: pd.DataFrame) -> np.ndarray:
-    return samples["target"].to_numpy()
