@@ -56,3 +56,39 @@ def test_msl_gdrt_rejects_adaptive_temperature():
 def test_msl_gdrt_is_selectable_from_toml():
     cfg = from_dict(RunConfig, {"train": {"objective": {"name": "msl_gdrt"}}})
     assert cfg.train.objective.name == "msl_gdrt"
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        ObjectiveConfig(name="msl", msl=MSLConfig(ats=True, ats_min_tau=0.1, ats_ema=0.5)),
+        ObjectiveConfig(name="gdrt", gdrt=GDRTConfig(groups=2, ema=0.5, weights_from="previous")),
+    ],
+    ids=["msl-ats", "gdrt-ema"],
+)
+def test_objective_state_survives_a_resume(byte_tok, tmp_path, objective):
+    from recbias.objectives import build_objective
+    from recbias.train.loop import TrainConfig, Trainer
+
+    def run(path, **kw):
+        model = tiny.tiny_llama(len(byte_tok), seed=1)
+        ctx = _ctx(byte_tok, model)
+        obj = build_objective(objective)
+        obj.setup(ctx)
+        cfg = TrainConfig(
+            epochs=2, lr=1e-2, warmup_steps=0, micro_batch_size=2, grad_accum=1, checkpoint_every=2
+        )
+        trainer = Trainer(model, obj, cfg, path, byte_tok.pad_token_id, seed=0, dtype="fp32")
+        trainer.fit(ctx.samples, None, **kw)
+        return model, obj
+
+    full, full_obj = run(tmp_path / "full")
+    run(tmp_path / "killed", stop_after_steps=5)
+    resumed, resumed_obj = run(tmp_path / "killed", resume=True)
+    for a, b in zip(full.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    state = full_obj.state_dict()
+    for key, value in state.items():
+        torch.testing.assert_close(resumed_obj.state_dict()[key], value, equal_nan=True)
+    moving = state["tau"] if "tau" in state else state["estimate"]
+    assert not torch.equal(moving, build_objective(objective).state_dict().get("tau", moving * 0))

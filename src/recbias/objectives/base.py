@@ -63,6 +63,13 @@ class Objective(Protocol):
         """Tensors to log (e.g. per-group losses and weights); empty by default."""
         ...
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Running state that a resumed run must restore (e.g. MSL's adaptive τ)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned (empty for a fresh run)."""
+
     def prepare(self, batch: Batch) -> None:
         """Add per-token metadata to ``batch.meta`` (e.g. weights, groups); called once per batch."""
 
@@ -92,4 +99,10 @@ class ObjectiveBase:
         return {}
 
     def prepare(self, batch: Batch) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         return None

@@ -264,6 +264,14 @@ class GDRTObjective:
             self._accumulate(step, group_sums(ce, group, self.cfg.groups))
         return (step.weights[group] * ce).sum()
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The running group-loss estimate (EMA / "previous" mode)."""
+        return {"estimate": self._estimate.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            self._estimate = state["estimate"].float()
+
     def _token_losses(
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:

@@ -150,6 +150,24 @@ class MSLObjective(ObjectiveBase):
             return (meta["msl_degree"] > 1).sum().float()
         return torch.tensor(float(labels.numel()))
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The adaptive τ and its update count (ATS), so a resumed run continues them."""
+        state = {
+            "tau": self.tau.detach().cpu(),
+            "updates": torch.tensor(self._updates),
+            "pending": torch.tensor(self._step_open),
+        }
+        if self._sums is not None:  # statistics of the last step, applied at the next one
+            state["sums"] = self._sums.detach().cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            self.tau = state["tau"].float()
+            self._updates = int(state["updates"])
+            self._sums = state.get("sums")
+            self._step_open = bool(state["pending"])
+
     def token_losses(
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:

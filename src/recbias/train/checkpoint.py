@@ -59,6 +59,7 @@ def save(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     state: LoopState,
+    objective_state: dict[str, Any] | None = None,
 ) -> None:
     with atomic_dir(path) as tmp:
         torch.save(trainable_state(model), tmp / "weights.pt")
@@ -67,6 +68,7 @@ def save(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_state(),
+                "objective": objective_state or {},
             },
             tmp / "trainer.pt",
         )
@@ -75,7 +77,8 @@ def save(
 
 def load(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> LoopState:
+) -> tuple[LoopState, dict[str, Any]]:
+    """Restore weights, optimiser, scheduler and RNG; returns the loop and objective state."""
     if not (path / "state.json").exists():
         raise ModelError(f"cannot resume: no checkpoint in '{path}'")
     weights = torch.load(path / "weights.pt", weights_only=True)
@@ -90,7 +93,8 @@ def load(
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     set_rng_state(extra["rng"])
-    return LoopState(**json.loads((path / "state.json").read_text()))
+    state = LoopState(**json.loads((path / "state.json").read_text()))
+    return state, extra.get("objective", {})
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:

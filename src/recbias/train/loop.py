@@ -230,9 +230,10 @@ class Trainer:
             self.optimizer, _lr_lambda(self.cfg, total)
         )
         if resume:
-            self.state = checkpoint.load(
+            self.state, objective_state = checkpoint.load(
                 self.ckpt_dir / "last", self.model, self.optimizer, self.scheduler
             )
+            self.objective.load_state_dict(objective_state)
         self.model.train()
         self.reporter.start(total, self.state.step)
         while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
@@ -301,6 +302,11 @@ class Trainer:
     def _save_last(self) -> None:
         if distributed.is_main():
             checkpoint.save(
-                self.ckpt_dir / "last", self.model, self.optimizer, self.scheduler, self.state
+                self.ckpt_dir / "last",
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.state,
+                self.objective.state_dict(),
             )
         distributed.barrier()
