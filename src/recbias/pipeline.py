@@ -128,11 +128,13 @@ def score_hooks(cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie) -> HookFact
     counts = count_items(train_df, len(ds.titles))
     assistant = d3_assistant(cfg, train_df, counts) if "d3" in cfg.decode.calibration else None
 
+    igd = igd_score_hook(trie, counts, cfg.decode.igd) if "igd" in cfg.decode.calibration else None
+
     def build(samples: pd.DataFrame) -> ScoreHook:
         hooks = []
         for name in cfg.decode.calibration:
             if name == "igd":
-                hooks.append(igd_score_hook(trie, counts, cfg.decode.igd))
+                hooks.append(igd)
             else:
                 probs = assistant(samples) if assistant is not None else None
                 hooks.append(d3_score_hook(trie, probs, cfg.decode.d3))
@@ -167,6 +169,7 @@ def train(
     k = cfg.eval.validation_k
     objective = build_objective(cfg.train.objective)
     pad_id = lm.builder.tokenizer.pad_token_id
+    counts = count_items(train_df, len(ds.titles))
     t_setup = time.perf_counter()
     objective.setup(
         ObjectiveContext(
@@ -175,14 +178,14 @@ def train(
             ds.titles,
             train_df,
             samples,
-            count_items(train_df, len(ds.titles)),
+            counts,
             rec.trie,
             cfg.model.dtype,
             pad_id,
         )
     )
     setup_seconds = time.perf_counter() - t_setup
-    zero_ig = zero_ig_share(lm, ds.titles, samples, count_items(train_df, len(ds.titles)))
+    zero_ig = zero_ig_share(lm, ds.titles, samples, counts)
 
     def validate(model: torch.nn.Module) -> float:
         recs = rec.recommend(valid, k)
