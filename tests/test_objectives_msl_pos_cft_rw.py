@@ -15,6 +15,7 @@ from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import TokenizedSample, collate
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.cft import CFTConfig, CFTObjective
+from recbias.objectives.igd import IGDConfig
 from recbias.objectives.msl import (
     MSLConfig,
     MSLObjective,
@@ -270,6 +271,7 @@ def test_reweight_target_without_count_raises(byte_tok):
 # --- every objective: accumulation invariance and a short training run -----------------------
 
 TRAINED = {
+    "igd": ObjectiveConfig(name="igd", igd=IGDConfig(beta=0.1)),
     "msl": ObjectiveConfig(name="msl"),
     "msl_ats": ObjectiveConfig(
         name="msl", msl=MSLConfig(ats=True, ats_eta=1.0, ats_ema=0.5, ats_min_tau=0.05)
