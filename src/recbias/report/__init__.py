@@ -1,0 +1,1 @@
+"""Reports: audit and experiment results as self-contained HTML, Markdown, CSV and LaTeX."""
