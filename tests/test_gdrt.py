@@ -174,7 +174,9 @@ def _accumulated_step(model, obj, samples, splits, pad_id):
 
 
 @pytest.mark.parametrize(
-    "kw", [{}, {"weights_from": "previous", "ema": 0.5}], ids=["batch", "previous-ema"]
+    "kw",
+    [{"weights_from": "batch"}, {"weights_from": "previous", "ema": 0.5}],
+    ids=["batch", "previous-ema"],
 )
 def test_accumulation_gives_the_effective_batch_gradient(byte_tok, kw):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
@@ -196,7 +198,9 @@ def test_accumulation_gives_the_effective_batch_gradient(byte_tok, kw):
 
 
 @pytest.mark.parametrize(
-    "kw", [{}, {"weights_from": "previous", "ema": 0.5}], ids=["batch", "previous-ema"]
+    "kw",
+    [{"weights_from": "batch"}, {"weights_from": "previous", "ema": 0.5}],
+    ids=["batch", "previous-ema"],
 )
 def test_accumulation_does_not_change_training(byte_tok, tmp_path, kw):
     a = _train(byte_tok, tmp_path / "a", mbs=4, accum=1, **kw)
@@ -208,6 +212,21 @@ def test_accumulation_does_not_change_training(byte_tok, tmp_path, kw):
     ):
         torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-4, msg=name)
         torch.testing.assert_close(pa, pc, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_auto_takes_q_from_the_batch_for_one_micro_batch_else_from_the_previous_step(byte_tok):
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    ctx = _context(byte_tok, model)
+    pad = byte_tok.pad_token_id
+    for split, same_as in (([(0, 4)], "batch"), ([(0, 2), (2, 4)], "previous")):
+        got = {}
+        for mode in ("auto", same_as):
+            obj = _gdrt(ctx, groups=3, weights_from=mode)
+            _accumulated_step(model, obj, ctx.samples[4:8], [(0, 4)], pad)
+            got[mode] = _accumulated_step(model, obj, ctx.samples[:4], split, pad)
+        assert got["auto"][0] == got[same_as][0]
+        for a, b in zip(got["auto"][1], got[same_as][1], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 class _Logs:

@@ -17,7 +17,8 @@ from test_objectives_igd import _ctx, _loss_and_grads, _train
 
 
 def _objective(groups: int) -> ObjectiveConfig:
-    return ObjectiveConfig(name="msl_gdrt", gdrt=GDRTConfig(groups=groups), msl=MSLConfig(tau=2.0))
+    gdrt = GDRTConfig(groups=groups, weights_from="batch")
+    return ObjectiveConfig(name="msl_gdrt", gdrt=gdrt, msl=MSLConfig(tau=2.0))
 
 
 def test_msl_gdrt_with_one_group_is_msl(byte_tok):

@@ -9,7 +9,7 @@ import tiny
 from recbias.lm.batching import bucketed_batches, collate, encode_samples
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
-from recbias.train.loop import TrainConfig, Trainer, target_logits
+from recbias.train.loop import TrainConfig, Trainer, shared_prefix_length, target_logits
 
 TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
 
@@ -56,6 +56,35 @@ def test_target_logits_match_full_forward(byte_tok):
     full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     expected = full[:, :-1][batch.target_mask]
     torch.testing.assert_close(target_logits(model, batch), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_is_the_rows_common_start_and_ends_before_any_target(any_tok):
+    samples = _samples(any_tok)[:4]
+    batch = collate(samples, any_tok.pad_token_id)
+    n = shared_prefix_length(batch)
+    ids = [s.prompt.input_ids for s in samples]
+    common = 0
+    while all(len(i) > common and i[common] == ids[0][common] for i in ids):
+        common += 1
+    assert n == min(common, min(len(i) for i in ids) - 1)
+    assert n >= 8  # the task description
+    assert shared_prefix_length(collate(samples[:1], any_tok.pad_token_id)) == 0
+
+
+@pytest.mark.parametrize("n_rows", [2, 5])
+def test_shared_prefix_forward_gives_the_plain_logits_and_gradients(any_tok, n_rows):
+    model = tiny.tiny_llama(len(any_tok))
+    batch = collate(_samples(any_tok, seed=3)[:n_rows], any_tok.pad_token_id)
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        logits = target_logits(model, batch, share_prefix=share)
+        F.cross_entropy(logits, batch.target_labels).backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (plain, g_plain), (shared, g_shared) = results
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_plain, g_shared, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
 
 
 def test_sft_loss_equals_plain_cross_entropy_on_targets(byte_tok):

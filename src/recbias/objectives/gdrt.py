@@ -34,6 +34,9 @@ trainer's Σ numerators / N equals Σ_g Q(g)L(g). Q comes from ``weights_from``:
   dropout on, that pass sees other dropout masks than the gradient pass; Q is detached anyway.)
 - ``"previous"``: the group losses of the previous step (no extra forward; Q lags one step);
   a group not seen yet takes the mean estimate of the present groups (uniform at the first step).
+- ``"auto"`` (default): ``"batch"`` for a step of one micro-batch per process (exact and free),
+  ``"previous"`` for a step of several (so GDRT costs what SFT costs per epoch; Q then lags one
+  step, which changes its sampling noise but not its expectation).
 
 ``ema = η`` replaces the losses by a running estimate L̂_g ← (1-η)L̂_g + η·L_g updated with every
 step in which g is present (first value: L_g). The estimates are reset when the groups change
@@ -86,11 +89,12 @@ class GDRTConfig:
         default=None,
         metadata={"help": "η of a running estimate of the group losses used for Q; none = off"},
     )
-    weights_from: Literal["batch", "previous"] = field(
-        default="batch",
+    weights_from: Literal["auto", "batch", "previous"] = field(
+        default="auto",
         metadata={
             "help": "batch = Q from this step's group losses (paper; extra no-grad forward when "
-            "a step has several micro-batches); previous = from the previous step's"
+            "a step has several micro-batches); previous = from the previous step's; auto = "
+            "batch with one micro-batch per step and process, else previous"
         },
     )
     relevance_model: Literal["initial", "refresh"] = field(
@@ -119,8 +123,8 @@ class GDRTConfig:
             ("ema", self.ema is None or 0 < self.ema <= 1, "must be in (0, 1]"),
             (
                 "weights_from",
-                self.weights_from in ("batch", "previous"),
-                "must be batch or previous",
+                self.weights_from in ("auto", "batch", "previous"),
+                "must be auto, batch or previous",
             ),
             (
                 "relevance_model",
@@ -260,7 +264,7 @@ class GDRTObjective:
         if step.weights is None:
             step.weights = self._weights(step, ce, meta)
         step.calls += 1
-        if self.cfg.weights_from == "previous":
+        if self._mode(step) == "previous":
             self._accumulate(step, group_sums(ce, group, self.cfg.groups))
         return (step.weights[group] * ce).sum()
 
@@ -298,6 +302,12 @@ class GDRTObjective:
             self._step.closed = True
         return self._step
 
+    def _mode(self, step: _Step) -> str:
+        """Where Q comes from in this step: "batch" or "previous" ("auto" resolved)."""
+        if self.cfg.weights_from != "auto":
+            return self.cfg.weights_from
+        return "batch" if len(self._share(step)) == 1 else "previous"
+
     def _share(self, step: _Step) -> list[Batch]:
         """This process's micro-batches of the step, dealt as the trainer deals them."""
         rank, world = distributed.rank_and_world()
@@ -307,7 +317,7 @@ class GDRTObjective:
         self, step: _Step, ce: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         present = step.counts > 0
-        if self.cfg.weights_from == "batch":
+        if self._mode(step) == "batch":
             sums = distributed.sum_scalar(self._batch_sums(step, ce, meta))
             self._observe(sums / step.counts.clamp_min(1), step)
             losses = self._estimate.to(ce.device)

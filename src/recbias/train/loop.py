@@ -56,6 +56,13 @@ class TrainConfig:
         default=0, metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)"}
     )
     log_every: int = field(default=10, metadata={"help": "log training metrics every N steps"})
+    share_prompt_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "compute the prompt tokens that all rows of a micro-batch share (the task "
+            "description) once per micro-batch instead of once per row; same result"
+        },
+    )
     compile: bool = field(
         default=False,
         metadata={"help": "torch.compile the decoder stack for training (one-time cost)"},
@@ -90,15 +97,65 @@ def causal_lm(model: torch.nn.Module) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a second forward call
+
+
+def shared_prefix_length(batch: Batch) -> int:
+    """Leading tokens that every row of the batch shares, before any supervised position.
+
+    The prompts of a template start with the same task description, so its hidden states and
+    keys/values are the same in every row: they can be computed once. Capped so that every
+    position whose next token is supervised lies after the prefix.
+    """
+    ids = batch.input_ids
+    if ids.shape[0] < 2:
+        return 0
+    same = ((ids == ids[:1]) & batch.attention_mask.bool()).all(0)
+    common = int(same.int().cumprod(0).sum())
+    first_supervised = int(batch.target_mask.int().argmax(1).min())
+    return min(common, first_supervised)
+
+
+def _decode_with_shared_prefix(decoder: torch.nn.Module, batch: Batch, n: int) -> torch.Tensor:
+    """[batch, seq-n, hidden] the decoder's states after the first ``n`` (shared) tokens.
+
+    The prefix runs once (batch 1); its per-layer keys/values are broadcast to every row, so the
+    rows' queries attend to them exactly as in the full forward, and gradients from all rows sum
+    into the one prefix computation.
+    """
+    prefix = decoder(input_ids=batch.input_ids[:1, :n], use_cache=True)
+    cache = prefix.past_key_values
+    rows = batch.input_ids.shape[0]
+    for layer in cache.layers:
+        layer.keys = layer.keys.expand(rows, -1, -1, -1)
+        layer.values = layer.values.expand(rows, -1, -1, -1)
+    return decoder(
+        input_ids=batch.input_ids[:, n:],
+        attention_mask=batch.attention_mask,
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
+
+
 def target_logits(
-    model: torch.nn.Module, batch: Batch, decoder: torch.nn.Module | None = None
+    model: torch.nn.Module,
+    batch: Batch,
+    decoder: torch.nn.Module | None = None,
+    share_prefix: bool = False,
 ) -> torch.Tensor:
     """[n_tok, vocab] logits at the supervised positions only (skips the LM head elsewhere).
 
     ``decoder`` replaces the model's own decoder stack (e.g. a ``torch.compile``d wrapper of it).
+    ``share_prefix`` computes the rows' common leading tokens once (:func:`shared_prefix_length`);
+    the result equals the plain forward up to floating-point summation order.
     """
     lm = causal_lm(model)
-    hidden = (decoder if decoder is not None else lm.get_decoder())(
+    stack = decoder if decoder is not None else lm.get_decoder()
+    n = shared_prefix_length(batch) if share_prefix else 0
+    if n >= MIN_SHARED_PREFIX:
+        hidden = _decode_with_shared_prefix(stack, batch, n)
+        return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask[:, n:]])
+    hidden = stack(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
     ).last_hidden_state
     return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask])
@@ -163,6 +220,8 @@ class Trainer:
         self.decoder = (
             torch.compile(causal_lm(model).get_decoder(), dynamic=True) if cfg.compile else None
         )
+        # The compiled stack is traced without a cache argument; it keeps the plain forward.
+        self.share_prefix = cfg.share_prompt_prefix and self.decoder is None
 
     @property
     def ckpt_dir(self) -> Path:
@@ -197,7 +256,7 @@ class Trainer:
         rank, world = distributed.rank_and_world()
         for b in batches[rank::world]:  # this process's share of the effective batch
             with autocast(self.dtype, self.device):
-                logits = target_logits(self.model, b, self.decoder)
+                logits = target_logits(self.model, b, self.decoder, self.share_prefix)
             num = self.objective(logits.float(), b.target_labels, b.meta)
             (num / total).backward()
             loss_sum += num.detach()
