@@ -174,3 +174,36 @@ def test_bucketing_reduces_padding():
         )
 
     assert pad(bucketed_batches(lengths, 8, 0, 32)) < 0.2 * pad(bucketed_batches(lengths, 8, 0, 1))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("epochs", 0), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
+)
+def test_bad_train_settings_name_the_key(key, value):
+    from recbias.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"train.{key}"):
+        TrainConfig(**{key: value}).validate()
+
+
+def test_snapshots_keep_the_weights_of_each_epoch_and_every_n_steps(byte_tok, tmp_path):
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    cfg = TrainConfig(
+        epochs=2,
+        lr=1e-2,
+        warmup_steps=0,
+        micro_batch_size=2,
+        grad_accum=1,
+        max_grad_norm=0.0,
+        snapshot_every=4,
+        snapshot_epochs=True,
+    )
+    trainer = Trainer(
+        model, build_objective(ObjectiveConfig()), cfg, tmp_path, byte_tok.pad_token_id, 0, "fp32"
+    )
+    trainer.fit(_samples(byte_tok), validate=None)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch-1", "epoch-2", "last", "step-12", "step-4", "step-8"]
+    final = torch.load(tmp_path / "checkpoints" / "epoch-2" / "weights.pt", weights_only=True)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(final[name], p.detach())

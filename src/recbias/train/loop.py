@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from recbias.errors import ConfigError
 from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
 from recbias.lm.loading import autocast
 from recbias.objectives import Objective, ObjectiveConfig
@@ -56,6 +57,17 @@ class TrainConfig:
         default=0, metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)"}
     )
     log_every: int = field(default=10, metadata={"help": "log training metrics every N steps"})
+    snapshot_every: int = field(
+        default=0,
+        metadata={
+            "help": "keep the weights every N steps in checkpoints/step-N, for training-curve "
+            "diagnostics (recbias audit); 0 = off"
+        },
+    )
+    snapshot_epochs: bool = field(
+        default=False,
+        metadata={"help": "keep the weights at the end of every epoch in checkpoints/epoch-E"},
+    )
     share_prompt_prefix: bool = field(
         default=True,
         metadata={
@@ -75,6 +87,30 @@ class TrainConfig:
     @property
     def effective_batch(self) -> int:
         return self.micro_batch_size * self.grad_accum
+
+    def validate(self) -> None:
+        at_least = {
+            "epochs": 1,
+            "micro_batch_size": 1,
+            "grad_accum": 1,
+            "bucket_factor": 1,
+            "patience": 1,
+            "log_every": 1,
+            "warmup_steps": 0,
+            "checkpoint_every": 0,
+            "snapshot_every": 0,
+        }
+        for key, low in at_least.items():
+            if getattr(self, key) < low:
+                raise ConfigError(
+                    f"config key 'train.{key}': must be >= {low}, got {getattr(self, key)}"
+                )
+        if self.lr <= 0:
+            raise ConfigError(f"config key 'train.lr': must be > 0, got {self.lr}")
+        if self.schedule not in ("linear", "cosine", "constant"):
+            raise ConfigError(
+                f"config key 'train.schedule': must be linear, cosine or constant, got {self.schedule!r}"
+            )
 
 
 class Reporter(Protocol):
@@ -325,6 +361,9 @@ class Trainer:
             every = self.cfg.checkpoint_every
             if every and self.state.step % every == 0:
                 self._save_last()
+            snap = self.cfg.snapshot_every
+            if snap and self.state.step % snap == 0 and distributed.is_main():
+                checkpoint.save_weights(self.ckpt_dir / f"step-{self.state.step}", self.model)
             if stop_after is not None and self.state.step >= stop_after:
                 return False
         self.state.epoch += 1
@@ -356,6 +395,8 @@ class Trainer:
         self.state.history.append(record)
         if self.logger is not None and distributed.is_main():
             self.logger.log(record)
+        if self.cfg.snapshot_epochs and distributed.is_main():
+            checkpoint.save_weights(self.ckpt_dir / f"epoch-{self.state.epoch}", self.model)
         self._save_last()
 
     def _save_last(self) -> None:
