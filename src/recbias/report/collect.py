@@ -1,0 +1,194 @@
+"""Read one run directory into a report :class:`~recbias.report.document.Part`.
+
+    part, scores = collect_run(Path("runs/quickstart"), "quickstart", Anchors(), fig_dir)
+
+Whatever is present is used, in this order (absent files are skipped):
+
+* accuracy: ``metrics.json`` (``recbias run``) or ``comparison.json`` (``recbias compare``);
+* training curves: ``train_log.jsonl``, or every ``seed-*/<method>/train_log.jsonl`` of a comparison;
+* section files (:mod:`recbias.report.sections`): ``audit/audit.json``, then every
+  ``sections.json`` / ``*.sections.json`` below the directory (probes, simulations, members);
+* reproducibility: ``environment.json`` files and the resolved ``config.toml`` / ``compare.toml``.
+
+A directory with none of these is not a recbias directory: :class:`DataError` names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recbias.errors import DataError
+from recbias.report.accuracy import MethodScores, comparison_accuracy, run_accuracy
+from recbias.report.document import Anchors, Entry, Part
+from recbias.report.figures import Curve, training_curves
+from recbias.report.format import fmt_number
+from recbias.report.inputs import read_json, read_jsonl, read_toml_text
+from recbias.report.reproducibility import reproducibility_entry
+from recbias.report.sections import Figure, Section, Table, load_sections
+
+MARKERS = ("metrics.json", "comparison.json", "compare.toml", "train_log.jsonl", "config.toml")
+SKIP_DIRS = {"model", "adapter", "checkpoints", "predictions", "figures", "__pycache__"}
+TRAIN_CAPTION = (
+    "Training loss per logged optimiser step (left) and {val} after each epoch (right). Look for "
+    "a loss that falls and levels off and a validation curve that rises: the best validation "
+    "epoch is the checkpoint evaluated on the test samples."
+)
+SCALE_NOTE = " Objectives differ in loss scale (e.g. GDRT reweights groups): compare shapes."
+
+
+def section_files(run_dir: Path) -> list[Path]:
+    """``audit/audit.json`` files first, then ``sections.json`` / ``*.sections.json``, sorted."""
+    found = []
+    for path in run_dir.rglob("*.json"):
+        rel = path.relative_to(run_dir)
+        if any(p.startswith(".") or p in SKIP_DIRS for p in rel.parts[:-1]):
+            continue
+        # RUN/audit/audit.json, or audit.json directly when the audit directory itself is given
+        is_audit = rel.parts[-2:] == ("audit", "audit.json") or rel.parts == ("audit.json",)
+        if is_audit or path.name == "sections.json" or path.name.endswith(".sections.json"):
+            found.append((not is_audit, str(rel), path))
+    return [p for *_, p in sorted(found)]
+
+
+def check_run_dir(run_dir: Path) -> None:
+    if not run_dir.exists():
+        raise DataError(f"{run_dir}: no such directory")
+    kinds = "a recbias run, comparison, audit, probe or simulation directory"
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: not a directory (expected {kinds})")
+    if not any((run_dir / m).is_file() for m in MARKERS) and not section_files(run_dir):
+        raise DataError(
+            f"{run_dir}: not {kinds}: found none of {', '.join(MARKERS)}, audit/audit.json, "
+            "sections.json or *.sections.json"
+        )
+
+
+def _accuracy(
+    run_dir: Path, anchor: str, fig_dir: Path
+) -> tuple[Section, list[MethodScores]] | None:
+    if (run_dir / "comparison.json").is_file():
+        path = run_dir / "comparison.json"
+        return comparison_accuracy(read_json(path), path, anchor, fig_dir)
+    if (run_dir / "metrics.json").is_file():
+        path = run_dir / "metrics.json"
+        return run_accuracy(read_json(path), path, anchor, fig_dir)
+    return None
+
+
+def read_curve(path: Path) -> Curve:
+    """Loss per step and validation metric per epoch; a resumed run's later records win."""
+    loss: dict[int, float] = {}
+    val: dict[int, float] = {}
+    for record in read_jsonl(path):
+        event, step = record.get("event"), record.get("step")
+        if (
+            event == "train"
+            and isinstance(step, int)
+            and isinstance(record.get("loss"), float | int)
+        ):
+            loss[step] = float(record["loss"])
+        elif event == "epoch" and isinstance(record.get("val_metric"), float | int):
+            val[int(record.get("epoch", len(val) + 1))] = float(record["val_metric"])
+    steps, epochs = sorted(loss), sorted(val)
+    return Curve(steps, [loss[s] for s in steps], epochs, [val[e] for e in epochs])
+
+
+def _train_logs(run_dir: Path) -> dict[str, Path]:
+    """Label → train_log.jsonl: the run's own, or one per comparison member."""
+    if (run_dir / "train_log.jsonl").is_file():
+        return {run_dir.name: run_dir / "train_log.jsonl"}
+    logs = sorted(run_dir.glob("seed-*/*/train_log.jsonl"))
+    seeds = {p.parent.parent.name for p in logs}
+    return {
+        (p.parent.name if len(seeds) == 1 else f"{p.parent.name} {p.parent.parent.name}"): p
+        for p in logs
+    }
+
+
+def _val_label(config: Path) -> str:
+    if not config.is_file():
+        return "validation metric"
+    k = read_toml_text(config)[1].get("eval", {}).get("validation_k")
+    return f"validation NDCG@{k}" if isinstance(k, int) else "validation metric"
+
+
+def _run_facts(run_dir: Path) -> Table | None:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    doc = read_json(path)
+    rows: list[list[Any]] = []
+    for group in ("training", "timing"):
+        values = doc.get(group) if isinstance(doc, dict) else None
+        for key, value in (values or {}).items():
+            rows.append([group, key, value])
+    caption = "Training facts and wall-clock timings (seconds) recorded in metrics.json."
+    return Table("run_facts", caption, ["group", "key", "value"], rows) if rows else None
+
+
+def _training(run_dir: Path, anchor: str, fig_dir: Path) -> Section | None:
+    logs = _train_logs(run_dir)
+    curves = {label: read_curve(path) for label, path in logs.items()}
+    curves = {k: c for k, c in curves.items() if c.steps or c.epochs}
+    section = Section("training", "Training")
+    if curves:
+        config = next(iter(logs.values())).parent / "config.toml"
+        val = _val_label(config)
+        training_curves(curves, val, fig_dir / f"{anchor}.png")
+        caption = TRAIN_CAPTION.format(val=val) + (SCALE_NOTE if len(curves) > 1 else "")
+        section.figures.append(Figure(str(fig_dir / f"{anchor}.png"), caption))
+        steps = {k: c.steps[-1] for k, c in curves.items() if c.steps}
+        section.summary = "Last logged optimiser step: " + ", ".join(
+            f"{k} {fmt_number(s)}" for k, s in steps.items()
+        )
+    facts = _run_facts(run_dir)
+    section.tables += [facts] if facts else []
+    return section if section.figures or section.tables else None
+
+
+def _check_figures(path: Path, sections: list[Section]) -> None:
+    for sec in sections:
+        for fig in sec.figures:
+            if not (path.parent / fig.file).is_file():
+                raise DataError(
+                    f"{path}: section '{sec.key}' names figure '{fig.file}', but "
+                    f"{path.parent / fig.file} does not exist"
+                )
+
+
+def _section_entries(run_dir: Path, part: Part, anchors: Anchors) -> list[Entry]:
+    entries = []
+    for path in section_files(run_dir):
+        _, sections = load_sections(path)
+        _check_figures(path, sections)
+        where = path.parent.relative_to(run_dir)
+        prefix = str(where.parent if where.name == "audit" else where)
+        scope = [] if prefix == "." else [prefix]
+        for sec in sections:
+            sec.title = ": ".join([*scope, sec.title])
+            entries.append(Entry(anchors(part.anchor, *scope, sec.key), sec, path.parent))
+    return entries
+
+
+def collect_run(
+    run_dir: Path, label: str, anchors: Anchors, fig_dir: Path
+) -> tuple[Part, list[MethodScores]]:
+    """One run directory → (its part of the report, its accuracy rows for the cross-run table)."""
+    check_run_dir(run_dir)
+    part = Part(anchors(label), label, str(run_dir))
+    scores: list[MethodScores] = []
+    anchor = anchors(part.anchor, "accuracy")
+    accuracy = _accuracy(run_dir, anchor, fig_dir)
+    if accuracy is not None:
+        part.entries.append(Entry(anchor, accuracy[0], run_dir))
+        scores = accuracy[1]
+    anchor = anchors(part.anchor, "training")
+    training = _training(run_dir, anchor, fig_dir)
+    if training is not None:
+        part.entries.append(Entry(anchor, training, run_dir))
+    part.entries += _section_entries(run_dir, part, anchors)
+    repro = reproducibility_entry(run_dir, anchors(part.anchor, "reproducibility"))
+    if repro is not None:
+        part.entries.append(repro)
+    return part, scores
