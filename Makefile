@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test test-unit lint bench clean
+.PHONY: setup demo test test-unit lint browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,10 @@ lint: setup
 test-unit: setup
 	$(BIN)/pytest -q -m "not integration"
 
-test: lint
+browser:
+	bash scripts/install_chromium.sh
+
+test: lint browser
 	$(BIN)/pytest -q -m "not integration"
 	$(BIN)/pytest -q -m integration
 

@@ -356,3 +356,22 @@ def test_d3_without_an_assistant_is_rejected(tmp_path, tiny_ckpt, table_data, ca
     cfg = write_config(tmp_path, tiny_ckpt, table_data)
     assert main(["run", str(cfg), "--set", 'decode.calibration=["d3"]']) == 2
     assert "decode.d3.assistant" in _error(capsys)
+
+
+def test_report_command_writes_html_and_rejects_a_non_run_directory(tmp_path, capsys):
+    import json
+
+    from recbias.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    row = {"mean": 0.1, "lo": 0.05, "hi": 0.15}
+    metrics = {"metrics": {"methods": {"llm": {"NDCG@10": row}, "popularity": {"NDCG@10": row}}}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report.html").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(tmp_path / "rep2")]) == 2
+    assert "not a recbias run" in capsys.readouterr().err
+    assert not (tmp_path / "rep2").exists()

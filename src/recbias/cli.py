@@ -5,6 +5,7 @@ recbias prepare configs/quickstart.toml
 recbias train configs/quickstart.toml --run-dir runs/qs
 recbias recommend configs/quickstart.toml --run-dir runs/qs --split test
 recbias evaluate runs/qs/predictions/llm.jsonl --compare runs/qs/predictions/popularity.jsonl
+recbias report runs/qs runs/compare --out report/
 recbias doctor
 """
 
@@ -203,6 +204,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from recbias.report import build_report
+
+    paths = build_report([Path(d) for d in args.run_dirs], Path(args.out), args.title)
+    console.print(
+        f"report: [bold]{paths.html}[/] (+ {paths.markdown.name}, {len(paths.csv)} CSV and "
+        f"{len(paths.latex)} LaTeX tables, {len(paths.figures)} figures)"
+    )
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from recbias.doctor import doctor_report
 
@@ -239,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
         "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
+        "report": (
+            cmd_report,
+            "self-contained HTML + Markdown/CSV/LaTeX report of run, comparison, audit, probe "
+            "or simulation directories",
+        ),
     }
     for name, (fn, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -264,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: seeds)")
             p.add_argument("--out", help="comparison directory (default: output_dir)")
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
+        elif name == "report":
+            p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+            p.add_argument("--out", default="report", help="output directory (replaced atomically)")
+            p.add_argument("--title", default=None, help="report title (default: directory names)")
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser
