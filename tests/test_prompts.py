@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 import tiny
+from recbias.errors import ConfigError
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
 
 CHAT = (
@@ -95,3 +96,22 @@ def test_chat_template_required_for_chat(byte_tok):
 
     with pytest.raises(ModelError, match="no chat template"):
         PromptBuilder(byte_tok, PromptConfig(template="chat"), Domain())
+
+
+@pytest.mark.parametrize("template", ["alpaca", "d3", "igd"])
+def test_configured_instruction_replaces_only_the_task_sentence(any_tok, template):
+    domain = Domain("movie", "movies")
+    default = PromptBuilder(any_tok, PromptConfig(template=template), domain)
+    cfg = PromptConfig(template=template, instruction="Name one more {item} they {verb}.")
+    custom = PromptBuilder(any_tok, cfg, domain)
+    assert default.instruction in default.head
+    assert custom.head == default.head.replace(
+        default.instruction, "Name one more movie they watched."
+    )
+    enc = custom.encode(["Heat"], history_items=[3], target="Casino")
+    assert [s.kind for s in enc.spans][:2] == ["task", "history"]
+
+
+def test_instruction_with_an_unknown_placeholder_names_the_key(byte_tok):
+    with pytest.raises(ConfigError, match="prompt.instruction"):
+        PromptBuilder(byte_tok, PromptConfig(instruction="a {genre}"), Domain("movie", "movies"))

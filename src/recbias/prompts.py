@@ -32,9 +32,12 @@ ALPACA_PREAMBLE = (
 
 # D3/IGD layout, with the typos of their checkpoints' text ("recetenly", "palyed") corrected.
 D3_HEAD = (
-    ALPACA_PREAMBLE + "\n\n### Instruction:\nGiven a list of {items} the user recently enjoyed, "
-    "please write a new {item} that the user may like\n### User Input: \nThe user has {verb} the "
-    "following {items} before: "
+    ALPACA_PREAMBLE + "\n\n### Instruction:\n{instruction}\n### User Input: \nThe user has {verb} "
+    "the following {items} before: "
+)
+D3_INSTRUCTION = (
+    "Given a list of {items} the user recently enjoyed, please write a new {item} that the user "
+    "may like"
 )
 
 
@@ -49,6 +52,13 @@ class PromptConfig:
     )
     history_placeholder: str = field(
         default="N/A", metadata={"help": "text that stands for the history when it is masked"}
+    )
+    instruction: str | None = field(
+        default=None,
+        metadata={
+            "help": "the task sentence ({item}, {items}, {verb} = domain words); unset = the "
+            "template's own wording"
+        },
     )
 
 
@@ -85,9 +95,11 @@ class EncodedPrompt:
 
 @dataclass(frozen=True)
 class _Style:
-    """Text pieces of one template; ``{item}``, ``{items}``, ``{verb}`` are domain words."""
+    """Text pieces of one template; ``{item}``, ``{items}``, ``{verb}`` are domain words and
+    ``{instruction}`` in ``head`` is the task sentence (``instruction`` unless configured)."""
 
     head: str
+    instruction: str
     quote: str
     sep: str
     tail: str
@@ -97,9 +109,10 @@ class _Style:
 
 _STYLES: dict[str, _Style] = {
     "alpaca": _Style(
-        head=ALPACA_PREAMBLE + "\n\n### Instruction:\nGiven a list of {items} the user has {verb} "
-        "before, please recommend a new {item} that the user likes to the user.\n\n### Input:\n"
+        head=ALPACA_PREAMBLE + "\n\n### Instruction:\n{instruction}\n\n### Input:\n"
         "The user has {verb} the following {items} before: ",
+        instruction="Given a list of {items} the user has {verb} before, please recommend a new "
+        "{item} that the user likes to the user.",
         quote='"',
         sep=", ",
         tail="\n\n",
@@ -108,6 +121,7 @@ _STYLES: dict[str, _Style] = {
     ),
     "d3": _Style(
         head=D3_HEAD,
+        instruction=D3_INSTRUCTION,
         quote='"',
         sep=", ",
         tail="\n\n",
@@ -116,6 +130,7 @@ _STYLES: dict[str, _Style] = {
     ),
     "igd": _Style(
         head=D3_HEAD,
+        instruction=D3_INSTRUCTION,
         quote="",
         sep=", ",
         tail="\n\n",
@@ -123,9 +138,10 @@ _STYLES: dict[str, _Style] = {
         target="{title}\n",
     ),
     "chat": _Style(
-        head="Given a list of {items} the user has {verb} before, recommend a new {item} that the "
-        "user will like. Answer with the title only.\nThe user has {verb} the following {items} "
-        "before: ",
+        head="{instruction} Answer with the title only.\nThe user has {verb} the following "
+        "{items} before: ",
+        instruction="Given a list of {items} the user has {verb} before, recommend a new {item} "
+        "that the user will like.",
         quote='"',
         sep=", ",
         tail="",
@@ -135,6 +151,17 @@ _STYLES: dict[str, _Style] = {
 }
 
 _SENTINEL = "\u2063RECBIAS_USER\u2063"
+
+
+def fill_domain_words(text: str, words: dict[str, str]) -> str:
+    """``text`` with ``{item}``, ``{items}``, ``{verb}`` filled; other braces are an error."""
+    try:
+        return text.format(**words)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"config key 'prompt.instruction': only {{item}}, {{items}} and {{verb}} may be "
+            f"used, got {text!r} ({exc})"
+        ) from None
 
 
 class PromptBuilder:
@@ -151,7 +178,8 @@ class PromptBuilder:
         style = _STYLES[cfg.template]
         words = {"item": domain.item, "items": domain.items, "verb": domain.verb}
         self.style = style
-        self.head = style.head.format(**words)
+        self.instruction = fill_domain_words(cfg.instruction or style.instruction, words)
+        self.head = style.head.format(instruction=self.instruction, **words)
         self.tail = style.tail
         self.response_prefix = style.response_prefix
         if cfg.template == "chat":
