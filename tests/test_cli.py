@@ -375,3 +375,39 @@ def test_report_command_writes_html_and_rejects_a_non_run_directory(tmp_path, ca
     assert main(["report", str(empty), "--out", str(tmp_path / "rep2")]) == 2
     assert "not a recbias run" in capsys.readouterr().err
     assert not (tmp_path / "rep2").exists()
+
+
+def test_simulate_and_probe_commands_write_run_dirs_the_report_renders(tmp_path):
+    from recbias.cli import main
+
+    sim, probe = tmp_path / "sim", tmp_path / "probe"
+    overrides = [
+        "--set",
+        "loop.rounds=3",
+        "--set",
+        "world.n_users=200",
+        "--set",
+        "world.n_items=50",
+    ]
+    assert (
+        main(["simulate", "configs/simulate_popularity.toml", "--run-dir", str(sim), *overrides])
+        == 0
+    )
+    assert (
+        main(["probe", "synthetic", "configs/probe_synthetic.toml", "--run-dir", str(probe)]) == 0
+    )
+    for d in (sim, probe):
+        assert {"metrics.json", "sections.json", "config.toml", "environment.json"} <= {
+            p.name for p in d.iterdir()
+        }
+    assert main(["report", str(sim), str(probe), "--out", str(tmp_path / "rep")]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Closed-loop simulation" in html and "Prop. 4.6" in html
+
+
+def test_simulate_rejects_a_delegated_share_outside_0_1(tmp_path, capsys):
+    from recbias.cli import main
+
+    args = ["simulate", "configs/simulate_popularity.toml", "--run-dir", str(tmp_path / "s")]
+    assert main([*args, "--set", "loop.lambdas=[1.5]"]) == 2
+    assert "loop.lambdas[0]" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from recbias.baselines.sasrec import (
     history_tensor,
     top_k,
 )
+from recbias.baselines.seqtrain import bce_loss, sample_negatives, trim
 from recbias.errors import ConfigError
 from recbias.evaluation.predictions import Recommender
 
@@ -120,4 +121,55 @@ def test_padding_is_invisible_to_the_real_positions():
 )
 def test_invalid_config_names_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"baselines\.sasrec\.{key}"):
+        SASRecConfig(**change).validate()
+
+
+def test_bce_loss_learns_the_rule_too():
+    torch.set_num_threads(1)
+    cfg = SASRecConfig(hidden=32, epochs=40, lr=5e-3, batch_size=64, dropout=0.1, loss="bce",
+                       negatives=4)  # fmt: skip
+    model = SASRecRecommender(cfg).fit(_next_item_samples(300, seed=0), N_ITEMS)
+    test = _next_item_samples(100, seed=1, start_id=1000)
+    hr1 = float(np.mean(model.recommend(test, k=1).items[:, 0] == test["target"].to_numpy()))
+    assert hr1 >= 0.95
+
+
+def test_negatives_never_hit_the_positive_and_cover_the_rest():
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.arange(5).repeat(400)
+    negatives = sample_negatives(targets, 5, 3, gen)
+    assert negatives.shape == (2000, 3)
+    assert not (negatives == targets[:, None]).any()
+    for target in range(5):  # the other four items, each about a quarter of the draws
+        counts = torch.bincount(negatives[targets == target].flatten(), minlength=5)
+        assert counts[target] == 0 and counts.min() == 0
+        others = counts[torch.arange(5) != target].float() / (400 * 3)
+        assert torch.allclose(others, torch.full((4,), 0.25), atol=0.05)
+
+
+def test_bce_loss_matches_a_plain_formula():
+    torch.manual_seed(0)
+    state, items = torch.randn(3, 4), torch.randn(6, 4)
+    targets, negatives = torch.tensor([0, 2, 5]), torch.tensor([[1, 3], [0, 4], [2, 2]])
+    want = 0.0
+    for b in range(3):
+        want -= torch.log(torch.sigmoid(state[b] @ items[targets[b]]))
+        for n in negatives[b]:
+            want -= torch.log(1 - torch.sigmoid(state[b] @ items[n]))
+    torch.testing.assert_close(bce_loss(state, items, targets, negatives), want / 3)
+
+
+def test_dropping_padding_columns_changes_nothing(fitted):
+    seqs = history_tensor([[1, 2], [3, 4, 5, 6]], N_ITEMS, FAST.max_len)
+    assert trim(seqs).shape == (2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(fitted.net(seqs), fitted.net(trim(seqs)))
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [({"loss": "mse"}, "loss"), ({"ffn": -1}, "ffn"), ({"negatives": 0}, "negatives")],
+)
+def test_invalid_training_config_names_the_key(change, key):
+    with pytest.raises(ConfigError, match=rf"config key 'baselines\.sasrec\.{key}'"):
         SASRecConfig(**change).validate()

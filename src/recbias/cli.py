@@ -215,6 +215,67 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results_dir(output_dir: str, name: str, given: str | None) -> Path:
+    from recbias.runs import new_run_dir
+
+    return new_run_dir(Path(output_dir), name, Path(given) if given else None, False)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from recbias.config import load_config
+    from recbias.simulate.config import SimulationConfig
+    from recbias.simulate.runner import run_simulation
+
+    cfg = load_config(SimulationConfig, Path(args.config), args.set)
+    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    result = run_simulation(cfg, run_dir)
+    table = Table(title=f"simulation: {result['world']}")
+    cols = ["final_exposure_hhi", "final_exposure_coverage", "final_jaccard", "first_alert_round"]
+    for col in ["variant", "λ", *cols]:
+        table.add_column(col)
+    for run in result["runs"]:
+        values = [run["summary"].get(c) for c in cols]
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
+        table.add_row(run["variant"], f"{run['lambda']:g}", *cells)
+    out.print(table)
+    console.print(f"finished in {result['seconds']:.0f} s; outputs in {run_dir}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from recbias.probes.runner import load_probe_config, run_probe
+
+    cfg = load_probe_config(args.channel, Path(args.config), args.set)
+    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    run_probe(args.channel, cfg, run_dir)
+    console.print(f"metrics, figure and report section in {run_dir}")
+    return 0
+
+
+def cmd_seqrec(args: argparse.Namespace) -> int:
+    from recbias.config import load_config, write_resolved
+    from recbias.evaluation.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
+    from recbias.fsutil import write_json
+    from recbias.runs import write_environment
+
+    cfg = load_config(SeqRecConfig, Path(args.config), args.set)
+    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
+    write_resolved(cfg, run_dir / "config.toml")
+    write_environment(run_dir, cfg.baselines.sasrec.seed)
+    write_json(run_dir / "metrics.json", results)
+    table = Table(title=f"leave-one-out, full ranking @ {cfg.k} (test)")
+    for col in ("model", *next(iter(results.values()))["test"]):
+        table.add_column(col)
+    for model, res in results.items():
+        table.add_row(model, *(f"{v:.4f}" for v in res["test"].values()))
+    out.print(table)
+    console.print(f"outputs in {run_dir}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from recbias.doctor import doctor_report
 
@@ -251,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
         "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
+        "simulate": (
+            cmd_simulate,
+            "closed-loop retraining simulation (delegated share λ, mitigations)",
+        ),
+        "probe": (cmd_probe, "probe one bias channel: positional, popularity, latent, synthetic"),
+        "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
         "report": (
             cmd_report,
             "self-contained HTML + Markdown/CSV/LaTeX report of run, comparison, audit, probe "
@@ -281,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: seeds)")
             p.add_argument("--out", help="comparison directory (default: output_dir)")
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
+        elif name in ("simulate", "seqrec"):
+            _config_args(p)
+        elif name == "probe":
+            from recbias.probes.config import CONFIGS
+
+            p.add_argument("channel", choices=list(CONFIGS), help="bias channel")
+            _config_args(p)
         elif name == "report":
             p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
             p.add_argument("--out", default="report", help="output directory (replaced atomically)")

@@ -70,10 +70,15 @@ def _accuracy(
     if (run_dir / "comparison.json").is_file():
         path = run_dir / "comparison.json"
         return comparison_accuracy(read_json(path), path, anchor, fig_dir)
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / "metrics.json").is_file() and not _results_dir(run_dir):
         path = run_dir / "metrics.json"
         return run_accuracy(read_json(path), path, anchor, fig_dir)
     return None
+
+
+def _results_dir(run_dir: Path) -> bool:
+    """A probe or simulation directory: its metrics.json holds results, rendered via sections."""
+    return (run_dir / "sections.json").is_file()
 
 
 def read_curve(path: Path) -> Curve:
@@ -115,7 +120,7 @@ def _val_label(config: Path) -> str:
 
 def _run_facts(run_dir: Path) -> Table | None:
     path = run_dir / "metrics.json"
-    if not path.is_file():
+    if not path.is_file() or _results_dir(run_dir):
         return None
     doc = read_json(path)
     rows: list[list[Any]] = []

@@ -1,0 +1,176 @@
+"""Sequential baselines: recbias's SASRec/GRU4Rec vs RecBole 1.2.1 on ML-100K, LOO + full ranking.
+
+    python bench/bench_seqrec.py --epochs 30 --models gru4rec,sasrec --threads 2
+
+Both sides use RecBole's ML-100K quick-start protocol (chronological leave-one-out, prefix
+augmentation with MAX_ITEM_LIST_LENGTH 50, full ranking without history masking; see
+``recbias.evaluation.loo``) and the same hyperparameters: RecBole's model defaults (GRU4Rec:
+embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 heads, inner 256,
+dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs, no early stopping: the
+model after the last epoch is evaluated on valid and test. Architectures differ in detail
+(RecBole's SASRec is post-norm GELU with separate attention dropout, ours pre-norm ReLU via
+``nn.TransformerEncoderLayer``); recbias batches by history length (``bucket``).
+
+RecBole runs in its own venv, ``bench/.recbole-venv`` (created on first use: torch 2.13.0 CPU,
+recbole 1.2.1, numpy < 1.24 because RecBole's NDCG uses the removed ``np.float``), in a child
+process that calls ``trainer._train_epoch`` per epoch (timed) and ``trainer.evaluate(...,
+load_best_model=False)`` (its own checkpoint reload fails under torch's ``weights_only`` load).
+Nothing in RecBole is patched. Prints a table with seconds per epoch, the speed ratio and
+Recall@10/NDCG@10; writes bench/results/seqrec.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".recbole-venv"
+RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1", "numpy<1.24"]
+COMMON = {"MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 2048, "learning_rate": 1e-3}
+RECBOLE_MODELS = {
+    "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1,
+                            "dropout_prob": 0.3}),
+    "sasrec": ("SASRec", {"hidden_size": 64, "n_layers": 2, "n_heads": 2, "inner_size": 256,
+                          "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5}),
+}  # fmt: skip
+
+
+# --- RecBole side (runs inside bench/.recbole-venv; imports nothing from recbias) ---------------
+
+
+def recbole_child(model: str, epochs: int, seed: int, out: Path) -> None:
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    name, params = RECBOLE_MODELS[model]
+    settings = {
+        **COMMON, **params, "loss_type": "CE", "train_neg_sample_args": None, "epochs": epochs,
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+        "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "topk": [10],
+        "valid_metric": "MRR@10", "use_gpu": False, "seed": seed, "show_progress": False,
+        "repeatable": True, "checkpoint_dir": tempfile.mkdtemp(prefix="recbole-"),
+    }  # fmt: skip
+    config = Config(model=name, dataset="ml-100k", config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    net = get_model(name)(config, train._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], name)(config, net)
+    seconds = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        trainer._train_epoch(train, epoch, show_progress=False)
+        seconds.append(time.perf_counter() - start)
+    result = {
+        "epoch_seconds": seconds,
+        "valid": dict(trainer.evaluate(valid, load_best_model=False)),
+        "test": dict(trainer.evaluate(test, load_best_model=False)),
+    }
+    out.write_text(json.dumps(result))
+
+
+def ensure_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if python.exists():
+        return python
+    subprocess.run([shutil.which("python3.11") or sys.executable, "-m", "venv", str(VENV)],
+                   check=True)  # fmt: skip
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *RECBOLE_PINS], check=True)
+    return python
+
+
+def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
+    python = ensure_venv()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [str(python), str(Path(__file__).resolve()), "--child", model, "--epochs", str(epochs),
+               "--seed", str(seed), "--out", str(out)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        subprocess.run(cmd, check=True, cwd=tmp, env=env)  # RecBole writes log/ into its cwd
+        result = json.loads(out.read_text())
+    for split in ("valid", "test"):
+        result[split] = {key.replace("recall", "Recall").replace("ndcg", "NDCG"): value
+                         for key, value in result[split].items()}  # fmt: skip
+    return result
+
+
+# --- recbias side ------------------------------------------------------------------------------
+
+
+def run_ours(model: str, epochs: int, seed: int, split) -> dict:
+    from recbias.baselines import GRU4RecConfig, GRU4RecRecommender, SASRecConfig, SASRecRecommender
+    from recbias.evaluation.loo import full_ranking_metrics
+
+    shared = {"max_len": 50, "batch_size": 2048, "lr": 1e-3, "epochs": epochs, "seed": seed}
+    if model == "gru4rec":
+        cfg = GRU4RecConfig(**shared, embedding=64, hidden=128, layers=1, dropout=0.3)
+        rec = GRU4RecRecommender(cfg)
+    else:
+        cfg = SASRecConfig(**shared, hidden=64, layers=2, heads=2, ffn=256, dropout=0.5)
+        rec = SASRecRecommender(cfg)
+    rec.fit(split.train, n_items=split.n_items)
+    result: dict = {"epoch_seconds": rec.epoch_seconds}
+    for name in ("valid", "test"):
+        samples = getattr(split, name)
+        result[name] = full_ranking_metrics(rec.scores(samples), samples["target"].to_numpy())
+    return result
+
+
+def report(results: dict, threads: int) -> None:
+    print(f"\nML-100K, LOO full ranking, threads={threads} (per-epoch mean; ratio = RecBole/ours)")
+    print(f"{'model':8} {'impl':8} {'s/epoch':>8} {'ratio':>6} {'val R@10':>9} {'val N@10':>9} "
+          f"{'test R@10':>9} {'test N@10':>9}")  # fmt: skip
+    for model, sides in results.items():
+        base = statistics.mean(sides["recbole"]["epoch_seconds"])
+        for impl, res in sides.items():
+            sec = statistics.mean(res["epoch_seconds"])
+            v, t = res["valid"], res["test"]
+            print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {v['Recall@10']:9.4f} "
+                  f"{v['NDCG@10']:9.4f} {t['Recall@10']:9.4f} {t['NDCG@10']:9.4f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--models", default="gru4rec,sasrec")
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on each side")
+    parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        recbole_child(args.child, args.epochs, args.seed, args.out)
+        return
+    import torch
+
+    from recbias.evaluation.loo import load_ml100k_loo
+
+    torch.set_num_threads(args.threads)
+    split = load_ml100k_loo(max_len=50)
+    results = {}
+    for model in args.models.split(","):
+        if model not in RECBOLE_MODELS:
+            parser.error(f"--models: unknown model {model!r}; expected {sorted(RECBOLE_MODELS)}")
+        results[model] = {
+            "recbole": run_recbole(model, args.epochs, args.seed, args.threads),
+            "recbias": run_ours(model, args.epochs, args.seed, split),
+        }
+        report({model: results[model]}, args.threads)
+    out = HERE / "results" / "seqrec.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(
+        json.dumps({"epochs": args.epochs, "threads": args.threads, **results}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()
