@@ -112,7 +112,8 @@ def test_telemetry_alerts_on_collapse_pattern_only():
     cfg = TelemetryConfig(window=3, gain_threshold=0.05, persistence_threshold=0.9)
     rising = _rows([0.1, 0.1, 0.2, 0.4, 0.8], [1, 0.95, 0.95, 0.95, 0.95], [3, 3, 2.5, 2, 1.5])
     tel = collapse_telemetry(rising, cfg)
-    assert tel["first_alert_round"] == 2 and tel["alert_rounds"] == 3
+    # the window (3 rounds after round 0) is first full at round 3; rounds 3 and 4 alert
+    assert tel["first_alert_round"] == 3 and tel["alert_rounds"] == 2
     flat = _rows([0.1] * 5, [0.95] * 5, [3.0] * 5)
     assert collapse_telemetry(flat, cfg)["first_alert_round"] is None
     churning = _rows([0.1, 0.1, 0.2, 0.4, 0.8], [1, 0.2, 0.2, 0.2, 0.2], [3, 3, 2.5, 2, 1.5])

@@ -12,7 +12,8 @@ W_r = the last ``window`` rounds (≥ 1) up to r, at least two of them:
 * diversity  δ_r = slope_W(consumption_entropy)                    nats per round (negative when
                    consumption narrows).
 
-The alert fires at round r when all three directions hold beyond their thresholds:
+The alert fires at round r, once the window is full (``window`` rounds after round 0), when all
+three directions hold beyond their thresholds:
 ``G_r > gain_threshold and p_r > persistence_threshold and δ_r < −diversity_threshold``;
 ``score_r`` counts the conditions met (0–3).
 
@@ -46,13 +47,14 @@ def _signal(rows: list[dict[str, Any]], cfg: TelemetryConfig, end: int) -> dict[
     div = ols_slope(np.array([r["consumption_entropy"] for r in window]))
     met = [gain > cfg.gain_threshold, pers > cfg.persistence_threshold]
     met.append(div < -cfg.diversity_threshold)
+    full = len(window) >= cfg.window  # two-point slopes are noise: no alert before a full window
     return {
         "round": rows[end]["round"],
         "gain": gain,
         "persistence": pers,
         "diversity_trend": div,
         "score": int(sum(met)),
-        "alert": all(met),
+        "alert": full and all(met),
     }
 
 
