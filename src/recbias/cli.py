@@ -276,6 +276,26 @@ def cmd_seqrec(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_genrec(args: argparse.Namespace) -> int:
+    from recbias.config import load_config
+    from recbias.genrec import GenRecRunConfig
+    from recbias.genrec.runner import run_genrec
+
+    cfg = load_config(GenRecRunConfig, Path(args.config), args.set)
+    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    result = run_genrec(cfg, run_dir)
+    table = Table(title=f"genrec ({result['encoder']} semantic IDs), {result['split']}")
+    table.add_column("metric")
+    table.add_column("mean [95% CI]")
+    for name, v in result["metrics"].items():
+        if isinstance(v, dict):
+            table.add_row(name, f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]")
+    out.print(table)
+    console.print(f"outputs in {run_dir}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from recbias.doctor import doctor_report
 
@@ -317,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
             "closed-loop retraining simulation (delegated share λ, mitigations)",
         ),
         "probe": (cmd_probe, "probe one bias channel: positional, popularity, latent, synthetic"),
+        "genrec": (cmd_genrec, "semantic-ID generative recommender (TIGER-style): train, test"),
         "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
         "report": (
             cmd_report,
@@ -348,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: seeds)")
             p.add_argument("--out", help="comparison directory (default: output_dir)")
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
-        elif name in ("simulate", "seqrec"):
+        elif name in ("simulate", "seqrec", "genrec"):
             _config_args(p)
         elif name == "probe":
             from recbias.probes.config import CONFIGS
