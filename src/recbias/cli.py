@@ -215,6 +215,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from recbias.audit import AuditConfig, headline, parse_only, run_audit
+    from recbias.config import load_config
+    from recbias.report.sections import load_sections
+
+    overrides = list(args.set)
+    if args.only:
+        overrides.append(f"analyses={parse_only(args.only)!r}".replace("'", '"'))
+    cfg = load_config(AuditConfig, Path(args.config) if args.config else None, overrides)
+    t0 = time.perf_counter()
+    step = {"t": t0}
+
+    def progress(name: str) -> None:
+        now = time.perf_counter()
+        console.print(f"audit: [bold]{name}[/] (+{now - step['t']:.0f} s)")
+        step["t"] = now
+
+    out_dir = run_audit(Path(args.run_dir), cfg, Path(args.out) if args.out else None, progress)
+    _, sections = load_sections(out_dir / "audit.json")
+    table = Table(title=f"bias audit of {args.run_dir}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for label, value in headline(sections):
+        table.add_row(label, value)
+    out.print(table)
+    console.print(
+        f"finished in {time.perf_counter() - t0:.0f} s; audit in [bold]{out_dir / 'audit.json'}[/]"
+        f"; next: recbias report {args.run_dir}"
+    )
+    return 0
+
+
 def _results_dir(output_dir: str, name: str, given: str | None) -> Path:
     from recbias.runs import new_run_dir
 
@@ -339,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "probe": (cmd_probe, "probe one bias channel: positional, popularity, latent, synthetic"),
         "genrec": (cmd_genrec, "semantic-ID generative recommender (TIGER-style): train, test"),
         "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
+        "audit": (cmd_audit, "measure every bias of a trained run (writes RUN_DIR/audit/)"),
         "report": (
             cmd_report,
             "self-contained HTML + Markdown/CSV/LaTeX report of run, comparison, audit, probe "
@@ -376,6 +409,20 @@ def build_parser() -> argparse.ArgumentParser:
 
             p.add_argument("channel", choices=list(CONFIGS), help="bias channel")
             _config_args(p)
+        elif name == "audit":
+            p.add_argument("run_dir", metavar="RUN_DIR", help="a trained run directory")
+            p.add_argument("--config", help="audit config (TOML), e.g. configs/audit.toml")
+            p.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override an audit config key, e.g. --set max_samples=50 (repeatable)",
+            )
+            p.add_argument("--out", help="audit directory (default: RUN_DIR/audit)")
+            p.add_argument(
+                "--only", help="comma-separated analyses, e.g. fairness,attribution,curves"
+            )
         elif name == "report":
             p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
             p.add_argument("--out", default="report", help="output directory (replaced atomically)")
