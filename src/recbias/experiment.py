@@ -6,6 +6,8 @@ cfg = load_config(RunConfig, Path("configs/quickstart.toml"), ["train.epochs=1"]
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from recbias.baselines.sasrec import SASRecConfig
 from recbias.data.config import DataConfig
@@ -49,6 +51,44 @@ class BaselinesConfig:
 
 
 @dataclass
+class FinishConfig:
+    """What ``recbias run`` does after evaluating: an audit, then the report."""
+
+    audit: bool = field(
+        default=False, metadata={"help": "audit the finished run (recbias audit) into RUN/audit/"}
+    )
+    audit_config: str | None = field(
+        default=None,
+        metadata={"help": "audit settings (configs/audit.toml format); unset = the defaults"},
+    )
+    audit_set: list[str] = field(
+        default_factory=list,
+        metadata={"help": "overrides of the audit settings, e.g. ['attribution_samples=50']"},
+    )
+    report: bool = field(
+        default=True,
+        metadata={"help": "write RUN/report/ (HTML, Markdown, CSV, LaTeX) of the run"},
+    )
+
+    def audit_settings(self) -> Any:
+        """The resolved audit settings (``AuditConfig``); ConfigError names the finish key."""
+        from recbias.audit.config import AuditConfig
+        from recbias.config import load_config
+
+        path = self.audit_config
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"config key 'finish.audit_config': no such file: {path}")
+        try:
+            return load_config(AuditConfig, Path(path) if path else None, self.audit_set)
+        except ConfigError as exc:
+            raise ConfigError(f"finish.audit_config / finish.audit_set: {exc}") from None
+
+    def validate(self) -> None:
+        if self.audit:
+            self.audit_settings()  # fail at load time, not after training
+
+
+@dataclass
 class RunConfig:
     name: str = field(default="experiment", metadata={"help": "run name (prefix of the run dir)"})
     seed: int = field(default=0, metadata={"help": "seed of model init, data order and sampling"})
@@ -63,3 +103,4 @@ class RunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    finish: FinishConfig = field(default_factory=FinishConfig)

@@ -9,6 +9,7 @@ Every stage writes into the run directory: ``config.toml`` (resolved), ``environ
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -345,4 +346,26 @@ def run_experiment(
     timing["total"] = time.perf_counter() - t_start
     write_metrics_json(run_dir / "metrics.json", result)
     result["summary"] = write_summary(cfg, run_dir, result)
+    del lm
+    finish(cfg, run_dir, timing)
     return result
+
+
+def finish(cfg: RunConfig, run_dir: Path, timing: dict[str, float]) -> None:
+    """The optional audit, then the report (``[finish]``); their times join metrics.json."""
+    if cfg.finish.audit:
+        from recbias.audit import run_audit
+
+        t0 = time.perf_counter()
+        run_audit(run_dir, cfg.finish.audit_settings())
+        timing["audit"] = time.perf_counter() - t0
+    if cfg.finish.report:
+        from recbias.report import build_report
+
+        t0 = time.perf_counter()
+        build_report([run_dir], run_dir / "report", title=f"recbias run {run_dir.name}")
+        timing["report"] = time.perf_counter() - t0
+    if cfg.finish.audit or cfg.finish.report:
+        doc = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        doc["timing"].update(timing)
+        write_metrics_json(run_dir / "metrics.json", doc)
