@@ -9,14 +9,17 @@ embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 h
 dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs, no early stopping: the
 model after the last epoch is evaluated on valid and test. Architectures differ in detail
 (RecBole's SASRec is post-norm GELU with separate attention dropout, ours pre-norm ReLU via
-``nn.TransformerEncoderLayer``); recbias batches by history length (``bucket``).
+our own blocks; init N(0, 0.02) like RecBole's). recbias trains with its defaults
+(``shared_prefix``: prefix samples ride on one pass; ``dtype`` bf16 autocast, ``--dtype fp32``
+to compare; ``bucket``), so epochs see the same samples but fewer forward passes.
 
 RecBole runs in its own venv, ``bench/.recbole-venv`` (created on first use: torch 2.13.0 CPU,
 recbole 1.2.1, numpy < 1.24 because RecBole's NDCG uses the removed ``np.float``), in a child
 process that calls ``trainer._train_epoch`` per epoch (timed) and ``trainer.evaluate(...,
 load_best_model=False)`` (its own checkpoint reload fails under torch's ``weights_only`` load).
-Nothing in RecBole is patched. Prints a table with seconds per epoch, the speed ratio and
-Recall@10/NDCG@10; writes bench/results/seqrec.json.
+Nothing in RecBole is patched. Prints a table with the median seconds per epoch, the speed
+ratio (RecBole / recbias) and valid/test Recall@10/NDCG@10 after the same number of epochs;
+writes bench/results/seqrec.json. Each side is timed single-process with ``--threads`` threads.
 """
 
 from __future__ import annotations
@@ -106,11 +109,12 @@ def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
 # --- recbias side ------------------------------------------------------------------------------
 
 
-def run_ours(model: str, epochs: int, seed: int, split) -> dict:
+def run_ours(model: str, epochs: int, seed: int, split, dtype: str, shared_prefix: bool) -> dict:
     from recbias.baselines import GRU4RecConfig, GRU4RecRecommender, SASRecConfig, SASRecRecommender
     from recbias.evaluation.loo import full_ranking_metrics
 
-    shared = {"max_len": 50, "batch_size": 2048, "lr": 1e-3, "epochs": epochs, "seed": seed}
+    shared = {"max_len": 50, "batch_size": 2048, "lr": 1e-3, "epochs": epochs, "seed": seed,
+              "dtype": dtype, "shared_prefix": shared_prefix}  # fmt: skip
     if model == "gru4rec":
         cfg = GRU4RecConfig(**shared, embedding=64, hidden=128, layers=1, dropout=0.3)
         rec = GRU4RecRecommender(cfg)
@@ -126,13 +130,13 @@ def run_ours(model: str, epochs: int, seed: int, split) -> dict:
 
 
 def report(results: dict, threads: int) -> None:
-    print(f"\nML-100K, LOO full ranking, threads={threads} (per-epoch mean; ratio = RecBole/ours)")
+    print(f"\nML-100K, LOO full ranking, threads={threads} (median s/epoch; ratio = RecBole/ours)")
     print(f"{'model':8} {'impl':8} {'s/epoch':>8} {'ratio':>6} {'val R@10':>9} {'val N@10':>9} "
           f"{'test R@10':>9} {'test N@10':>9}")  # fmt: skip
     for model, sides in results.items():
-        base = statistics.mean(sides["recbole"]["epoch_seconds"])
+        base = statistics.median(sides["recbole"]["epoch_seconds"])
         for impl, res in sides.items():
-            sec = statistics.mean(res["epoch_seconds"])
+            sec = statistics.median(res["epoch_seconds"])
             v, t = res["valid"], res["test"]
             print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {v['Recall@10']:9.4f} "
                   f"{v['NDCG@10']:9.4f} {t['Recall@10']:9.4f} {t['NDCG@10']:9.4f}")  # fmt: skip
@@ -144,6 +148,8 @@ def main() -> None:
     parser.add_argument("--models", default="gru4rec,sasrec")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on each side")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16", help="recbias side")
+    parser.add_argument("--no-shared-prefix", action="store_true", help="recbias: one pass/sample")
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,13 +168,24 @@ def main() -> None:
             parser.error(f"--models: unknown model {model!r}; expected {sorted(RECBOLE_MODELS)}")
         results[model] = {
             "recbole": run_recbole(model, args.epochs, args.seed, args.threads),
-            "recbias": run_ours(model, args.epochs, args.seed, split),
+            "recbias": run_ours(
+                model, args.epochs, args.seed, split, args.dtype, not args.no_shared_prefix
+            ),
         }
         report({model: results[model]}, args.threads)
     out = HERE / "results" / "seqrec.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
-        json.dumps({"epochs": args.epochs, "threads": args.threads, **results}, indent=1)
+        json.dumps(
+            {
+                "epochs": args.epochs,
+                "threads": args.threads,
+                "dtype": args.dtype,
+                "shared_prefix": not args.no_shared_prefix,
+                **results,
+            },
+            indent=1,
+        )
     )
 
 

@@ -26,14 +26,17 @@ def test_learns_a_deterministic_next_item_rule(loss):
     assert len(model.epoch_seconds) == cfg.epochs
 
 
-def test_left_padding_is_invisible():
+def test_right_padding_is_invisible_and_positions_are_prefix_states():
     torch.manual_seed(0)
     cfg = GRU4RecConfig(embedding=8, hidden=8, layers=2, max_len=7, dropout=0.0)
     net = GRU4RecNet(N_ITEMS, cfg).eval()
     padded = history_tensor([[3, 4, 5]], N_ITEMS, 7)
-    assert padded.tolist() == [[0, 0, 0, 0, 4, 5, 6]]
+    assert padded.tolist() == [[4, 5, 6, 0, 0, 0, 0]]
     with torch.no_grad():
-        torch.testing.assert_close(net(padded), net(padded[:, 4:]))
+        torch.testing.assert_close(net(padded), net(padded[:, :3]))
+        every = net.states(padded, padded > 0)
+        for t in range(3):
+            torch.testing.assert_close(every[t], net.encode(padded[:, : t + 1])[0])
 
 
 def test_same_seed_same_model_and_bucketing_keeps_the_data():

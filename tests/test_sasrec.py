@@ -9,7 +9,6 @@ from recbias.baselines.sasrec import (
     SASRecConfig,
     SASRecNet,
     SASRecRecommender,
-    attention_mask,
     history_tensor,
     top_k,
 )
@@ -97,22 +96,27 @@ def test_exclude_history(fitted):
         assert not set(row[row >= 0].tolist()) & set(hist)
 
 
-def test_padding_is_invisible_to_the_real_positions():
+def test_right_padding_is_invisible():
     torch.manual_seed(0)
     net = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, max_len=6, dropout=0.0)).eval()
     short = history_tensor([[3, 4]], N_ITEMS, 6)
-    assert short.tolist() == [[0, 0, 0, 0, 4, 5]]
-    # The same weights with a window of 2 (positions 4 and 5 of the long one): no padding at all.
-    unpadded = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, max_len=2, dropout=0.0)).eval()
-    state = net.state_dict()
-    state["positions.weight"] = state["positions.weight"][4:]
-    unpadded.load_state_dict(state)
+    assert short.tolist() == [[4, 5, 0, 0, 0, 0]]
+    # Another row padded differently, and the same history without any padding.
+    mixed = history_tensor([[3, 4], [1, 2, 3, 4, 5]], N_ITEMS, 6)
     with torch.no_grad():
-        torch.testing.assert_close(net(short), unpadded(history_tensor([[3, 4]], N_ITEMS, 2)))
-    mask = attention_mask(short > 0, 2)
-    assert mask.shape == (2, 6, 6)
-    assert mask[0, 5].tolist() == [True, True, True, True, False, False]
-    assert mask[0, 0].tolist() == [False, True, True, True, True, True]
+        alone = net(short[:, :2])
+        torch.testing.assert_close(net(short), alone)
+        torch.testing.assert_close(net(mixed)[:1], alone)
+
+
+def test_each_position_is_the_state_of_its_prefix():
+    torch.manual_seed(0)
+    net = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, layers=2, max_len=6, dropout=0.0)).eval()
+    seq = history_tensor([[5, 1, 7, 2, 9]], N_ITEMS, 6)
+    with torch.no_grad():
+        every = net.states(seq, seq > 0)  # [5, hidden]
+        for t in range(5):
+            torch.testing.assert_close(every[t], net.encode(seq[:, : t + 1])[0])
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """GRU4Rec (Hidasi et al., ICLR 2016) as RecBole implements it: embedding -> GRU -> dot product.
 
 Item embeddings ``[n_items + 1, embedding]`` (row 0 = padding, kept at zero) with dropout feed a
-bias-free GRU (``layers`` x ``hidden``); a linear layer maps its last state back to the embedding
-width, and the dot product with every item embedding is the score. Without biases a zero input
-keeps a zero state exactly, so left padding is invisible and batches may carry any number of
-padding columns. Training, losses (``ce`` / ``bce``) and scoring come from
+bias-free GRU (``layers`` x ``hidden``); a linear layer maps its state at a history's last item
+back to the embedding width, and the dot product with every item embedding is the score.
+Histories are right-padded (RecBole's layout); the GRU is causal, so the state at position ``t``
+is the state of the prefix ending there, which lets one pass train every prefix
+(``shared_prefix``). Training, losses (``ce`` / ``bce``), bf16 autocast and scoring come from
 :mod:`recbias.baselines.seqtrain`.
 
     gru = GRU4RecRecommender(GRU4RecConfig(epochs=10)).fit(train, n_items=1682)
@@ -20,7 +21,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from recbias.baselines.seqtrain import SeqTrainConfig, SequenceRecommender
+from recbias.baselines.seqtrain import (
+    SeqTrainConfig,
+    SequenceRecommender,
+    fast_dropout,
+    last_positions,
+)
 
 
 @dataclass
@@ -38,12 +44,12 @@ class GRU4RecConfig(SeqTrainConfig):
 
 
 class GRU4RecNet(nn.Module):
-    """Scores ``[B, n_items]`` from left-padded histories ``[B, W]`` (item id + 1; 0 = padding)."""
+    """Scores ``[B, n_items]`` from right-padded histories ``[B, W]`` (item id + 1; 0 = padding)."""
 
     def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
         super().__init__()
         self.items = nn.Embedding(n_items + 1, cfg.embedding, padding_idx=0)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = cfg.dropout
         self.gru = nn.GRU(cfg.embedding, cfg.hidden, cfg.layers, bias=False, batch_first=True)
         self.dense = nn.Linear(cfg.hidden, cfg.embedding)
         nn.init.xavier_normal_(self.items.weight)  # RecBole's initialisation
@@ -53,10 +59,14 @@ class GRU4RecNet(nn.Module):
         with torch.no_grad():
             self.items.weight[0].zero_()
 
+    def states(self, seq: Tensor, at: Tensor) -> Tensor:
+        """Projected GRU states at the positions ``at [B, W]`` (bool) -> ``[S, embedding]``."""
+        out, _ = self.gru(fast_dropout(self.items(seq), self.dropout, self.training))
+        return self.dense(out[at])
+
     def encode(self, seq: Tensor) -> Tensor:
-        """``[B, W] -> [B, embedding]``: the projected GRU state after the last column."""
-        out, _ = self.gru(self.dropout(self.items(seq)))
-        return self.dense(out[:, -1])
+        """``[B, W] -> [B, embedding]``: the projected state at each row's last item."""
+        return self.states(seq, last_positions(seq))
 
     def item_weights(self) -> Tensor:
         """``[n_items, embedding]``: the input embeddings, shared with the output layer."""

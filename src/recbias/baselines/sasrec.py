@@ -1,12 +1,14 @@
 """SASRec (Kang & McAuley, ICDM 2018): a small causal self-attention sequential recommender.
 
 Item embeddings (shared with the output layer, as in the paper) plus learned positions feed
-``layers`` pre-norm causal self-attention blocks (``torch.nn.TransformerEncoderLayer``, point-wise
-ReLU feed-forward of width ``ffn``, the hidden size by default as in the paper); the state at the
-most recent history position scores every item by a dot product. Histories are the last
-``max_len`` items, left-padded, so that position is always the last one; positions count back
-from it, and padding is masked out of attention, so dropping all-padding columns changes nothing.
-Training (see :mod:`recbias.baselines.seqtrain`) uses each sample's (history -> target) pair with
+``layers`` pre-norm causal self-attention blocks (``heads`` heads, a point-wise ReLU feed-forward
+of width ``ffn``, the hidden size by default as in the paper; dropout on the embeddings, the
+attention weights, and after the attention, inside and after the feed-forward); the state at a
+history's last item scores every item by a dot product. Histories are right-padded and
+positions count from the oldest item of the window, RecBole's convention: with the causal mask
+a real position never sees padding, and the state at position ``t`` is the state of the prefix
+ending there, so one pass trains every prefix (``shared_prefix``). Training (see
+:mod:`recbias.baselines.seqtrain`) uses each sample's (history -> target) pair with
 ``loss = "ce"`` (full softmax cross-entropy, the "SASRec++" variant now standard) or ``"bce"``
 (the paper's sampled binary loss), Adam (β = 0.9, 0.98), seeded.
 
@@ -22,21 +24,24 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbias.baselines.seqtrain import (
     SeqTrainConfig,
     SequenceRecommender,
+    fast_dropout,
     history_tensor,
+    last_positions,
     top_k,
 )
 
 log = logging.getLogger(__name__)
 __all__ = [
+    "CausalBlock",
     "SASRecConfig",
     "SASRecNet",
     "SASRecRecommender",
-    "attention_mask",
     "history_tensor",
     "top_k",
 ]
@@ -61,35 +66,62 @@ class SASRecConfig(SeqTrainConfig):
             raise self._fail("heads", f"a divisor of hidden ({self.hidden})")
 
 
+class CausalBlock(nn.Module):
+    """Pre-norm causal self-attention + ReLU feed-forward, each with a residual: ``[B, W, H]``."""
+
+    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.p = heads, dropout
+        self.norm_attn, self.norm_ffn = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.ffn_in, self.ffn_out = nn.Linear(hidden, ffn), nn.Linear(ffn, hidden)
+
+    def attend(self, x: Tensor) -> Tensor:
+        batch, width, hidden = x.shape
+        q, k, v = self.qkv(x).view(batch, width, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        if not self.training or self.p == 0.0:  # [B, heads, W, head_dim]
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # explicit, for the cheap dropout on the attention weights
+            logits = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [B, heads, W, W]
+            future = torch.ones(width, width, dtype=torch.bool, device=x.device).triu(1)
+            weights = logits.masked_fill(future, float("-inf")).softmax(dim=-1)
+            y = fast_dropout(weights, self.p, True) @ v
+        return self.out(y.transpose(1, 2).reshape(batch, width, hidden))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + fast_dropout(self.attend(self.norm_attn(x)), self.p, self.training)
+        inner = fast_dropout(F.relu(self.ffn_in(self.norm_ffn(x))), self.p, self.training)
+        return x + fast_dropout(self.ffn_out(inner), self.p, self.training)
+
+
 class SASRecNet(nn.Module):
-    """Scores ``[B, n_items]`` from left-padded histories ``[B, W]``, W ≤ max_len (id + 1; 0 = pad)."""
+    """Scores ``[B, n_items]`` from right-padded histories ``[B, W]``, W ≤ max_len (id + 1; 0 = pad)."""
 
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
-        self.heads, self.scale, self.max_len = cfg.heads, cfg.hidden**0.5, cfg.max_len
+        self.scale, self.dropout = cfg.hidden**0.5, cfg.dropout
         self.items = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.positions = nn.Embedding(cfg.max_len, cfg.hidden)
-        self.dropout = nn.Dropout(cfg.dropout)
-        block = nn.TransformerEncoderLayer(
-            cfg.hidden,
-            cfg.heads,
-            dim_feedforward=cfg.ffn or cfg.hidden,
-            dropout=cfg.dropout,
-            batch_first=True,
-            norm_first=True,
+        ffn = cfg.ffn or cfg.hidden
+        self.blocks = nn.ModuleList(
+            CausalBlock(cfg.hidden, cfg.heads, ffn, cfg.dropout) for _ in range(cfg.layers)
         )
-        self.encoder = nn.TransformerEncoder(
-            block, cfg.layers, norm=nn.LayerNorm(cfg.hidden), enable_nested_tensor=False
-        )
+        self.norm = nn.LayerNorm(cfg.hidden)
+        self.apply(init_weights)
+
+    def states(self, seq: Tensor, at: Tensor) -> Tensor:
+        """States at the positions ``at [B, W]`` (bool) -> ``[S, hidden]``."""
+        pos = torch.arange(seq.shape[1], device=seq.device)  # from the window's oldest item
+        x = self.items(seq) * self.scale + self.positions(pos)[None]
+        x = fast_dropout(x, self.dropout, self.training)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x[at])
 
     def encode(self, seq: Tensor) -> Tensor:
-        """State at the most recent position: ``[B, W] -> [B, hidden]``."""
-        real = seq > 0
-        # Positions are right-aligned (the last column is max_len - 1) so any width gives the same.
-        pos = torch.arange(self.max_len - seq.shape[1], self.max_len, device=seq.device)
-        x = self.items(seq) * self.scale + self.positions(pos)[None]
-        x = self.dropout(x) * real[..., None]
-        return self.encoder(x, mask=attention_mask(real, self.heads))[:, -1]
+        """State at each row's last item: ``[B, W] -> [B, hidden]``."""
+        return self.states(seq, last_positions(seq))
 
     def item_weights(self) -> Tensor:
         """``[n_items, hidden]``: the input embeddings, shared with the output layer."""
@@ -99,16 +131,16 @@ class SASRecNet(nn.Module):
         return self.encode(seq) @ self.item_weights().T
 
 
-def attention_mask(real: Tensor, heads: int) -> Tensor:
-    """``[B * heads, L, L]`` True = blocked: causal, and no real position attends to padding.
+def init_weights(module: nn.Module) -> None:
+    """RecBole's initialisation: N(0, 0.02) weights, zero biases (LayerNorm: ones and zeros).
 
-    A padding position attends to itself only, so no attention row is empty (no NaN).
+    With PyTorch's N(0, 1) embeddings and the sqrt(hidden) input scale, the first epochs'
+    logits are in the tens and the softmax loss starts near 40 instead of log(n_items).
     """
-    length = real.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
-    self_only = torch.eye(length, dtype=torch.bool, device=real.device)
-    allowed = causal[None] & (real[:, None, :] | self_only[None])
-    return (~allowed).repeat_interleave(heads, dim=0)
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 class SASRecRecommender(SequenceRecommender):

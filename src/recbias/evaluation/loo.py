@@ -36,9 +36,11 @@ Item ids are 0-based in order of first appearance in the file (RecBole: 1-based,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,7 @@ from recbias.baselines.gru4rec import GRU4RecConfig, GRU4RecRecommender
 from recbias.baselines.popularity import count_items
 from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
 from recbias.errors import ConfigError, DataError
+from recbias.genrec.config import GenRecConfig
 from recbias.metrics.ranking import hit_rate, ndcg
 
 log = logging.getLogger(__name__)
@@ -59,12 +62,15 @@ class LOOSplit:
     """Samples in recbias' split format (``sample_id, user, history, target, timestamp``).
 
     ``item_tokens[i]`` is the file's item id for our item id ``i``; ``n_items`` = its length.
+    ``items`` (optional) holds ``title``, ``year``, ``genres`` per our item id, for text-based
+    models (the semantic IDs of genrec).
     """
 
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
     item_tokens: np.ndarray
+    items: pd.DataFrame | None = None
 
     @property
     def n_items(self) -> int:
@@ -150,7 +156,40 @@ def load_ml100k_loo(cache_dir: str | Path | None = None, max_len: int = 50) -> L
     from recbias.data.embedded import ensure_ml100k
 
     directory = ensure_ml100k(cache_dir or default_cache_dir())
-    return leave_one_out(read_atomic_inter(directory / "ml-100k.inter"), max_len)
+    split = leave_one_out(read_atomic_inter(directory / "ml-100k.inter"), max_len)
+    items = read_atomic_items(directory / "ml-100k.item", split.item_tokens)
+    return dataclasses.replace(split, items=items)
+
+
+ITEM_COLUMNS = {
+    "item": "item_id:token",
+    "title": "movie_title:token_seq",
+    "year": "release_year:token",
+    "genres": "class:token_seq",
+}
+
+
+def read_atomic_items(path: str | Path, item_tokens: np.ndarray) -> pd.DataFrame:
+    """A RecBole ``.item`` file -> ``title``, ``year``, ``genres`` (list) per our item id."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: item file not found")
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in ITEM_COLUMNS.values() if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; present: {', '.join(frame.columns)}")
+    by_token = frame.set_index(ITEM_COLUMNS["item"])
+    absent = [str(t) for t in item_tokens if t not in by_token.index]
+    if absent:
+        raise DataError(f"{path}: no row for item ids {absent[:5]} of the interactions")
+    rows = by_token.loc[list(item_tokens)]
+    return pd.DataFrame(
+        {
+            "title": rows[ITEM_COLUMNS["title"]].to_numpy(),
+            "year": rows[ITEM_COLUMNS["year"]].to_numpy(),
+            "genres": [g.split() for g in rows[ITEM_COLUMNS["genres"]]],
+        }
+    )
 
 
 def full_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -181,7 +220,7 @@ def full_ranking_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 10) -
     }
 
 
-SEQ_MODELS = ("popularity", "gru4rec", "sasrec")
+SEQ_MODELS = ("popularity", "gru4rec", "sasrec", "genrec")
 
 
 @dataclass
@@ -203,8 +242,19 @@ class SeqRecConfig:
         metadata={"help": "seed of every model (overrides baselines.*.seed when set)"},
     )
     models: list[str] = field(
-        default_factory=lambda: list(SEQ_MODELS),
-        metadata={"help": "models to train and evaluate: popularity, gru4rec, sasrec"},
+        default_factory=lambda: ["popularity", "gru4rec", "sasrec"],
+        metadata={"help": "models to train and evaluate: popularity, gru4rec, sasrec, genrec"},
+    )
+    genrec: GenRecConfig = field(
+        default_factory=GenRecConfig,
+        metadata={"help": "the semantic-ID generative recommender (model 'genrec')"},
+    )
+    genrec_train_samples: int | None = field(
+        default=20000,
+        metadata={
+            "help": "genrec trains on this many training samples drawn with `seed` "
+            "(unset = all); its exact scoring of every item is what full ranking needs"
+        },
     )
     max_len: int = field(default=50, metadata={"help": "LOO history window (RecBole: 50)"})
     k: int = field(default=10, metadata={"help": "cut-off of the ranking metrics"})
@@ -220,6 +270,10 @@ class SeqRecConfig:
         for key in ("max_len", "k"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
+        if self.genrec_train_samples is not None and self.genrec_train_samples < 1:
+            raise ConfigError(
+                f"config key 'genrec_train_samples': must be >= 1, got {self.genrec_train_samples}"
+            )
         self.baselines.gru4rec.validate()
         self.baselines.sasrec.validate()
 
@@ -229,23 +283,45 @@ def _popularity_scores(split: LOOSplit, samples: pd.DataFrame) -> np.ndarray:
     return np.broadcast_to(counts, (len(samples), split.n_items))
 
 
+def _fit_model(name: str, cfg: SeqRecConfig, split: LOOSplit) -> Any:
+    if name == "genrec":
+        return _fit_genrec(cfg, split)
+    model_cls = GRU4RecRecommender if name == "gru4rec" else SASRecRecommender
+    return model_cls(getattr(cfg.baselines, name)).fit(split.train, split.n_items)
+
+
+def _fit_genrec(cfg: SeqRecConfig, split: LOOSplit) -> Any:
+    from recbias.genrec import GenerativeRecommender
+
+    if split.items is None:
+        raise DataError("genrec needs item texts (titles): the split was built without them")
+    train = split.train
+    n = cfg.genrec_train_samples
+    if n is not None and n < len(train):
+        seed = cfg.seed if cfg.seed is not None else cfg.genrec.seed
+        train = train.sample(n=n, random_state=seed).sort_values("sample_id")
+    return GenerativeRecommender(cfg.genrec).fit(train, split.items, split.valid)
+
+
 def run_seqrec(cfg: SeqRecConfig, split: LOOSplit) -> dict[str, dict]:
     """Train each model on ``split.train``; full-ranking metrics on valid and test, epoch times."""
     cfg.validate()
     if cfg.seed is not None:
-        cfg.baselines.gru4rec.seed = cfg.baselines.sasrec.seed = cfg.seed
+        cfg.baselines.gru4rec.seed = cfg.baselines.sasrec.seed = cfg.genrec.seed = cfg.seed
     results: dict[str, dict] = {}
     for name in cfg.models:
         if name == "popularity":
             score, seconds = (lambda s: _popularity_scores(split, s)), []
         else:
-            model_cls = GRU4RecRecommender if name == "gru4rec" else SASRecRecommender
-            model = model_cls(getattr(cfg.baselines, name)).fit(split.train, split.n_items)
-            score, seconds = model.scores, model.epoch_seconds
+            model = _fit_model(name, cfg, split)
+            score = model.scores
+            seconds = list(getattr(model, "epoch_seconds", []))
         results[name] = {"epoch_seconds": seconds}
         for part in ("valid", "test"):
             samples = getattr(split, part)
-            metrics = full_ranking_metrics(score(samples), samples["target"].to_numpy(), cfg.k)
+            scores = score(samples)
+            scores = scores.float().numpy() if hasattr(scores, "numpy") else np.asarray(scores)
+            metrics = full_ranking_metrics(scores, samples["target"].to_numpy(), cfg.k)
             results[name][part] = metrics
         log.info("%s: test %s", name, results[name]["test"])
     return results
