@@ -1,10 +1,10 @@
 """Training cost of each debiasing objective relative to SFT, and IGD decoding vs plain decoding.
 
-    python bench/bench_objectives.py --samples 96 --users 32
+    python bench/bench_objectives.py --samples 96 --users 32 --repeats 3
 
 Every objective trains the same SmolLM2-135M start point on the same quickstart samples with the
-same effective batch, after an untimed warm-up pass over the very same batches; the time of the
-timed pass is divided by SFT's. GDRT's one-time relevance pass (``setup``) is timed separately and
+same effective batch, after an untimed warm-up pass over the very same batches; the median of
+``--repeats`` timed passes is divided by SFT's (the range pairs each side's extreme passes). GDRT's one-time relevance pass (``setup``) is timed separately and
 divided by the SFT pass. The IGD calibration hook is timed in constrained beam search against the
 plain search on the same prompts. Writes bench/results/objectives.json.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -37,8 +38,10 @@ from recbias.train.loop import TrainConfig, Trainer
 METHODS = ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"]
 
 
-def time_objective(name, base_state, lm, ctx_args, samples, tcfg, tmp) -> tuple[float, float]:
-    """(seconds of the timed pass, seconds of setup) for one objective from the same start."""
+def time_objective(
+    name, base_state, lm, ctx_args, samples, tcfg, tmp, repeats: int
+) -> tuple[list[float], float]:
+    """(seconds of each timed pass, seconds of setup) for one objective from the same start."""
     lm.model.load_state_dict(base_state)
     objective = build_objective(ObjectiveConfig(name=name))
     t0 = time.perf_counter()
@@ -46,10 +49,13 @@ def time_objective(name, base_state, lm, ctx_args, samples, tcfg, tmp) -> tuple[
     setup = time.perf_counter() - t0
     trainer = Trainer(lm.model, objective, tcfg, tmp, ctx_args[-1], 0, "bf16")
     trainer.fit(samples, None)  # warm-up pass over the same batches
-    trainer.state = type(trainer.state)()
-    t0 = time.perf_counter()
-    trainer.fit(samples, None)
-    return time.perf_counter() - t0, setup
+    passes = []
+    for _ in range(repeats):
+        trainer.state = type(trainer.state)()
+        t0 = time.perf_counter()
+        trainer.fit(samples, None)
+        passes.append(time.perf_counter() - t0)
+    return passes, setup
 
 
 def time_decoding(cfg, ds, lm, users: int) -> tuple[float, float]:
@@ -71,7 +77,11 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=96, help="training samples per timed pass")
     ap.add_argument("--users", type=int, default=32, help="test users for the decoding timing")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes per objective (median)")
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = load_config(RunConfig, Path("configs/quickstart.toml"))
     ds = load_data(cfg)
     lm = load_lm(cfg, ds)
@@ -86,15 +96,25 @@ def main() -> None:
     tmp = Path("bench/results/tmp_objectives")
     result: dict[str, dict[str, float]] = {}
     for name in args.methods.split(","):
-        seconds, setup = time_objective(name, base_state, lm, ctx_args, samples, tcfg, tmp)
-        result[name] = {"seconds": seconds, "setup_seconds": setup}
+        passes, setup = time_objective(
+            name, base_state, lm, ctx_args, samples, tcfg, tmp, args.repeats
+        )
+        result[name] = {
+            "seconds": statistics.median(passes),
+            "passes": passes,
+            "setup_seconds": setup,
+        }
     sft = result["sft"]["seconds"]
     for name, r in result.items():
         r["ratio_vs_sft"] = r["seconds"] / sft
+        # spread: this objective's fastest/slowest pass over SFT's slowest/fastest pass
+        r["ratio_range"] = [min(r["passes"]) / max(result["sft"]["passes"]),
+                            max(r["passes"]) / min(result["sft"]["passes"])]  # fmt: skip
         r["setup_ratio_vs_sft_pass"] = r["setup_seconds"] / sft
         print(
-            f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT   "
-            f"setup {r['setup_seconds']:6.1f} s ({r['setup_ratio_vs_sft_pass']:.3f}x an SFT pass)"
+            f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT "
+            f"[{r['ratio_range'][0]:.2f}, {r['ratio_range'][1]:.2f}]   setup "
+            f"{r['setup_seconds']:6.1f} s ({r['setup_ratio_vs_sft_pass']:.3f}x an SFT pass)"
         )
     lm.model.load_state_dict(base_state)
     plain, igd = time_decoding(cfg, ds, lm, args.users)
