@@ -64,8 +64,11 @@ def test_msl_gdrt_is_selectable_from_toml():
     [
         ObjectiveConfig(name="msl", msl=MSLConfig(ats=True, ats_min_tau=0.1, ats_ema=0.5)),
         ObjectiveConfig(name="gdrt", gdrt=GDRTConfig(groups=2, ema=0.5, weights_from="previous")),
+        ObjectiveConfig(
+            name="gdrt", gdrt=GDRTConfig(groups=2, relevance_model="refresh", weights_from="batch")
+        ),
     ],
-    ids=["msl-ats", "gdrt-ema"],
+    ids=["msl-ats", "gdrt-ema", "gdrt-refresh"],
 )
 def test_objective_state_survives_a_resume(byte_tok, tmp_path, objective):
     from recbias.objectives import build_objective
@@ -84,7 +87,8 @@ def test_objective_state_survives_a_resume(byte_tok, tmp_path, objective):
         return model, obj
 
     full, full_obj = run(tmp_path / "full")
-    run(tmp_path / "killed", stop_after_steps=5)
+    steps_per_epoch = len(_ctx(byte_tok, tiny.tiny_llama(len(byte_tok))).samples) // 2
+    run(tmp_path / "killed", stop_after_steps=steps_per_epoch + 3)  # resumes inside epoch 2
     resumed, resumed_obj = run(tmp_path / "killed", resume=True)
     for a, b in zip(full.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)

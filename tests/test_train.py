@@ -207,3 +207,33 @@ def test_snapshots_keep_the_weights_of_each_epoch_and_every_n_steps(byte_tok, tm
     final = torch.load(tmp_path / "checkpoints" / "epoch-2" / "weights.pt", weights_only=True)
     for name, p in model.named_parameters():
         torch.testing.assert_close(final[name], p.detach())
+
+
+def test_a_run_resumed_mid_epoch_does_not_start_that_epoch_again(byte_tok, tmp_path):
+    class Recording:
+        def __init__(self):
+            self.inner = build_objective(ObjectiveConfig())
+            self.epochs = []
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, *args):
+            return self.inner(*args)
+
+        def on_epoch_start(self, epoch, model):
+            self.epochs.append(epoch)
+
+    def run(obj, **kw):
+        cfg = TrainConfig(
+            epochs=2, lr=1e-2, warmup_steps=0, micro_batch_size=2, grad_accum=1, checkpoint_every=1
+        )
+        model = tiny.tiny_llama(len(byte_tok), seed=1)
+        Trainer(model, obj, cfg, tmp_path, byte_tok.pad_token_id, 0, "fp32").fit(
+            _samples(byte_tok), validate=None, **kw
+        )
+
+    first, resumed = Recording(), Recording()
+    run(first, stop_after_steps=8)  # 6 steps per epoch: killed inside epoch 2
+    run(resumed, resume=True)
+    assert first.epochs == [0, 1] and resumed.epochs == []

@@ -57,7 +57,8 @@ class Objective(Protocol):
         """Called once before training (default objectives ignore it)."""
 
     def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> None:
-        """Called before every epoch, including the first."""
+        """Called before every epoch, including the first (not again when a run resumes
+        mid-epoch: what it set up then is restored from :meth:`state_dict`)."""
 
     def stats(self) -> dict[str, torch.Tensor]:
         """Tensors to log (e.g. per-group losses and weights); empty by default."""

@@ -40,7 +40,8 @@ trainer's Σ numerators / N equals Σ_g Q(g)L(g). Q comes from ``weights_from``:
 
 ``ema = η`` replaces the losses by a running estimate L̂_g ← (1-η)L̂_g + η·L_g updated with every
 step in which g is present (first value: L_g). The estimates are reset when the groups change
-(``relevance_model = "refresh"``) and are not checkpointed (a resumed run restarts them).
+(``relevance_model = "refresh"``). Estimates and groups are checkpointed: a resumed run goes on
+with the groups it had, rather than recomputing them with the mid-epoch model.
 A step starts with the first ``prepare`` after the previous step's ``normaliser`` or ``__call__``
 (what :class:`recbias.train.loop.Trainer` does); :meth:`begin_step` makes that explicit. With
 several processes every process needs at least one micro-batch per step (grad_accum ≥ world size).
@@ -269,12 +270,17 @@ class GDRTObjective:
         return (step.weights[group] * ce).sum()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The running group-loss estimate (EMA / "previous" mode)."""
-        return {"estimate": self._estimate.clone()}
+        """The running group-loss estimate and the groups in use (``refresh`` changes them)."""
+        state = {"estimate": self._estimate.clone()}
+        if self._table is not None:
+            state["table"] = self._table.detach().cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if state:
+        if "estimate" in state:
             self._estimate = state["estimate"].float()
+        if "table" in state:  # a resumed run keeps the groups it was trained with
+            self._table = state["table"].long()
 
     def _token_losses(
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]

@@ -343,7 +343,8 @@ class Trainer:
 
     def _run_epoch(self, samples: Sequence[TokenizedSample], stop_after: int | None) -> bool:
         groups = self._groups(samples, self.state.epoch)
-        self.objective.on_epoch_start(self.state.epoch, self.model)
+        if self.state.group_in_epoch == 0:  # not when resuming mid-epoch: it already started
+            self.objective.on_epoch_start(self.state.epoch, self.model)
         for gi in range(self.state.group_in_epoch, len(groups)):
             t0 = time.perf_counter()
             info = self._step(samples, groups[gi])
