@@ -349,9 +349,11 @@ def test_every_shipped_compare_config_loads(path):
 
     cfg = load_config(CompareConfig, path)
     assert cfg.reference in [m.name for m in cfg.methods]
+    by_name = {m.name: m for m in cfg.methods}
     for spec in cfg.methods:
         names = select_methods(cfg, [spec.name])
-        objective = flatten_set(spec.set).get("train.objective.name", "sft")
+        trained = by_name[spec.reuse_model_of] if spec.reuse_model_of else spec
+        objective = flatten_set(trained.set).get("train.objective.name", "sft")
         if objective in registered():
             run = resolve_methods(cfg, names)[spec.name]
             assert run.train.objective.name == objective
@@ -363,9 +365,12 @@ def test_every_shipped_compare_config_loads(path):
 def test_compare_methods_lists_every_method():
     cfg = load_config(CompareConfig, ROOT / "configs" / "compare_methods.toml")
     names = [m.name for m in cfg.methods]
-    assert names == ["sft", "gdrt", "igd", "d3", "msl", "pos", "cft", "reweight"]
+    assert names == ["sft", "gdrt", "igd", "d3", "msl", "pos", "cft", "reweight", "igd+dec"]
     d3 = cfg.methods[names.index("d3")]
-    assert d3.reuse_model_of == "sft" and d3.set == {"decode.beam.length_penalty": 0.0}
+    assert d3.reuse_model_of == "sft" and d3.set["decode.beam.length_penalty"] == 0.0
+    assert d3.set["decode.calibration"] == ["d3"] and d3.set["decode.d3.assistant"] == "sasrec"
+    igd_dec = cfg.methods[names.index("igd+dec")]
+    assert igd_dec.reuse_model_of == "igd" and igd_dec.set["decode.calibration"] == ["igd"]
     assert cfg.base.decode.beam.length_penalty != 0.0
 
 
