@@ -10,8 +10,8 @@ dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs, no early s
 model after the last epoch is evaluated on valid and test. Architectures differ in detail
 (RecBole's SASRec is post-norm GELU with separate attention dropout, ours pre-norm ReLU via
 our own blocks; init N(0, 0.02) like RecBole's). recbias trains with its defaults
-(``shared_prefix``: prefix samples ride on one pass; ``dtype`` bf16 autocast, ``--dtype fp32``
-to compare; ``bucket``), so epochs see the same samples but fewer forward passes.
+(``dtype`` bf16 autocast, ``--dtype fp32`` to compare; ``--shared-prefix`` lets prefix samples
+ride on one pass, faster but slower to converge per epoch), so epochs see the same samples.
 
 RecBole runs in its own venv, ``bench/.recbole-venv`` (created on first use: torch 2.13.0 CPU,
 recbole 1.2.1, numpy < 1.24 because RecBole's NDCG uses the removed ``np.float``), in a child
@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on each side")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16", help="recbias side")
-    parser.add_argument("--no-shared-prefix", action="store_true", help="recbias: one pass/sample")
+    parser.add_argument(
+        "--shared-prefix", action="store_true", help="recbias: prefix samples share a pass"
+    )
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,7 +171,7 @@ def main() -> None:
         results[model] = {
             "recbole": run_recbole(model, args.epochs, args.seed, args.threads),
             "recbias": run_ours(
-                model, args.epochs, args.seed, split, args.dtype, not args.no_shared_prefix
+                model, args.epochs, args.seed, split, args.dtype, args.shared_prefix
             ),
         }
         report({model: results[model]}, args.threads)
@@ -181,7 +183,7 @@ def main() -> None:
                 "epochs": args.epochs,
                 "threads": args.threads,
                 "dtype": args.dtype,
-                "shared_prefix": not args.no_shared_prefix,
+                "shared_prefix": args.shared_prefix,
                 **results,
             },
             indent=1,
