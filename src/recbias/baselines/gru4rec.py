@@ -22,10 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from recbias.baselines.seqtrain import (
+    ItemSequenceNet,
     SeqTrainConfig,
     SequenceRecommender,
     fast_dropout,
-    last_positions,
 )
 
 
@@ -43,7 +43,7 @@ class GRU4RecConfig(SeqTrainConfig):
         self._check_positive("embedding", "hidden", "layers")
 
 
-class GRU4RecNet(nn.Module):
+class GRU4RecNet(ItemSequenceNet):
     """Scores ``[B, n_items]`` from right-padded histories ``[B, W]`` (item id + 1; 0 = padding)."""
 
     def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
@@ -63,17 +63,6 @@ class GRU4RecNet(nn.Module):
         """Projected GRU states at the positions ``at [B, W]`` (bool) -> ``[S, embedding]``."""
         out, _ = self.gru(fast_dropout(self.items(seq), self.dropout, self.training))
         return self.dense(out[at])
-
-    def encode(self, seq: Tensor) -> Tensor:
-        """``[B, W] -> [B, embedding]``: the projected state at each row's last item."""
-        return self.states(seq, last_positions(seq))
-
-    def item_weights(self) -> Tensor:
-        """``[n_items, embedding]``: the input embeddings, shared with the output layer."""
-        return self.items.weight[1:]
-
-    def forward(self, seq: Tensor) -> Tensor:
-        return self.encode(seq) @ self.item_weights().T
 
 
 class GRU4RecRecommender(SequenceRecommender):

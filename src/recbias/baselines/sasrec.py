@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbias.baselines.seqtrain import (
+    ItemSequenceNet,
     SeqTrainConfig,
     SequenceRecommender,
     fast_dropout,
     history_tensor,
-    last_positions,
     top_k,
 )
 
@@ -95,7 +95,7 @@ class CausalBlock(nn.Module):
         return x + fast_dropout(self.ffn_out(inner), self.p, self.training)
 
 
-class SASRecNet(nn.Module):
+class SASRecNet(ItemSequenceNet):
     """Scores ``[B, n_items]`` from right-padded histories ``[B, W]``, W ≤ max_len (id + 1; 0 = pad)."""
 
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
@@ -118,17 +118,6 @@ class SASRecNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.norm(x[at])
-
-    def encode(self, seq: Tensor) -> Tensor:
-        """State at each row's last item: ``[B, W] -> [B, hidden]``."""
-        return self.states(seq, last_positions(seq))
-
-    def item_weights(self) -> Tensor:
-        """``[n_items, hidden]``: the input embeddings, shared with the output layer."""
-        return self.items.weight[1:]
-
-    def forward(self, seq: Tensor) -> Tensor:
-        return self.encode(seq) @ self.item_weights().T
 
 
 def init_weights(module: nn.Module) -> None:

@@ -146,6 +146,29 @@ def last_positions(seq: Tensor) -> Tensor:
     return torch.arange(seq.shape[1], device=seq.device)[None] == last[:, None]
 
 
+class ItemSequenceNet(nn.Module):
+    """The scoring head both nets share: the state at a history's last item, dot the item
+    embeddings (``self.items``, row 0 = padding, shared with the input). Subclasses set
+    ``items`` and define ``states``."""
+
+    items: nn.Embedding
+
+    def states(self, seq: Tensor, at: Tensor) -> Tensor:
+        """States at the positions ``at [B, W]`` (bool) -> ``[S, D]``."""
+        raise NotImplementedError
+
+    def encode(self, seq: Tensor) -> Tensor:
+        """``[B, W] -> [B, D]``: the state at each row's last item."""
+        return self.states(seq, last_positions(seq))
+
+    def item_weights(self) -> Tensor:
+        """``[n_items, D]``: the input embeddings without the padding row."""
+        return self.items.weight[1:]
+
+    def forward(self, seq: Tensor) -> Tensor:
+        return self.encode(seq) @ self.item_weights().T
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` items per row of ``scores [n, n_items]``; ties go to the smaller item id.
 
