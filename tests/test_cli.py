@@ -411,3 +411,19 @@ def test_simulate_rejects_a_delegated_share_outside_0_1(tmp_path, capsys):
     args = ["simulate", "configs/simulate_popularity.toml", "--run-dir", str(tmp_path / "s")]
     assert main([*args, "--set", "loop.lambdas=[1.5]"]) == 2
     assert "loop.lambdas[0]" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_seqrec_command_runs_popularity_on_recboles_leave_one_out(tmp_path):
+    import json
+
+    from recbias.cli import main
+
+    run = tmp_path / "seq"
+    args = ["seqrec", "configs/seqrec_ml100k.toml", "--set", 'models=["popularity"]']
+    assert main([*args, "--run-dir", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (
+        0.0 < metrics["popularity"]["test"]["NDCG@10"] < metrics["popularity"]["test"]["Recall@10"]
+    )
+    assert (run / "config.toml").is_file() and (run / "environment.json").is_file()

@@ -247,6 +247,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _results_dir(output_dir: str, name: str, given: str | None) -> Path:
     from recbias.runs import new_run_dir
 
@@ -262,15 +271,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
     console.print(f"run directory: [bold]{run_dir}[/]")
     result = run_simulation(cfg, run_dir)
-    table = Table(title=f"simulation: {result['world']}")
     cols = ["final_exposure_hhi", "final_exposure_coverage", "final_jaccard", "first_alert_round"]
-    for col in ["variant", "λ", *cols]:
-        table.add_column(col)
-    for run in result["runs"]:
-        values = [run["summary"].get(c) for c in cols]
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
-        table.add_row(run["variant"], f"{run['lambda']:g}", *cells)
-    out.print(table)
+    rows = [
+        [run["variant"], f"{run['lambda']:g}"]
+        + [f"{v:.4g}" if isinstance(v, float) else str(v) for v in map(run["summary"].get, cols)]
+        for run in result["runs"]
+    ]
+    out.print(_table(f"simulation: {result['world']}", ["variant", "λ", *cols], rows))
     console.print(f"finished in {result['seconds']:.0f} s; outputs in {run_dir}")
     return 0
 
@@ -294,16 +301,13 @@ def cmd_seqrec(args: argparse.Namespace) -> int:
 
     cfg = load_config(SeqRecConfig, Path(args.config), args.set)
     run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
-    results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
     write_resolved(cfg, run_dir / "config.toml")
     write_environment(run_dir, cfg.baselines.sasrec.seed)
+    results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
     write_json(run_dir / "metrics.json", results)
-    table = Table(title=f"leave-one-out, full ranking @ {cfg.k} (test)")
-    for col in ("model", *next(iter(results.values()))["test"]):
-        table.add_column(col)
-    for model, res in results.items():
-        table.add_row(model, *(f"{v:.4f}" for v in res["test"].values()))
-    out.print(table)
+    cols = ["model", *next(iter(results.values()))["test"]]
+    rows = [[m, *(f"{v:.4f}" for v in r["test"].values())] for m, r in results.items()]
+    out.print(_table(f"leave-one-out, full ranking @ {cfg.k} (test)", cols, rows))
     console.print(f"outputs in {run_dir}")
     return 0
 
@@ -317,13 +321,13 @@ def cmd_genrec(args: argparse.Namespace) -> int:
     run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
     console.print(f"run directory: [bold]{run_dir}[/]")
     result = run_genrec(cfg, run_dir)
-    table = Table(title=f"genrec ({result['encoder']} semantic IDs), {result['split']}")
-    table.add_column("metric")
-    table.add_column("mean [95% CI]")
-    for name, v in result["metrics"].items():
-        if isinstance(v, dict):
-            table.add_row(name, f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]")
-    out.print(table)
+    rows = [
+        [name, f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]"]
+        for name, v in result["metrics"].items()
+        if isinstance(v, dict)
+    ]
+    title = f"genrec ({result['encoder']} semantic IDs), {result['split']}"
+    out.print(_table(title, ["metric", "mean [95% CI]"], rows))
     console.print(f"outputs in {run_dir}")
     return 0
 
