@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test test-unit lint browser bench clean
+.PHONY: setup demo test test-unit lint browser bench bench-seqrec clean
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,14 @@ test: lint browser
 bench: setup
 	$(BIN)/python bench/make_decoding_inputs.py configs/quickstart.toml --out bench/results/inputs > bench/results/model_dir
 	$(BIN)/python bench/bench_decoding.py --model $$(cat bench/results/model_dir) --prompts bench/results/inputs/prompts.jsonl --catalog bench/results/inputs/catalog.jsonl --users 64 --dtype fp32
-	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_training.py --repeats 3
+	$(BIN)/python bench/bench_objectives.py --repeats 3
+	$(BIN)/python bench/bench_attribution.py --run $$(ls -dt runs/quickstart*/ | head -1) --trained --samples 200 --items 9 --threads 2
+	$(BIN)/python bench/bench_simulator.py --scorer mf
+
+# RecBole 1.2.1 in its own venv (bench/.recbole-venv) against our GRU4Rec and SASRec; long.
+bench-seqrec: setup
+	$(BIN)/python bench/bench_seqrec.py --epochs 30 --models gru4rec,sasrec --threads 2
 
 clean:
 	rm -rf $(VENV) runs bench/results
