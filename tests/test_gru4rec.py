@@ -8,7 +8,7 @@ from recbias.baselines.gru4rec import GRU4RecConfig, GRU4RecNet, GRU4RecRecommen
 from recbias.baselines.seqtrain import history_tensor
 from recbias.errors import ConfigError
 from recbias.evaluation.predictions import Recommender
-from test_sasrec import N_ITEMS, _next_item_samples
+from seq_helpers import N_ITEMS, next_item_samples
 
 FAST = dict(embedding=32, hidden=32, max_len=12, epochs=30, lr=1e-2, batch_size=64, dropout=0.0)
 
@@ -17,8 +17,8 @@ FAST = dict(embedding=32, hidden=32, max_len=12, epochs=30, lr=1e-2, batch_size=
 def test_learns_a_deterministic_next_item_rule(loss):
     torch.set_num_threads(1)
     cfg = GRU4RecConfig(**FAST, loss=loss, negatives=4 if loss == "bce" else 1)
-    model = GRU4RecRecommender(cfg).fit(_next_item_samples(300, seed=0), N_ITEMS)
-    test = _next_item_samples(100, seed=1, start_id=1000)
+    model = GRU4RecRecommender(cfg).fit(next_item_samples(300, seed=0), N_ITEMS)
+    test = next_item_samples(100, seed=1, start_id=1000)
     recs = model.recommend(test, k=1)
     assert isinstance(model, Recommender)
     assert np.mean(recs.items[:, 0] == test["target"].to_numpy()) >= 0.95
@@ -40,7 +40,7 @@ def test_right_padding_is_invisible_and_positions_are_prefix_states():
 
 
 def test_same_seed_same_model_and_bucketing_keeps_the_data():
-    train = _next_item_samples(80, seed=3)
+    train = next_item_samples(80, seed=3)
     small = dict(embedding=8, hidden=8, epochs=2, batch_size=16)
     a = GRU4RecRecommender(GRU4RecConfig(**small)).fit(train, N_ITEMS)
     b = GRU4RecRecommender(GRU4RecConfig(**small)).fit(train, N_ITEMS)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tiny
+from objective_helpers import loss_and_grads, make_ctx, train
 from recbias.config import from_dict
 from recbias.errors import ConfigError
 from recbias.experiment import RunConfig
@@ -13,7 +14,6 @@ from recbias.lm.batching import collate
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.gdrt import GDRTConfig
 from recbias.objectives.msl import MSLConfig
-from test_objectives_igd import _ctx, _loss_and_grads, _train
 
 
 def _objective(groups: int) -> ObjectiveConfig:
@@ -23,14 +23,14 @@ def _objective(groups: int) -> ObjectiveConfig:
 
 def test_msl_gdrt_with_one_group_is_msl(byte_tok):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
-    ctx = _ctx(byte_tok, model)
+    ctx = make_ctx(byte_tok, model)
     results = []
     for cfg in (_objective(1), ObjectiveConfig(name="msl", msl=MSLConfig(tau=2.0))):
         obj = build_objective(cfg)
         obj.setup(ctx)
         if hasattr(obj, "begin_step"):
             obj.begin_step()
-        results.append(_loss_and_grads(model, obj, collate(ctx.samples[:6], byte_tok.pad_token_id)))
+        results.append(loss_and_grads(model, obj, collate(ctx.samples[:6], byte_tok.pad_token_id)))
     (l1, g1), (l2, g2) = results
     torch.testing.assert_close(l1, l2)
     for a, b in zip(g1, g2, strict=True):
@@ -40,8 +40,8 @@ def test_msl_gdrt_with_one_group_is_msl(byte_tok):
 def test_msl_gdrt_differs_from_msl_with_several_groups_and_is_accumulation_invariant(
     byte_tok, tmp_path
 ):
-    a, rows = _train(byte_tok, tmp_path / "a", 4, 1, _objective(2))
-    b, _ = _train(byte_tok, tmp_path / "b", 2, 2, _objective(2))
+    a, rows = train(byte_tok, tmp_path / "a", 4, 1, _objective(2))
+    b, _ = train(byte_tok, tmp_path / "b", 2, 2, _objective(2))
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-4)
     assert any("gdrt_group_weight" in r for r in rows if r["event"] == "train")
@@ -76,7 +76,7 @@ def test_objective_state_survives_a_resume(byte_tok, tmp_path, objective):
 
     def run(path, **kw):
         model = tiny.tiny_llama(len(byte_tok), seed=1)
-        ctx = _ctx(byte_tok, model)
+        ctx = make_ctx(byte_tok, model)
         obj = build_objective(objective)
         obj.setup(ctx)
         cfg = TrainConfig(
@@ -87,7 +87,7 @@ def test_objective_state_survives_a_resume(byte_tok, tmp_path, objective):
         return model, obj
 
     full, full_obj = run(tmp_path / "full")
-    steps_per_epoch = len(_ctx(byte_tok, tiny.tiny_llama(len(byte_tok))).samples) // 2
+    steps_per_epoch = len(make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok))).samples) // 2
     run(tmp_path / "killed", stop_after_steps=steps_per_epoch + 3)  # resumes inside epoch 2
     resumed, resumed_obj = run(tmp_path / "killed", resume=True)
     for a, b in zip(full.parameters(), resumed.parameters(), strict=True):

@@ -5,26 +5,22 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import tiny
+from objective_helpers import TITLES, fake_samples, loss_and_grads, make_ctx, setup_samples
 from recbias.baselines import count_items
 from recbias.config import from_dict
 from recbias.decoding import BeamConfig, EdgeScores, ItemTrie, constrained_beam_search
 from recbias.decoding.igd_calibration import IGDDecodeConfig, calibration_weights, igd_score_hook
 from recbias.errors import ConfigError, RecbiasError
-from recbias.lm.batching import TokenizedSample, collate, encode_samples
+from recbias.lm.batching import collate
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives import information_gain as ig
-from recbias.objectives.base import ObjectiveContext
 from recbias.objectives.igd import IGDConfig, IGDObjective
-from recbias.prompts import Domain, EncodedPrompt, PromptBuilder, PromptConfig
 from recbias.recommender import build_trie
-from recbias.train.loop import TrainConfig, Trainer, target_logits
-
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+from recbias.train.loop import TrainConfig
 
 # A hand-built catalog: item -> tokens (9 = terminator) and training-target counts (total 10).
 SEQS = [[1, 2, 9], [1, 3, 9], [4, 5, 9], [4, 5, 6, 9], [7, 9]]
@@ -33,34 +29,6 @@ COUNTS = np.array([4, 2, 1, 1, 2])
 
 def h(p: float) -> float:
     return -p * math.log(p)
-
-
-def _fake_samples(seqs, items):
-    return [
-        TokenizedSample(i, item, EncodedPrompt([0], [], list(seqs[item])))
-        for i, item in enumerate(items)
-    ]
-
-
-def _setup(tok, n=12):
-    rows = [
-        {"sample_id": 100 + i, "user": i, "history": [(i + k) % 8 for k in range(1 + i % 3)]}
-        | {"target": (i * 3) % len(TITLES)}
-        for i in range(n)
-    ]
-    df = pd.DataFrame(rows)
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
-    samples = encode_samples(builder, df, TITLES, max_length=512)
-    return builder, df, samples
-
-
-def _ctx(tok, model):
-    builder, df, samples = _setup(tok)
-    trie = build_trie(builder, TITLES, list(range(len(TITLES))))
-    counts = count_items(df, len(TITLES))
-    return ObjectiveContext(
-        model, builder, TITLES, df, samples, counts, trie, "fp32", tok.pad_token_id
-    )
 
 
 # --- IG maths -------------------------------------------------------------------------------
@@ -117,7 +85,7 @@ def test_zero_count_items_carry_no_information():
 def test_token_gain_and_zero_share_of_samples():
     trie = ItemTrie.build(SEQS)
     info = ig.trie_information(trie, COUNTS)
-    samples = _fake_samples(SEQS, [0, 4, 3])
+    samples = fake_samples(SEQS, [0, 4, 3])
     nodes, lengths = ig.walk_samples(trie, samples, list("abcde"))
     zero = ig.zero_gain_tokens(info, nodes)
     assert zero.tolist() == [
@@ -132,7 +100,7 @@ def test_token_gain_and_zero_share_of_samples():
 
 def test_target_off_the_trie_names_sample_and_title():
     trie = ItemTrie.build(SEQS[:4])
-    samples = _fake_samples(SEQS, [0, 4])
+    samples = fake_samples(SEQS, [0, 4])
     with pytest.raises(RecbiasError, match=r"sample 1: the target item 4 \('Eve'\)"):
         ig.walk_samples(trie, samples, ["a", "b", "c", "d", "Eve"])
 
@@ -140,33 +108,22 @@ def test_target_off_the_trie_names_sample_and_title():
 # --- IGD objective --------------------------------------------------------------------------
 
 
-def _loss_and_grads(model, obj, batch):
-    model.zero_grad(set_to_none=True)
-    obj.prepare(batch)
-    logits = target_logits(model, batch)
-    loss = obj(logits, batch.target_labels, batch.meta) / obj.normaliser(
-        batch.target_labels, batch.meta
-    )
-    loss.backward()
-    return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
-
 def test_igd_beta_one_is_sft(byte_tok):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
-    ctx = _ctx(byte_tok, model)
+    ctx = make_ctx(byte_tok, model)
     igd = IGDObjective(IGDConfig(beta=1.0))
     igd.setup(ctx)
     sft = build_objective(ObjectiveConfig())
     batch = collate(ctx.samples[:5], byte_tok.pad_token_id)
-    loss_a, grads_a = _loss_and_grads(model, sft, batch)
-    loss_b, grads_b = _loss_and_grads(model, igd, batch)
+    loss_a, grads_a = loss_and_grads(model, sft, batch)
+    loss_b, grads_b = loss_and_grads(model, igd, batch)
     torch.testing.assert_close(loss_b, loss_a, atol=1e-6, rtol=1e-6)
     for ga, gb in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(gb, ga, atol=1e-7, rtol=1e-5)
 
 
 def test_igd_weights_are_beta_on_zero_gain_tokens(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     obj = IGDObjective(IGDConfig(beta=0.1))
     obj.setup(ctx)
     ref = ig.target_trie(ctx.builder, TITLES, ctx.item_counts)
@@ -184,14 +141,14 @@ def test_igd_weights_are_beta_on_zero_gain_tokens(byte_tok):
 
 
 def test_igd_catalog_reference_uses_the_decoding_trie(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     obj = IGDObjective(IGDConfig(reference="catalog"))
     obj.setup(ctx)
     assert obj.zero_ig_share is not None
 
 
 def test_igd_target_outside_reference_trie_raises(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     ctx.trie = build_trie(ctx.builder, TITLES, [0, 1, 2])
     target = next(s for s in ctx.samples if s.target_item > 2)
     with pytest.raises(
@@ -210,36 +167,6 @@ def test_igd_is_selectable_from_config():
     cfg = from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": 0.3}}})
     obj = build_objective(cfg.objective)
     assert isinstance(obj, IGDObjective) and obj.cfg.beta == 0.3
-
-
-class _Records:
-    def __init__(self):
-        self.rows = []
-
-    def log(self, record):
-        self.rows.append(record)
-
-
-def _train(tok, tmp_path, mbs, accum, objective):
-    model = tiny.tiny_llama(len(tok), seed=1)
-    ctx = _ctx(tok, model)
-    obj = build_objective(objective)
-    obj.setup(ctx)
-    cfg = TrainConfig(
-        epochs=1,
-        lr=1e-2,
-        warmup_steps=0,
-        micro_batch_size=mbs,
-        grad_accum=accum,
-        max_grad_norm=0.0,
-        log_every=1,
-        objective=objective,
-    )
-    records = _Records()
-    Trainer(model, obj, cfg, tmp_path, tok.pad_token_id, seed=0, dtype="fp32", logger=records).fit(
-        ctx.samples, validate=None
-    )
-    return model, records.rows
 
 
 # --- IGD decoding calibration ---------------------------------------------------------------
@@ -282,7 +209,7 @@ def test_calibration_alpha_rejected_outside_unit_interval():
 
 
 def test_beam_search_with_calibration_returns_catalog_items(byte_tok):
-    builder, df, samples = _setup(byte_tok)
+    builder, df, samples = setup_samples(byte_tok)
     items = [0, 2, 3, 4, 5, 6, 7]
     trie = build_trie(builder, TITLES, items)
     hook = igd_score_hook(trie, count_items(df, len(TITLES)), IGDDecodeConfig(alpha=0.4))

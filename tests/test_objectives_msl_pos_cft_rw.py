@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import tiny
+
+# The tiny-model fixtures are shared with the IGD tests (same samples, context and trainer).
+from objective_helpers import TITLES, loss_and_grads, make_ctx, train
 from recbias.config import from_dict
 from recbias.decoding import ItemTrie
 from recbias.errors import ConfigError, RecbiasError
@@ -27,9 +30,6 @@ from recbias.objectives.pos import PosConfig, positional_weights
 from recbias.objectives.reweight import ReweightConfig, ReweightObjective
 from recbias.recommender import build_trie
 from recbias.train.loop import TrainConfig, target_logits
-
-# The tiny-model fixtures are shared with the IGD tests (same samples, context and trainer).
-from test_objectives_igd import TITLES, _ctx, _loss_and_grads, _train
 
 # --- MSL core -------------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ def _dense_msl_reference(trie, batch, logits, tau):
 
 def test_msl_objective_matches_dense_mask_reference(byte_tok):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
-    ctx = _ctx(byte_tok, model)
+    ctx = make_ctx(byte_tok, model)
     obj = MSLObjective(MSLConfig(tau=4.5))
     obj.setup(ctx)
     batch = collate(ctx.samples[:4], byte_tok.pad_token_id)
@@ -127,7 +127,7 @@ def test_msl_objective_matches_dense_mask_reference(byte_tok):
 
 
 def test_msl_target_off_the_trie_raises(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     ctx.trie = build_trie(ctx.builder, TITLES, [0, 1])
     with pytest.raises(RecbiasError, match="does not walk the decoding trie"):
         MSLObjective().setup(ctx)
@@ -142,7 +142,7 @@ def test_msl_nonpositive_temperature_rejected_at_load(key, value):
 
 def test_ats_adapts_tau_within_its_clamp(byte_tok, tmp_path):
     cfg = MSLConfig(ats=True, ats_eta=1.0, ats_ema=0.5, ats_min_tau=0.05)
-    _, rows = _train(byte_tok, tmp_path, 2, 2, ObjectiveConfig(name="msl", msl=cfg))
+    _, rows = train(byte_tok, tmp_path, 2, 2, ObjectiveConfig(name="msl", msl=cfg))
     taus = [r["msl_tau"] for r in rows if r["event"] == "train"]
     assert taus[0] == pytest.approx(1.5)
     assert len(set(taus)) > 1 and all(0.05 <= t <= 5.0 for t in taus)
@@ -176,12 +176,12 @@ NEUTRAL = {
 @pytest.mark.parametrize("name", ["pos", "cft", "reweight"])
 def test_neutral_settings_reduce_to_sft(byte_tok, name):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
-    ctx = _ctx(byte_tok, model)
+    ctx = make_ctx(byte_tok, model)
     obj = build_objective(NEUTRAL[name])
     obj.setup(ctx)
     batch = collate(ctx.samples[:5], byte_tok.pad_token_id)
-    loss_a, grads_a = _loss_and_grads(model, build_objective(ObjectiveConfig()), batch)
-    loss_b, grads_b = _loss_and_grads(model, obj, batch)
+    loss_a, grads_a = loss_and_grads(model, build_objective(ObjectiveConfig()), batch)
+    loss_b, grads_b = loss_and_grads(model, obj, batch)
     torch.testing.assert_close(loss_b, loss_a, atol=1e-6, rtol=1e-6)
     for ga, gb in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(gb, ga, atol=1e-7, rtol=1e-5)
@@ -212,11 +212,11 @@ def _cft_reference(model, ctx, samples, alpha, beta, detach):
 @pytest.mark.parametrize("detach", [False, True])
 def test_cft_matches_two_pass_reference(byte_tok, detach):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
-    ctx = _ctx(byte_tok, model)
+    ctx = make_ctx(byte_tok, model)
     obj = CFTObjective(CFTConfig(alpha=0.3, beta=0.25, detach_counterfactual=detach))
     obj.setup(ctx)
     samples = ctx.samples[2:6]
-    loss, grads = _loss_and_grads(model, obj, collate(samples, byte_tok.pad_token_id))
+    loss, grads = loss_and_grads(model, obj, collate(samples, byte_tok.pad_token_id))
     model.zero_grad(set_to_none=True)
     ref = _cft_reference(model, ctx, samples, 0.3, 0.25, detach)
     ref.backward()
@@ -226,7 +226,7 @@ def test_cft_matches_two_pass_reference(byte_tok, detach):
 
 
 def test_cft_configurable_placeholder_text(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     obj = CFTObjective(CFTConfig(no_history_text="Unknow"))
     obj.setup(ctx)
     batch = collate(ctx.samples[:2], byte_tok.pad_token_id)
@@ -244,7 +244,7 @@ def test_cft_negative_alpha_rejected_at_load():
 
 
 def test_reweight_weights_every_token_by_inverse_popularity(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     obj = ReweightObjective(ReweightConfig(gamma=1.0))
     obj.setup(ctx)
     samples = ctx.samples[:4]
@@ -260,7 +260,7 @@ def test_reweight_negative_gamma_rejected_at_load():
 
 
 def test_reweight_target_without_count_raises(byte_tok):
-    ctx = _ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
+    ctx = make_ctx(byte_tok, tiny.tiny_llama(len(byte_tok)))
     counts = ctx.item_counts.copy()
     counts[ctx.samples[0].target_item] = 0
     ctx.item_counts = counts
@@ -285,9 +285,9 @@ TRAINED = {
 @pytest.mark.parametrize("name", sorted(TRAINED))
 def test_accumulation_invariance_and_training(byte_tok, tmp_path, name):
     objective = TRAINED[name]
-    a, rows = _train(byte_tok, tmp_path / "a", 4, 1, objective)
-    b, _ = _train(byte_tok, tmp_path / "b", 1, 4, objective)
-    c, _ = _train(byte_tok, tmp_path / "c", 2, 2, objective)
+    a, rows = train(byte_tok, tmp_path / "a", 4, 1, objective)
+    b, _ = train(byte_tok, tmp_path / "b", 1, 4, objective)
+    c, _ = train(byte_tok, tmp_path / "c", 2, 2, objective)
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(pa, pc, atol=2e-5, rtol=1e-4)

@@ -9,11 +9,7 @@ import json
 import re
 from pathlib import Path
 
-import matplotlib
 import pytest
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 from recbias.errors import DataError
 from recbias.report import build_report
@@ -21,76 +17,9 @@ from recbias.report.collect import read_curve
 from recbias.report.format import fmt_ci, fmt_number
 from recbias.report.sections import Figure, Section, Table, save_sections
 from recbias.report.text import latex_escape, table_csv, table_latex
+from report_helpers import AUDIT_SECTIONS, fake_run, png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _png(path: Path, color: str = "tab:blue") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(2, 1.5))
-    ax.bar([0, 1], [1, 2], color=color)
-    fig.savefig(path, format="png", dpi=50)
-    plt.close(fig)
-
-
-def _ci(mean: float, half: float = 0.004) -> dict[str, float]:
-    return {"mean": mean, "lo": mean - half, "hi": mean + half}
-
-
-def _metrics(extra_metric: str | None = None) -> dict:
-    def method(base: float) -> dict:
-        out = {"HR@10": _ci(2 * base), "NDCG@10": _ci(base), "valid_ratio": 1.0, "n": 200}
-        if extra_metric:
-            out[extra_metric] = _ci(base / 2)
-        return out
-
-    paired = {"diff": -0.002, "lo": -0.006, "hi": 0.001, "p_value": 0.31}
-    paired.update({"n": 200, "a_better": 5, "b_better": 7, "ties": 188})
-    return {
-        "dataset": "toy",
-        "training": {"steps": 20, "train_seconds": 12.5},
-        "timing": {"train": 12.5, "recommend_llm": 3.25},
-        "metrics": {
-            "methods": {"llm": method(0.0136), "popularity": method(0.0156)},
-            "paired_vs_llm": {"popularity": {"NDCG@10": paired}},
-        },
-    }
-
-
-AUDIT_SECTIONS = [
-    ("fairness", "Fairness & concentration", "MGU_10 is 12% (#1 genre)"),
-    ("attribution", "Attribution <by position>", "History items get 40% of the credit"),
-]
-
-
-def fake_run(root: Path, name: str = "run_a", extra_metric: str | None = None) -> Path:
-    """A run directory as ``recbias run`` + ``recbias audit`` write it, with tiny numbers."""
-    run = root / name
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps(_metrics(extra_metric)))
-    log = [
-        {"event": "train", "step": s, "epoch": s // 10, "loss": 3.0 / s} for s in (5, 10, 15, 20)
-    ]
-    log += [{"event": "epoch", "epoch": e, "step": 10 * e, "val_metric": 0.01 * e} for e in (1, 2)]
-    (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-    (run / "config.toml").write_text('name = "toy"\nseed = 0\n\n[eval]\nvalidation_k = 10\n')
-    env = {"time_utc": "2026-01-01T00:00:00+00:00", "python": "3.11.7", "seed": 0}
-    env.update({"packages": {"torch": "2.13.0"}, "git": {"commit": "abc123" * 7, "dirty": False}})
-    (run / "environment.json").write_text(json.dumps(env))
-    sections = []
-    for i, (key, title, summary) in enumerate(AUDIT_SECTIONS):
-        _png(run / "audit" / "figures" / f"{key}.png")
-        table = Table(
-            key,
-            f"{title}: 95% CI",
-            ["group_name", "share %"],
-            [["a_b", 0.1234567], ["<script>", i]],
-        )
-        sections.append(
-            Section(key, title, summary, [table], [Figure(f"figures/{key}.png", "What to see")])
-        )
-    save_sections(run / "audit" / "audit.json", sections)
-    return run
 
 
 def _build(tmp_path: Path, *runs: Path) -> tuple:
@@ -299,7 +228,7 @@ def test_missing_section_figure_names_the_json(tmp_path):
 
 def test_sections_files_of_probes_are_found(tmp_path):
     probe = tmp_path / "probe"
-    _png(probe / "figs" / "bias.png")
+    png(probe / "figs" / "bias.png")
     sec = Section(
         "channels", "Bias channels", "probe summary", figures=[Figure("figs/bias.png", "c")]
     )

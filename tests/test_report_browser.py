@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from recbias.report import build_report
-from test_report import AUDIT_SECTIONS, fake_run
+from report_helpers import AUDIT_SECTIONS, fake_run
 
 INSTALL_HINT = "headless Chromium is needed for the report test: run scripts/install_chromium.sh"
 

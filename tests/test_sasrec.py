@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -15,37 +14,19 @@ from recbias.baselines.sasrec import (
 from recbias.baselines.seqtrain import bce_loss, sample_negatives, trim
 from recbias.errors import ConfigError
 from recbias.evaluation.predictions import Recommender
+from seq_helpers import N_ITEMS, next_item_samples
 
-N_ITEMS = 12
 FAST = SASRecConfig(hidden=32, epochs=40, lr=5e-3, batch_size=64, dropout=0.1)
-
-
-def _next_item_samples(n, seed, start_id=0):
-    """Histories of consecutive items (mod N_ITEMS); the target is always last + 1."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        first, size = int(rng.integers(N_ITEMS)), int(rng.integers(1, 12))
-        hist = [(first + j) % N_ITEMS for j in range(size)]
-        rows.append(
-            {
-                "sample_id": start_id + i,
-                "user": f"u{i}",
-                "history": hist,
-                "target": (hist[-1] + 1) % N_ITEMS,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def fitted():
     torch.set_num_threads(1)
-    return SASRecRecommender(FAST).fit(_next_item_samples(300, seed=0), N_ITEMS)
+    return SASRecRecommender(FAST).fit(next_item_samples(300, seed=0), N_ITEMS)
 
 
 def test_learns_a_deterministic_next_item_rule(fitted):
-    test = _next_item_samples(100, seed=1, start_id=1000)
+    test = next_item_samples(100, seed=1, start_id=1000)
     recs = fitted.recommend(test, k=5)
     hr1 = float(np.mean(recs.items[:, 0] == test["target"].to_numpy()))
     assert hr1 >= 0.99
@@ -53,7 +34,7 @@ def test_learns_a_deterministic_next_item_rule(fitted):
 
 
 def test_shapes_and_protocol(fitted):
-    test = _next_item_samples(7, seed=2)
+    test = next_item_samples(7, seed=2)
     assert isinstance(fitted, Recommender)
     assert fitted.scores(test).shape == (7, N_ITEMS)
     recs = fitted.recommend(test, k=3)
@@ -63,7 +44,7 @@ def test_shapes_and_protocol(fitted):
 
 
 def test_same_seed_same_model_and_caller_rng_untouched():
-    train = _next_item_samples(60, seed=3)
+    train = next_item_samples(60, seed=3)
     cfg = SASRecConfig(hidden=16, epochs=2, batch_size=16)
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -88,7 +69,7 @@ def test_ties_go_to_the_smaller_item_and_excluded_items_are_empty():
 
 
 def test_exclude_history(fitted):
-    test = _next_item_samples(20, seed=4)
+    test = next_item_samples(20, seed=4)
     model = SASRecRecommender(SASRecConfig(exclude_history=True))
     model.net, model.n_items = fitted.net, fitted.n_items
     recs = model.recommend(test, k=N_ITEMS)
@@ -132,8 +113,8 @@ def test_bce_loss_learns_the_rule_too():
     torch.set_num_threads(1)
     cfg = SASRecConfig(hidden=32, epochs=40, lr=5e-3, batch_size=64, dropout=0.1, loss="bce",
                        negatives=4)  # fmt: skip
-    model = SASRecRecommender(cfg).fit(_next_item_samples(300, seed=0), N_ITEMS)
-    test = _next_item_samples(100, seed=1, start_id=1000)
+    model = SASRecRecommender(cfg).fit(next_item_samples(300, seed=0), N_ITEMS)
+    test = next_item_samples(100, seed=1, start_id=1000)
     hr1 = float(np.mean(model.recommend(test, k=1).items[:, 0] == test["target"].to_numpy()))
     assert hr1 >= 0.95
 
