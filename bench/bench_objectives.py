@@ -3,9 +3,12 @@
     python bench/bench_objectives.py --samples 96 --users 32 --repeats 3
 
 Every objective trains the same SmolLM2-135M start point on the same quickstart samples with the
-same effective batch, after an untimed warm-up pass over the very same batches; the median of
-``--repeats`` timed passes is divided by SFT's (the range pairs each side's extreme passes). GDRT's one-time relevance pass (``setup``) is timed separately and
-divided by the SFT pass. The IGD calibration hook is timed in constrained beam search against the
+same effective batch, after an untimed warm-up pass over the very same batches. The timed passes
+are interleaved: each of ``--repeats`` rounds times every objective once (the order rotates from
+round to round), so slow drifts of the machine hit all objectives alike. Each round gives a
+paired ratio objective/SFT; the bench prints their median and range. GDRT's one-time relevance
+pass (``setup``) is timed separately and divided by the median SFT pass. The end-of-epoch
+checkpoint write is left out of the timed passes (it is the same for every objective). The IGD calibration hook is timed in constrained beam search against the
 plain search on the same prompts. Writes bench/results/objectives.json.
 
 Targets (issue 3): GDRT <= 1.05x (relevance pass <= 0.35x of an SFT epoch), IGD <= 1.03x,
@@ -38,24 +41,28 @@ from recbias.train.loop import TrainConfig, Trainer
 METHODS = ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"]
 
 
-def time_objective(
-    name, base_state, lm, ctx_args, samples, tcfg, tmp, repeats: int
-) -> tuple[list[float], float]:
-    """(seconds of each timed pass, seconds of setup) for one objective from the same start."""
-    lm.model.load_state_dict(base_state)
-    objective = build_objective(ObjectiveConfig(name=name))
-    t0 = time.perf_counter()
-    objective.setup(ObjectiveContext(lm.model, *ctx_args))
-    setup = time.perf_counter() - t0
-    trainer = Trainer(lm.model, objective, tcfg, tmp, ctx_args[-1], 0, "bf16")
-    trainer.fit(samples, None)  # warm-up pass over the same batches
-    passes = []
-    for _ in range(repeats):
-        trainer.state = type(trainer.state)()
+class TimedObjective:
+    """One objective, set up once, that times a training pass from the shared start point."""
+
+    def __init__(self, name, base_state, lm, ctx_args, samples, tcfg, tmp) -> None:
+        self.name, self.base_state, self.lm = name, base_state, lm
+        self.samples, self.tcfg, self.tmp, self.pad = samples, tcfg, tmp, ctx_args[-1]
+        lm.model.load_state_dict(base_state)
+        self.objective = build_objective(ObjectiveConfig(name=name))
         t0 = time.perf_counter()
-        trainer.fit(samples, None)
-        passes.append(time.perf_counter() - t0)
-    return passes, setup
+        self.objective.setup(ObjectiveContext(lm.model, *ctx_args))
+        self.setup_seconds = time.perf_counter() - t0
+        self.passes: list[float] = []
+        self.run()  # warm-up pass over the same batches (untimed)
+
+    def run(self) -> float:
+        """Seconds of one pass: fresh optimiser and loop state, the shared start weights."""
+        self.lm.model.load_state_dict(self.base_state)
+        trainer = Trainer(self.lm.model, self.objective, self.tcfg, self.tmp, self.pad, 0, "bf16")
+        trainer._save_last = lambda: None  # time the training steps, not the checkpoint write
+        t0 = time.perf_counter()
+        trainer.fit(self.samples, None)
+        return time.perf_counter() - t0
 
 
 def time_decoding(cfg, ds, lm, users: int) -> tuple[float, float]:
@@ -94,23 +101,27 @@ def main() -> None:
     tcfg = TrainConfig(epochs=1, micro_batch_size=4, grad_accum=4, warmup_steps=0)
     base_state = copy.deepcopy(lm.model.state_dict())
     tmp = Path("bench/results/tmp_objectives")
-    result: dict[str, dict[str, float]] = {}
-    for name in args.methods.split(","):
-        passes, setup = time_objective(
-            name, base_state, lm, ctx_args, samples, tcfg, tmp, args.repeats
-        )
+    names = args.methods.split(",")
+    if "sft" not in names:
+        names.insert(0, "sft")
+    timed = {n: TimedObjective(n, base_state, lm, ctx_args, samples, tcfg, tmp) for n in names}
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            timed[name].passes.append(timed[name].run())
+    sft = timed["sft"]
+    result: dict[str, dict] = {}
+    for name, t in timed.items():
+        paired = [a / b for a, b in zip(t.passes, sft.passes, strict=True)]
         result[name] = {
-            "seconds": statistics.median(passes),
-            "passes": passes,
-            "setup_seconds": setup,
+            "seconds": statistics.median(t.passes),
+            "passes": t.passes,
+            "paired_ratios": paired,
+            "ratio_vs_sft": statistics.median(paired),
+            "ratio_range": [min(paired), max(paired)],
+            "setup_seconds": t.setup_seconds,
+            "setup_ratio_vs_sft_pass": t.setup_seconds / statistics.median(sft.passes),
         }
-    sft = result["sft"]["seconds"]
-    for name, r in result.items():
-        r["ratio_vs_sft"] = r["seconds"] / sft
-        # spread: this objective's fastest/slowest pass over SFT's slowest/fastest pass
-        r["ratio_range"] = [min(r["passes"]) / max(result["sft"]["passes"]),
-                            max(r["passes"]) / min(result["sft"]["passes"])]  # fmt: skip
-        r["setup_ratio_vs_sft_pass"] = r["setup_seconds"] / sft
+        r = result[name]
         print(
             f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT "
             f"[{r['ratio_range'][0]:.2f}, {r['ratio_range'][1]:.2f}]   setup "

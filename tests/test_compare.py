@@ -17,6 +17,7 @@ from recbias.cli import main
 from recbias.compare import (
     CompareConfig,
     flatten_set,
+    load_compare_config,
     resolve_methods,
     run_comparison,
     select_methods,
@@ -332,6 +333,51 @@ def test_only_adds_the_reference_and_reused_models():
     assert select_methods(cfg, ["d3"]) == ["sft", "lr", "d3"]
     with pytest.raises(ConfigError, match="--only: unknown method 'd33'"):
         select_methods(cfg, ["d33"])
+
+
+def test_set_reaches_one_method_by_name(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[methods]]\nname = "sft"\n[[methods]]\nname = "igd"\n'
+        '[[methods]]\nname = "igd+dec"\nreuse_model_of = "igd"\n'
+        '[[methods]]\nname = "igd.v2"\nset = { "train.lr" = 0.5 }\n'
+    )
+    cfg = load_compare_config(
+        path,
+        [
+            "methods.igd.train.objective.igd.beta=0.3",
+            "methods.igd+dec.decode.beam.length_penalty=0.0",
+            "methods.igd.v2.train.epochs=3",  # the longest fitting name wins: 'igd.v2'
+            "base.train.epochs=1",
+        ],
+    )
+    sets = {m.name: m.set for m in cfg.methods}
+    assert sets == {
+        "sft": {},
+        "igd": {"train.objective.igd.beta": 0.3},
+        "igd+dec": {"decode.beam.length_penalty": 0.0},
+        "igd.v2": {"train.lr": 0.5, "train.epochs": 3},
+    }
+    assert cfg.base.train.epochs == 1
+    resolved = resolve_methods(cfg, select_methods(cfg))
+    assert resolved["igd"].train.objective.igd.beta == 0.3
+    assert resolved["igd.v2"].train.epochs == 3 and resolved["sft"].train.epochs == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("methods.gdrt.train.lr=1", r"override 'methods.gdrt.train.lr=1'.*\(sft\)"),
+        ("methods.sft=1", r"expected methods.NAME.KEY=VALUE"),
+        ("methods.sft.train.lrr=1", r"'methods\[0\].set.\"train.lrr\"': unknown key 'lrr'"),
+    ],
+)
+def test_set_for_an_unknown_method_or_key_names_it(tmp_path, override, message):
+    path = tmp_path / "c.toml"
+    path.write_text('[[methods]]\nname = "sft"\n')
+    with pytest.raises(ConfigError, match=message):
+        cfg = load_compare_config(path, [override])
+        resolve_methods(cfg, select_methods(cfg))
 
 
 def test_flatten_set_accepts_dotted_and_nested_keys():

@@ -183,10 +183,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from recbias.compare import CompareConfig, run_comparison
-    from recbias.config import load_config
+    from recbias.compare import load_compare_config, run_comparison
 
-    cfg = load_config(CompareConfig, Path(args.config), args.set)
+    cfg = load_compare_config(Path(args.config), args.set)
     try:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else None
     except ValueError:
@@ -403,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
         elif name == "compare":
             _config_args(p, run_dir=False)
+            p.epilog = (
+                "--set methods.NAME.KEY=VALUE adds KEY to one method's set, e.g. "
+                "--set methods.gdrt.train.objective.gdrt.tau=0.2; base.* keys change every method"
+            )
             p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: seeds)")
             p.add_argument("--out", help="comparison directory (default: output_dir)")
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")

@@ -40,7 +40,15 @@ from typing import Any
 
 from recbias import pipeline
 from recbias.compare_table import build_comparison, method_rows, write_comparison
-from recbias.config import dumps, from_dict, to_dict, write_resolved
+from recbias.config import (
+    apply_overrides,
+    dumps,
+    from_dict,
+    parse_override,
+    read_toml,
+    to_dict,
+    write_resolved,
+)
 from recbias.data.prepare import prepare_dataset
 from recbias.errors import ConfigError
 from recbias.evaluation.summary import write_metrics_json
@@ -126,6 +134,38 @@ class CompareConfig:
                 f"config key 'paired_metric': expected one of {metric_names(self.ks)}, "
                 f"got '{self.paired_metric}'"
             )
+
+
+def load_compare_config(path: Path, overrides: Sequence[str] = ()) -> CompareConfig:
+    """Read a comparison config and apply ``--set`` overrides.
+
+    ``methods.NAME.KEY=VALUE`` adds ``KEY = VALUE`` to method NAME's ``set`` (NAME may contain
+    dots; the longest method name that fits wins), e.g. ``methods.gdrt.train.objective.gdrt.tau=0.2``;
+    every other override applies to the comparison config as usual (``base.train.epochs=1``).
+    """
+    data = read_toml(path)
+    plain: list[str] = []
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] != "methods":
+            plain.append(text)
+            continue
+        methods = data.get("methods")
+        tables = [m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else []
+        dotted = ".".join(keys[1:])
+        fits = [m for m in tables if dotted.startswith(f"{m.get('name')}.")]
+        if not fits:
+            names = ", ".join(str(m.get("name")) for m in tables) or "none"
+            raise ConfigError(
+                f"override '{text}': expected methods.NAME.KEY=VALUE with NAME one of the "
+                f"config's methods ({names})"
+            )
+        spec = max(fits, key=lambda m: len(str(m["name"])))
+        sets = spec.setdefault("set", {})
+        if not isinstance(sets, dict):
+            raise ConfigError(f"override '{text}': method '{spec['name']}' has a non-table set")
+        sets[dotted[len(str(spec["name"])) + 1 :]] = value
+    return from_dict(CompareConfig, apply_overrides(data, plain))
 
 
 def _hint(name: str, names: Sequence[str]) -> str:
