@@ -7,7 +7,13 @@ same effective batch, after an untimed warm-up pass over the very same batches. 
 are interleaved: each of ``--repeats`` rounds times every objective once (the order rotates from
 round to round), so slow drifts of the machine hit all objectives alike. Each round gives a
 paired ratio objective/SFT; the bench prints their median and range. GDRT's one-time relevance
-pass (``setup``) is timed separately and divided by the median SFT pass. The end-of-epoch
+pass (``setup``) is timed separately and divided by the median SFT pass.
+
+Pass-to-pass noise on a busy CPU is a few percent, as large as the targets' margins. So the bench
+also times each objective's own token-level work (prepare, weights, loss and its backward to the
+logits, over the same micro-batches, on fixed logits of the real shapes) without the model; 1 +
+(its time − SFT's) / SFT's pass is the objective's extra cost per pass, free of the model's noise
+("token work" column; CFT's extra forward pass makes that figure meaningless for it). The end-of-epoch
 checkpoint write is left out of the timed passes (it is the same for every objective). The IGD calibration hook is timed in constrained beam search against the
 plain search on the same prompts. Writes bench/results/objectives.json.
 
@@ -31,7 +37,7 @@ from recbias.config import load_config
 from recbias.decoding import constrained_beam_search
 from recbias.decoding.igd_calibration import igd_score_hook
 from recbias.experiment import RunConfig
-from recbias.lm.batching import encode_samples
+from recbias.lm.batching import collate, encode_samples
 from recbias.lm.loading import autocast
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.base import ObjectiveContext
@@ -54,6 +60,41 @@ class TimedObjective:
         self.setup_seconds = time.perf_counter() - t0
         self.passes: list[float] = []
         self.run()  # warm-up pass over the same batches (untimed)
+
+    def token_work(self, repeats: int = 5) -> float:
+        """Seconds per pass of the objective's own token-level work, without the model.
+
+        prepare + normaliser + loss + its backward to the logits over the same micro-batches as
+        a training pass, on fixed random target logits of the real shapes (median of
+        ``repeats``). For CFT the loss also runs its no-history forward pass.
+        """
+        pad, vocab = self.pad, self.lm.model.config.vocab_size
+        k, acc = self.tcfg.micro_batch_size, self.tcfg.grad_accum
+        steps = [
+            [collate(self.samples[j : j + k], pad) for j in range(i, i + k * acc, k)]
+            for i in range(0, len(self.samples) - k * acc + 1, k * acc)
+        ]
+        gen = torch.Generator().manual_seed(0)
+        logits = [
+            [torch.randn(b.target_labels.numel(), vocab, generator=gen).bfloat16() for b in step]
+            for step in steps
+        ]
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for step, step_logits in zip(steps, logits, strict=True):
+                begin = getattr(self.objective, "begin_step", None)
+                if begin is not None:
+                    begin()
+                for b in step:
+                    self.objective.prepare(b)
+                total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in step)
+                for b, lg in zip(step, step_logits, strict=True):
+                    leaf = lg.requires_grad_()
+                    (self.objective(leaf.float(), b.target_labels, b.meta) / total).backward()
+                    leaf.grad = None
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
 
     def run(self) -> float:
         """Seconds of one pass: fresh optimiser and loop state, the shared start weights."""
@@ -105,6 +146,7 @@ def main() -> None:
     if "sft" not in names:
         names.insert(0, "sft")
     timed = {n: TimedObjective(n, base_state, lm, ctx_args, samples, tcfg, tmp) for n in names}
+    work = {n: t.token_work() for n, t in timed.items() if n != "cft"}
     for r in range(args.repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             timed[name].passes.append(timed[name].run())
@@ -121,11 +163,20 @@ def main() -> None:
             "setup_seconds": t.setup_seconds,
             "setup_ratio_vs_sft_pass": t.setup_seconds / statistics.median(sft.passes),
         }
+        if name in work:  # the objective's own extra cost, free of the model's timing noise
+            extra = (work[name] - work["sft"]) / statistics.median(sft.passes)
+            result[name].update(token_work_seconds=work[name], token_work_ratio=1 + extra)
         r = result[name]
         print(
             f"{name:9s} {r['seconds']:7.1f} s  {r['ratio_vs_sft']:.3f}x SFT "
             f"[{r['ratio_range'][0]:.2f}, {r['ratio_range'][1]:.2f}]   setup "
             f"{r['setup_seconds']:6.1f} s ({r['setup_ratio_vs_sft_pass']:.3f}x an SFT pass)"
+            + (
+                f"   token work {r['token_work_seconds'] * 1e3:6.0f} ms/pass "
+                f"-> {r['token_work_ratio']:.4f}x"
+                if "token_work_ratio" in r
+                else ""
+            )
         )
     lm.model.load_state_dict(base_state)
     plain, igd = time_decoding(cfg, ds, lm, args.users)
