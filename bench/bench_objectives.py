@@ -68,12 +68,11 @@ class TimedObjective:
         a training pass, on fixed random target logits of the real shapes (median of
         ``repeats``). For CFT the loss also runs its no-history forward pass.
         """
-        pad, vocab = self.pad, self.lm.model.config.vocab_size
-        k, acc = self.tcfg.micro_batch_size, self.tcfg.grad_accum
         steps = [
-            [collate(self.samples[j : j + k], pad) for j in range(i, i + k * acc, k)]
-            for i in range(0, len(self.samples) - k * acc + 1, k * acc)
+            [collate([self.samples[i] for i in idx], self.pad) for idx in group]
+            for group in self._trainer().step_groups(self.samples, 0)
         ]
+        vocab = self.lm.model.config.vocab_size
         gen = torch.Generator().manual_seed(0)
         logits = [
             [torch.randn(b.target_labels.numel(), vocab, generator=gen).bfloat16() for b in step]
@@ -96,10 +95,14 @@ class TimedObjective:
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
+    def _trainer(self) -> Trainer:
+        """A fresh trainer (optimiser, loop state) of this objective on the shared model."""
+        return Trainer(self.lm.model, self.objective, self.tcfg, self.tmp, self.pad, 0, "bf16")
+
     def run(self) -> float:
         """Seconds of one pass: fresh optimiser and loop state, the shared start weights."""
         self.lm.model.load_state_dict(self.base_state)
-        trainer = Trainer(self.lm.model, self.objective, self.tcfg, self.tmp, self.pad, 0, "bf16")
+        trainer = self._trainer()
         trainer._save_last = lambda: None  # time the training steps, not the checkpoint write
         t0 = time.perf_counter()
         trainer.fit(self.samples, None)

@@ -69,22 +69,28 @@ class Records:
         self.rows.append(record)
 
 
-def train(tok, tmp_path, mbs, accum, objective):
-    """Train a seeded tiny Llama for one epoch with ``objective``; return it and its log rows."""
-    model = tiny.tiny_llama(len(tok), seed=1)
-    ctx = make_ctx(tok, model)
-    obj = build_objective(objective)
-    obj.setup(ctx)
-    cfg = TrainConfig(
-        epochs=1,
+def tiny_train_config(mbs, accum, epochs=1, objective=None) -> TrainConfig:
+    """Plain SGD-like settings for accumulation tests: lr 1e-2, no warm-up, no clipping."""
+    extra = {} if objective is None else {"objective": objective}
+    return TrainConfig(
+        epochs=epochs,
         lr=1e-2,
         warmup_steps=0,
         micro_batch_size=mbs,
         grad_accum=accum,
         max_grad_norm=0.0,
         log_every=1,
-        objective=objective,
+        **extra,
     )
+
+
+def train(tok, tmp_path, mbs, accum, objective):
+    """Train a seeded tiny Llama for one epoch with ``objective``; return it and its log rows."""
+    model = tiny.tiny_llama(len(tok), seed=1)
+    ctx = make_ctx(tok, model)
+    obj = build_objective(objective)
+    obj.setup(ctx)
+    cfg = tiny_train_config(mbs, accum, objective=objective)
     records = Records()
     Trainer(model, obj, cfg, tmp_path, tok.pad_token_id, seed=0, dtype="fp32", logger=records).fit(
         ctx.samples, validate=None

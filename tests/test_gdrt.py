@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import tiny
+from objective_helpers import tiny_train_config
 from recbias.config import from_dict
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import collate, encode_samples
@@ -20,7 +21,7 @@ from recbias.objectives.relevance import (
 )
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
 from recbias.recommender import build_trie
-from recbias.train.loop import TrainConfig, Trainer, target_logits
+from recbias.train.loop import Trainer, target_logits
 
 TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
 
@@ -142,15 +143,7 @@ def _train(tok, tmp_path, mbs, accum, epochs=1, logger=None, **kw):
     model = tiny.tiny_llama(len(tok), seed=1)
     ctx = _context(tok, model)
     obj = _gdrt(ctx, groups=3, **kw)
-    cfg = TrainConfig(
-        epochs=epochs,
-        lr=1e-2,
-        warmup_steps=0,
-        micro_batch_size=mbs,
-        grad_accum=accum,
-        max_grad_norm=0.0,
-        log_every=1,
-    )
+    cfg = tiny_train_config(mbs, accum, epochs=epochs)
     trainer = Trainer(
         model, obj, cfg, tmp_path, tok.pad_token_id, seed=0, dtype="fp32", logger=logger
     )

@@ -263,7 +263,8 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def _groups(self, samples: Sequence[TokenizedSample], epoch: int) -> list[list[list[int]]]:
+    def step_groups(self, samples: Sequence[TokenizedSample], epoch: int) -> list[list[list[int]]]:
+        """Sample indices of every optimiser step of ``epoch``, split into micro-batches."""
         eff = bucketed_batches(
             [s.length for s in samples],
             self.cfg.effective_batch,
@@ -319,7 +320,7 @@ class Trainer:
         stop_after_steps: int | None = None,
     ) -> LoopState:
         """Train; ``stop_after_steps`` simulates a kill (for resume tests and time-boxed runs)."""
-        steps_per_epoch = len(self._groups(samples, 0))
+        steps_per_epoch = len(self.step_groups(samples, 0))
         total = steps_per_epoch * self.cfg.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(self.cfg, total)
@@ -342,7 +343,7 @@ class Trainer:
         return self.state
 
     def _run_epoch(self, samples: Sequence[TokenizedSample], stop_after: int | None) -> bool:
-        groups = self._groups(samples, self.state.epoch)
+        groups = self.step_groups(samples, self.state.epoch)
         if self.state.group_in_epoch == 0:  # not when resuming mid-epoch: it already started
             self.objective.on_epoch_start(self.state.epoch, self.model)
         for gi in range(self.state.group_in_epoch, len(groups)):
