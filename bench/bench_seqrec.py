@@ -60,7 +60,7 @@ def recbole_child(model: str, epochs: int, seed: int, out: Path) -> None:
         **COMMON, **params, "loss_type": "CE", "train_neg_sample_args": None, "epochs": epochs,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
         "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "topk": [10],
-        "valid_metric": "MRR@10", "use_gpu": False, "seed": seed, "show_progress": False,
+        "valid_metric": "NDCG@10", "use_gpu": False, "seed": seed, "show_progress": False,
         "repeatable": True, "checkpoint_dir": tempfile.mkdtemp(prefix="recbole-"),
     }  # fmt: skip
     config = Config(model=name, dataset="ml-100k", config_dict=settings)
@@ -68,17 +68,14 @@ def recbole_child(model: str, epochs: int, seed: int, out: Path) -> None:
     train, valid, test = data_preparation(config, create_dataset(config))
     net = get_model(name)(config, train._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], name)(config, net)
-    seconds = []
+    seconds, curve = [], []
     for epoch in range(epochs):
         start = time.perf_counter()
         trainer._train_epoch(train, epoch, show_progress=False)
         seconds.append(time.perf_counter() - start)
-    result = {
-        "epoch_seconds": seconds,
-        "valid": dict(trainer.evaluate(valid, load_best_model=False)),
-        "test": dict(trainer.evaluate(test, load_best_model=False)),
-    }
-    out.write_text(json.dumps(result))
+        curve.append({split: dict(trainer.evaluate(data, load_best_model=False))
+                      for split, data in (("valid", valid), ("test", test))})  # fmt: skip
+    out.write_text(json.dumps({"epoch_seconds": seconds, "curve": curve}))
 
 
 def ensure_venv() -> Path:
@@ -91,7 +88,17 @@ def ensure_venv() -> Path:
     return python
 
 
+def _normalise(metrics: dict) -> dict:
+    return {key.replace("recall", "Recall").replace("ndcg", "NDCG"): value
+            for key, value in metrics.items()}  # fmt: skip
+
+
 def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
+    """RecBole's result, cached in bench/results/ (RecBole never changes; rerun: delete it)."""
+    cache = HERE / "results" / f"recbole-{model}-e{epochs}-s{seed}-t{threads}.json"
+    if cache.exists():
+        print(f"RecBole {model}: reusing {cache.relative_to(HERE.parent)}", flush=True)
+        return json.loads(cache.read_text())
     python = ensure_venv()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
@@ -100,9 +107,10 @@ def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         subprocess.run(cmd, check=True, cwd=tmp, env=env)  # RecBole writes log/ into its cwd
         result = json.loads(out.read_text())
-    for split in ("valid", "test"):
-        result[split] = {key.replace("recall", "Recall").replace("ndcg", "NDCG"): value
-                         for key, value in result[split].items()}  # fmt: skip
+    result["curve"] = [{split: _normalise(m) for split, m in point.items()}
+                       for point in result["curve"]]  # fmt: skip
+    cache.parent.mkdir(exist_ok=True)
+    cache.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -121,25 +129,40 @@ def run_ours(model: str, epochs: int, seed: int, split, dtype: str, shared_prefi
     else:
         cfg = SASRecConfig(**shared, hidden=64, layers=2, heads=2, ffn=256, dropout=0.5)
         rec = SASRecRecommender(cfg)
-    rec.fit(split.train, n_items=split.n_items)
-    result: dict = {"epoch_seconds": rec.epoch_seconds}
-    for name in ("valid", "test"):
-        samples = getattr(split, name)
-        result[name] = full_ranking_metrics(rec.scores(samples), samples["target"].to_numpy())
-    return result
+    curve: list[dict] = []
+
+    def evaluate(epoch: int, fitted) -> None:
+        curve.append({name: full_ranking_metrics(fitted.scores(getattr(split, name)),
+                                                 getattr(split, name)["target"].to_numpy())
+                      for name in ("valid", "test")})  # fmt: skip
+
+    rec.fit(split.train, n_items=split.n_items, on_epoch=evaluate)
+    return {"epoch_seconds": rec.epoch_seconds, "curve": curve}
+
+
+def best_epoch(curve: list[dict], metric: str = "NDCG@10") -> int:
+    """The epoch (0-based) with the highest validation ``metric``; ties: the earliest."""
+    values = [point["valid"][metric] for point in curve]
+    return values.index(max(values))
 
 
 def report(results: dict, threads: int) -> None:
-    print(f"\nML-100K, LOO full ranking, threads={threads} (median s/epoch; ratio = RecBole/ours)")
-    print(f"{'model':8} {'impl':8} {'s/epoch':>8} {'ratio':>6} {'val R@10':>9} {'val N@10':>9} "
-          f"{'test R@10':>9} {'test N@10':>9}")  # fmt: skip
+    print(f"\nML-100K, LOO full ranking, threads={threads} (median s/epoch; ratio = RecBole/ours;"
+          " last = after the last epoch, best = at the epoch of best valid NDCG@10)")  # fmt: skip
+    print(f"{'model':8} {'impl':8} {'s/epoch':>8} {'ratio':>6} {'at':>8} {'val R@10':>9} "
+          f"{'val N@10':>9} {'test R@10':>9} {'test N@10':>9}")  # fmt: skip
     for model, sides in results.items():
         base = statistics.median(sides["recbole"]["epoch_seconds"])
         for impl, res in sides.items():
             sec = statistics.median(res["epoch_seconds"])
-            v, t = res["valid"], res["test"]
-            print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {v['Recall@10']:9.4f} "
-                  f"{v['NDCG@10']:9.4f} {t['Recall@10']:9.4f} {t['NDCG@10']:9.4f}")  # fmt: skip
+            for label, epoch in (
+                ("last", len(res["curve"]) - 1),
+                ("best", best_epoch(res["curve"])),
+            ):
+                v, t = res["curve"][epoch]["valid"], res["curve"][epoch]["test"]
+                print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {label + str(epoch + 1):>8} "
+                      f"{v['Recall@10']:9.4f} {v['NDCG@10']:9.4f} {t['Recall@10']:9.4f} "
+                      f"{t['NDCG@10']:9.4f}")  # fmt: skip
 
 
 def main() -> None:
@@ -151,6 +174,9 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16", help="recbias side")
     parser.add_argument(
         "--shared-prefix", action="store_true", help="recbias: prefix samples share a pass"
+    )
+    parser.add_argument(
+        "--recbole-only", action="store_true", help="only run (and cache) RecBole's side"
     )
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -168,13 +194,18 @@ def main() -> None:
     for model in args.models.split(","):
         if model not in RECBOLE_MODELS:
             parser.error(f"--models: unknown model {model!r}; expected {sorted(RECBOLE_MODELS)}")
+        recbole = run_recbole(model, args.epochs, args.seed, args.threads)
+        if args.recbole_only:
+            continue
         results[model] = {
-            "recbole": run_recbole(model, args.epochs, args.seed, args.threads),
+            "recbole": recbole,
             "recbias": run_ours(
                 model, args.epochs, args.seed, split, args.dtype, args.shared_prefix
             ),
         }
         report({model: results[model]}, args.threads)
+    if args.recbole_only:
+        return
     out = HERE / "results" / "seqrec.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recbias.baselines.sasrec import (
     SASRecConfig,
@@ -77,9 +78,10 @@ def test_exclude_history(fitted):
         assert not set(row[row >= 0].tolist()) & set(hist)
 
 
-def test_right_padding_is_invisible():
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_right_padding_is_invisible(norm):
     torch.manual_seed(0)
-    net = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, max_len=6, dropout=0.0)).eval()
+    net = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, max_len=6, dropout=0.0, norm=norm)).eval()
     short = history_tensor([[3, 4]], N_ITEMS, 6)
     assert short.tolist() == [[4, 5, 0, 0, 0, 0]]
     # Another row padded differently, and the same history without any padding.
@@ -90,9 +92,11 @@ def test_right_padding_is_invisible():
         torch.testing.assert_close(net(mixed)[:1], alone)
 
 
-def test_each_position_is_the_state_of_its_prefix():
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_each_position_is_the_state_of_its_prefix(norm):
     torch.manual_seed(0)
-    net = SASRecNet(N_ITEMS, SASRecConfig(hidden=16, layers=2, max_len=6, dropout=0.0)).eval()
+    cfg = SASRecConfig(hidden=16, layers=2, max_len=6, dropout=0.0, norm=norm)
+    net = SASRecNet(N_ITEMS, cfg).eval()
     seq = history_tensor([[5, 1, 7, 2, 9]], N_ITEMS, 6)
     with torch.no_grad():
         every = net.states(seq, seq > 0)  # [5, hidden]
@@ -102,7 +106,13 @@ def test_each_position_is_the_state_of_its_prefix():
 
 @pytest.mark.parametrize(
     ("change", "key"),
-    [({"heads": 3}, "heads"), ({"dropout": 1.0}, "dropout"), ({"epochs": 0}, "epochs")],
+    [
+        ({"heads": 3}, "heads"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"epochs": 0}, "epochs"),
+        ({"norm": "sandwich"}, "norm"),
+        ({"activation": "tanh"}, "activation"),
+    ],
 )
 def test_invalid_config_names_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"baselines\.sasrec\.{key}"):
@@ -158,3 +168,48 @@ def test_dropping_padding_columns_changes_nothing(fitted):
 def test_invalid_training_config_names_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"config key 'baselines\.sasrec\.{key}'"):
         SASRecConfig(**change).validate()
+
+
+def recbole_sasrec_reference(net: SASRecNet, seq: torch.Tensor) -> torch.Tensor:
+    """RecBole 1.2.1's SASRec forward written out op by op (eval mode): the last real state."""
+    hidden = net.items.embedding_dim
+    x = net.items(seq) + net.positions(torch.arange(seq.shape[1]))[None]
+    x = F.layer_norm(x, (hidden,), net.norm_in.weight, net.norm_in.bias, 1e-12)
+    width = seq.shape[1]
+    mask = torch.ones(width, width).tril().bool()[None, None] & (seq > 0)[:, None, None, :]
+    for block in net.blocks:
+        q, k, v = block.qkv(x).chunk(3, dim=-1)
+        heads = block.heads
+
+        def split(t, heads=heads):
+            return t.view(len(seq), width, heads, -1).transpose(1, 2)
+
+        scores = split(q) @ split(k).transpose(-1, -2) / (hidden // heads) ** 0.5
+        scores = torch.where(mask, scores, torch.tensor(-10000.0))  # RecBole's additive mask
+        context = (scores.softmax(-1) @ split(v)).transpose(1, 2).reshape(len(seq), width, -1)
+        a = block.norm_attn(block.out(context) + x)
+        x = block.norm_ffn(block.ffn_out(F.gelu(block.ffn_in(a))) + a)
+    last = (seq > 0).sum(dim=1) - 1
+    return x[torch.arange(len(seq)), last]
+
+
+def test_post_norm_gelu_is_recboles_sasrec():
+    torch.manual_seed(0)
+    cfg = SASRecConfig(hidden=16, heads=2, layers=2, ffn=24, max_len=6, dropout=0.0, norm="post",
+                       activation="gelu")  # fmt: skip
+    net = SASRecNet(N_ITEMS, cfg).eval()
+    for param in net.parameters():  # move LayerNorms and biases off their (ones, zeros) init
+        param.data += 0.1 * torch.randn_like(param)
+    seq = history_tensor([[5, 1, 7], [2, 9, 3, 4, 8, 6], [11]], N_ITEMS, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(net.encode(seq), recbole_sasrec_reference(net, seq))
+
+
+def test_post_norm_learns_the_rule_too():
+    torch.set_num_threads(1)
+    cfg = SASRecConfig(hidden=32, epochs=40, lr=5e-3, batch_size=64, dropout=0.1, norm="post",
+                       activation="gelu")  # fmt: skip
+    model = SASRecRecommender(cfg).fit(next_item_samples(300, seed=0), N_ITEMS)
+    test = next_item_samples(100, seed=1, start_id=1000)
+    hr1 = float(np.mean(model.recommend(test, k=1).items[:, 0] == test["target"].to_numpy()))
+    assert hr1 >= 0.95

@@ -161,3 +161,30 @@ def test_adam_uses_the_configured_beta2():
 
     net = torch.nn.Linear(2, 2)
     assert make_optimizer(net, GRU4RecConfig(beta2=0.98)).param_groups[0]["betas"] == (0.9, 0.98)
+
+
+@pytest.mark.parametrize("model", ["gru4rec", "sasrec"])
+def test_on_epoch_sees_each_epoch_in_eval_mode_and_changes_no_weight(model):
+    torch.set_num_threads(1)
+    train, probe = _augmented(20, 8, max_len=6, seed=6), _augmented(3, 6, max_len=6, seed=7)
+    common = dict(max_len=6, epochs=3, batch_size=16, dropout=0.3, seed=3)
+
+    def make():
+        if model == "gru4rec":
+            return GRU4RecRecommender(GRU4RecConfig(**common, embedding=8, hidden=8))
+        return SASRecRecommender(SASRecConfig(**common, hidden=8))
+
+    seen = []
+
+    def hook(epoch, rec):
+        assert not rec.net.training
+        torch.rand(100)  # the hook's own randomness must not reach the training RNG
+        seen.append((epoch, rec.scores(probe)))
+
+    watched, plain = make().fit(train, N_ITEMS, on_epoch=hook), make().fit(train, N_ITEMS)
+    assert [epoch for epoch, _ in seen] == [0, 1, 2]
+    assert not np.allclose(seen[0][1], seen[-1][1])  # the curve follows training
+    np.testing.assert_array_equal(seen[-1][1], watched.scores(probe))
+    for mine, theirs in zip(watched.net.parameters(), plain.net.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+    assert watched.losses == plain.losses

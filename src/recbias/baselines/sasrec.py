@@ -56,6 +56,16 @@ class SASRecConfig(SeqTrainConfig):
     ffn: int = field(
         default=0, metadata={"help": "feed-forward width; 0 = hidden (the paper; RecBole: 256)"}
     )
+    norm: str = field(
+        default="pre",
+        metadata={
+            "help": "pre (the paper's code: sqrt(hidden)-scaled embeddings, pre-norm blocks, a "
+            "final LayerNorm) or post (RecBole's: LayerNorm on the embeddings, post-norm blocks)"
+        },
+    )
+    activation: str = field(
+        default="relu", metadata={"help": "feed-forward activation: relu (the paper) or gelu"}
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -64,15 +74,39 @@ class SASRecConfig(SeqTrainConfig):
             raise self._fail("ffn", ">= 0 (0 = hidden)")
         if self.hidden % self.heads:
             raise self._fail("heads", f"a divisor of hidden ({self.hidden})")
+        if self.norm not in NORMS:
+            raise self._fail("norm", "one of " + ", ".join(NORMS))
+        if self.activation not in ACTIVATIONS:
+            raise self._fail("activation", "one of " + ", ".join(sorted(ACTIVATIONS)))
+
+
+NORMS = ("pre", "post")
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 class CausalBlock(nn.Module):
-    """Pre-norm causal self-attention + ReLU feed-forward, each with a residual: ``[B, W, H]``."""
+    """Causal self-attention + feed-forward, each with a residual and a LayerNorm: ``[B, W, H]``.
 
-    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float) -> None:
+    ``post_norm=False``: ``x + f(norm(x))`` with dropout also inside the feed-forward (the
+    paper's code); ``True``: ``norm(x + f(x))``, LayerNorm eps 1e-12, no dropout inside the
+    feed-forward (RecBole's).
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        heads: int,
+        ffn: int,
+        dropout: float,
+        post_norm: bool = False,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
-        self.heads, self.p = heads, dropout
-        self.norm_attn, self.norm_ffn = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.heads, self.p, self.post_norm = heads, dropout, post_norm
+        self.inner_p = 0.0 if post_norm else dropout
+        self.act = ACTIVATIONS[activation]
+        eps = 1e-12 if post_norm else 1e-5
+        self.norm_attn, self.norm_ffn = nn.LayerNorm(hidden, eps), nn.LayerNorm(hidden, eps)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
         self.ffn_in, self.ffn_out = nn.Linear(hidden, ffn), nn.Linear(ffn, hidden)
@@ -89,10 +123,16 @@ class CausalBlock(nn.Module):
             y = fast_dropout(weights, self.p, True) @ v
         return self.out(y.transpose(1, 2).reshape(batch, width, hidden))
 
+    def feed_forward(self, x: Tensor) -> Tensor:
+        inner = fast_dropout(self.act(self.ffn_in(x)), self.inner_p, self.training)
+        return fast_dropout(self.ffn_out(inner), self.p, self.training)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.post_norm:
+            x = self.norm_attn(x + fast_dropout(self.attend(x), self.p, self.training))
+            return self.norm_ffn(x + self.feed_forward(x))
         x = x + fast_dropout(self.attend(self.norm_attn(x)), self.p, self.training)
-        inner = fast_dropout(F.relu(self.ffn_in(self.norm_ffn(x))), self.p, self.training)
-        return x + fast_dropout(self.ffn_out(inner), self.p, self.training)
+        return x + self.feed_forward(self.norm_ffn(x))
 
 
 class SASRecNet(ItemSequenceNet):
@@ -100,20 +140,24 @@ class SASRecNet(ItemSequenceNet):
 
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
-        self.scale, self.dropout = cfg.hidden**0.5, cfg.dropout
+        post = cfg.norm == "post"
+        self.scale, self.dropout = (1.0 if post else cfg.hidden**0.5), cfg.dropout
         self.items = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.positions = nn.Embedding(cfg.max_len, cfg.hidden)
         ffn = cfg.ffn or cfg.hidden
         self.blocks = nn.ModuleList(
-            CausalBlock(cfg.hidden, cfg.heads, ffn, cfg.dropout) for _ in range(cfg.layers)
+            CausalBlock(cfg.hidden, cfg.heads, ffn, cfg.dropout, post, cfg.activation)
+            for _ in range(cfg.layers)
         )
-        self.norm = nn.LayerNorm(cfg.hidden)
+        # pre: a final LayerNorm on the output; post: one on the input embeddings
+        self.norm_in: nn.Module = nn.LayerNorm(cfg.hidden, 1e-12) if post else nn.Identity()
+        self.norm: nn.Module = nn.Identity() if post else nn.LayerNorm(cfg.hidden)
         self.apply(init_weights)
 
     def states(self, seq: Tensor, at: Tensor) -> Tensor:
         """States at the positions ``at [B, W]`` (bool) -> ``[S, hidden]``."""
         pos = torch.arange(seq.shape[1], device=seq.device)  # from the window's oldest item
-        x = self.items(seq) * self.scale + self.positions(pos)[None]
+        x = self.norm_in(self.items(seq) * self.scale + self.positions(pos)[None])
         x = fast_dropout(x, self.dropout, self.training)
         for block in self.blocks:
             x = block(x)

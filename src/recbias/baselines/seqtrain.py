@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, Self
 
@@ -261,9 +262,17 @@ def make_optimizer(net: nn.Module, cfg: SeqTrainConfig) -> torch.optim.Optimizer
 
 
 def train_epochs(
-    net: nn.Module, units: TrainUnits, n_items: int, cfg: SeqTrainConfig
+    net: nn.Module,
+    units: TrainUnits,
+    n_items: int,
+    cfg: SeqTrainConfig,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Train on ``units`` for ``cfg.epochs`` -> (mean loss per sample, seconds) per epoch."""
+    """Train on ``units`` for ``cfg.epochs`` -> (mean loss per sample, seconds) per epoch.
+
+    ``on_epoch(epoch)`` runs after each epoch with the net in eval mode, outside the timed
+    span (e.g. a validation curve); it must not consume the training RNG.
+    """
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses, seconds = [], []
@@ -285,6 +294,11 @@ def train_epochs(
         losses.append(float(total) / float(units.counts.sum()))
         seconds.append(time.perf_counter() - start)
         log.debug("epoch %d: loss %.4f, %.1f s", epoch, losses[-1], seconds[-1])
+        if on_epoch is not None:
+            net.eval()
+            with torch.random.fork_rng(devices=[]):
+                on_epoch(epoch)
+            net.train()
     return losses, seconds
 
 
@@ -304,7 +318,14 @@ class SequenceRecommender:
     def build_net(self, n_items: int) -> nn.Module:
         raise NotImplementedError
 
-    def fit(self, train_samples: pd.DataFrame, n_items: int) -> Self:
+    def fit(
+        self,
+        train_samples: pd.DataFrame,
+        n_items: int,
+        on_epoch: Callable[[int, Self], None] | None = None,
+    ) -> Self:
+        """Train on ``(history, target)`` samples; ``on_epoch(epoch, self)`` after each epoch
+        (net in eval mode, not timed): e.g. ``self.scores(valid)`` for a validation curve."""
         cfg = self.cfg
         if cfg.loss == "bce" and n_items < 2:
             raise DataError(f"{self.name}: loss 'bce' needs at least 2 items, got {n_items}")
@@ -321,7 +342,8 @@ class SequenceRecommender:
         with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
             torch.manual_seed(cfg.seed)
             self.net = self.build_net(n_items).to(cfg.device)
-            self.losses, self.epoch_seconds = train_epochs(self.net, units, n_items, cfg)
+            hook = None if on_epoch is None else (lambda epoch: on_epoch(epoch, self))
+            self.losses, self.epoch_seconds = train_epochs(self.net, units, n_items, cfg, hook)
         self.net.eval()
         return self
 
