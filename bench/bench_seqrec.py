@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".recbole-venv"
 RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1", "numpy<1.24"]
@@ -73,9 +75,32 @@ def recbole_child(model: str, epochs: int, seed: int, out: Path) -> None:
         start = time.perf_counter()
         trainer._train_epoch(train, epoch, show_progress=False)
         seconds.append(time.perf_counter() - start)
-        curve.append({split: dict(trainer.evaluate(data, load_best_model=False))
-                      for split, data in (("valid", valid), ("test", test))})  # fmt: skip
+        point = {}
+        for split, data in (("valid", valid), ("test", test)):
+            point[split] = dict(trainer.evaluate(data, load_best_model=False))
+            point[split + "_users"], point[split + "_ndcg"] = recbole_user_ndcg(trainer, data)
+        curve.append(point)
     out.write_text(json.dumps({"epoch_seconds": seconds, "curve": curve}))
+
+
+def recbole_user_ndcg(trainer, data, k: int = 10) -> tuple[list[str], list[float]]:
+    """Per-user NDCG@k (one target each) from RecBole's own full-sort scores, for paired tests:
+    (user tokens, values). Ties count against the target (rank = items scored strictly higher)."""
+    import torch
+
+    trainer.model.eval()
+    tokens = data._dataset.field2id_token[data._dataset.uid_field]
+    users, values = [], []
+    with torch.no_grad():
+        for batch in data:
+            interaction, scores, positive_u, positive_i = trainer._full_sort_batch_eval(batch)
+            scores = scores.view(len(interaction), -1)
+            rank = (scores[positive_u] > scores[positive_u, positive_i][:, None]).sum(dim=1)
+            gain = torch.where(rank < k, 1.0 / torch.log2(rank.double() + 2.0), 0.0)
+            uid = interaction[data._dataset.uid_field][positive_u]
+            users += [str(tokens[u]) for u in uid.tolist()]
+            values += gain.tolist()
+    return users, values
 
 
 def ensure_venv() -> Path:
@@ -107,8 +132,8 @@ def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         subprocess.run(cmd, check=True, cwd=tmp, env=env)  # RecBole writes log/ into its cwd
         result = json.loads(out.read_text())
-    result["curve"] = [{split: _normalise(m) for split, m in point.items()}
-                       for point in result["curve"]]  # fmt: skip
+    result["curve"] = [{key: _normalise(m) if key in ("valid", "test") else m
+                        for key, m in point.items()} for point in result["curve"]]  # fmt: skip
     cache.parent.mkdir(exist_ok=True)
     cache.write_text(json.dumps(result, indent=1))
     return result
@@ -119,7 +144,8 @@ def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
 
 def run_ours(model: str, epochs: int, seed: int, split, dtype: str, shared_prefix: bool) -> dict:
     from recbias.baselines import GRU4RecConfig, GRU4RecRecommender, SASRecConfig, SASRecRecommender
-    from recbias.evaluation.loo import full_ranking_metrics
+    from recbias.evaluation.loo import full_ranking_metrics, full_ranks
+    from recbias.metrics import ndcg
 
     shared = {"max_len": 50, "batch_size": 2048, "lr": 1e-3, "epochs": epochs, "seed": seed,
               "dtype": dtype, "shared_prefix": shared_prefix}  # fmt: skip
@@ -132,9 +158,14 @@ def run_ours(model: str, epochs: int, seed: int, split, dtype: str, shared_prefi
     curve: list[dict] = []
 
     def evaluate(epoch: int, fitted) -> None:
-        curve.append({name: full_ranking_metrics(fitted.scores(getattr(split, name)),
-                                                 getattr(split, name)["target"].to_numpy())
-                      for name in ("valid", "test")})  # fmt: skip
+        point: dict = {}
+        for name in ("valid", "test"):
+            samples = getattr(split, name)
+            scores, targets = fitted.scores(samples), samples["target"].to_numpy()
+            point[name] = full_ranking_metrics(scores, targets)
+            point[name + "_users"] = samples["user"].astype(str).tolist()
+            point[name + "_ndcg"] = ndcg(full_ranks(scores, targets), 10).tolist()
+        curve.append(point)
 
     rec.fit(split.train, n_items=split.n_items, on_epoch=evaluate)
     return {"epoch_seconds": rec.epoch_seconds, "curve": curve}
@@ -147,22 +178,36 @@ def best_epoch(curve: list[dict], metric: str = "NDCG@10") -> int:
 
 
 def report(results: dict, threads: int) -> None:
+    """Speed, the metrics at the last and at the best-valid epoch, and a paired test comparison."""
+    from recbias.metrics.stats import paired_comparison
+
     print(f"\nML-100K, LOO full ranking, threads={threads} (median s/epoch; ratio = RecBole/ours;"
           " last = after the last epoch, best = at the epoch of best valid NDCG@10)")  # fmt: skip
     print(f"{'model':8} {'impl':8} {'s/epoch':>8} {'ratio':>6} {'at':>8} {'val R@10':>9} "
           f"{'val N@10':>9} {'test R@10':>9} {'test N@10':>9}")  # fmt: skip
     for model, sides in results.items():
         base = statistics.median(sides["recbole"]["epoch_seconds"])
+        picked = {}
         for impl, res in sides.items():
             sec = statistics.median(res["epoch_seconds"])
             for label, epoch in (
                 ("last", len(res["curve"]) - 1),
                 ("best", best_epoch(res["curve"])),
             ):
-                v, t = res["curve"][epoch]["valid"], res["curve"][epoch]["test"]
+                picked[impl, label] = point = res["curve"][epoch]
+                v, t = point["valid"], point["test"]
                 print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {label + str(epoch + 1):>8} "
                       f"{v['Recall@10']:9.4f} {v['NDCG@10']:9.4f} {t['Recall@10']:9.4f} "
                       f"{t['NDCG@10']:9.4f}")  # fmt: skip
+        for label in ("last", "best"):
+            ours, theirs = picked["recbias", label], picked["recbole", label]
+            cmp = paired_comparison(
+                np.asarray(ours["test_ndcg"]), np.asarray(theirs["test_ndcg"]), n_boot=10_000,
+                ids_a=np.asarray(ours["test_users"]), ids_b=np.asarray(theirs["test_users"]),
+            )  # fmt: skip
+            print(f"{model:8} test NDCG@10 ours - RecBole ({label}): {cmp.diff:+.4f} "
+                  f"[{cmp.lo:+.4f}, {cmp.hi:+.4f}] 95% paired bootstrap over {cmp.n} users, "
+                  f"sign-flip p = {cmp.p_value:.3f}")  # fmt: skip
 
 
 def main() -> None:
