@@ -1,16 +1,22 @@
 """SASRec (Kang & McAuley, ICDM 2018): a small causal self-attention sequential recommender.
 
 Item embeddings (shared with the output layer, as in the paper) plus learned positions feed
-``layers`` pre-norm causal self-attention blocks (``heads`` heads, a point-wise ReLU feed-forward
-of width ``ffn``, the hidden size by default as in the paper; dropout on the embeddings, the
-attention weights, and after the attention, inside and after the feed-forward); the state at a
-history's last item scores every item by a dot product. Histories are right-padded and
-positions count from the oldest item of the window, RecBole's convention: with the causal mask
-a real position never sees padding, and the state at position ``t`` is the state of the prefix
-ending there, so one pass trains every prefix (``shared_prefix``). Training (see
-:mod:`recbias.baselines.seqtrain`) uses each sample's (history -> target) pair with
-``loss = "ce"`` (full softmax cross-entropy, the "SASRec++" variant now standard) or ``"bce"``
-(the paper's sampled binary loss), Adam (β = 0.9, 0.98), seeded.
+``layers`` causal self-attention blocks (``heads`` heads, a point-wise feed-forward of width
+``ffn``, the hidden size by default as in the paper; dropout on the embeddings, the attention
+weights, and after the attention and the feed-forward); the state at a history's last item
+scores every item by a dot product. Two block layouts:
+
+* ``norm = "pre"`` (default; the paper's code): embeddings scaled by sqrt(hidden), pre-norm
+  blocks with dropout also inside the feed-forward, a final LayerNorm; ReLU.
+* ``norm = "post"`` with ``activation = "gelu"``: RecBole's SASRec op for op (LayerNorm on the
+  embeddings, post-norm blocks, LayerNorm eps 1e-12), to compare implementations on equal terms.
+
+Histories are right-padded and positions count from the oldest item of the window, RecBole's
+convention: with the causal mask a real position never sees padding, and the state at
+position ``t`` is the state of the prefix ending there, so one pass trains every prefix
+(``shared_prefix``). Training (see :mod:`recbias.baselines.seqtrain`) uses each sample's
+(history -> target) pair with ``loss = "ce"`` (full softmax cross-entropy, the "SASRec++" variant now standard) or ``"bce"``
+(the paper's sampled binary loss), Adam (β2 = ``beta2``), seeded.
 
     sas = SASRecRecommender(SASRecConfig(epochs=20)).fit(train, n_items=len(titles))
     recs = sas.recommend(test, k=10)      # Recommender protocol
