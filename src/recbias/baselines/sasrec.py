@@ -15,8 +15,9 @@ Histories are right-padded and positions count from the oldest item of the windo
 convention: with the causal mask a real position never sees padding, and the state at
 position ``t`` is the state of the prefix ending there, so one pass trains every prefix
 (``shared_prefix``). Training (see :mod:`recbias.baselines.seqtrain`) uses each sample's
-(history -> target) pair with ``loss = "ce"`` (full softmax cross-entropy, the "SASRec++" variant now standard) or ``"bce"``
-(the paper's sampled binary loss), Adam (β2 = ``beta2``), seeded.
+(history -> target) pair with ``loss = "ce"`` (full softmax cross-entropy, the "SASRec++"
+variant now standard) or ``"bce"`` (the paper's sampled binary loss), Adam (β2 = ``beta2``),
+seeded.
 
     sas = SASRecRecommender(SASRecConfig(epochs=20)).fit(train, n_items=len(titles))
     recs = sas.recommend(test, k=10)      # Recommender protocol
