@@ -6,20 +6,26 @@ Both sides use RecBole's ML-100K quick-start protocol (chronological leave-one-o
 augmentation with MAX_ITEM_LIST_LENGTH 50, full ranking without history masking; see
 ``recbias.evaluation.loo``) and the same hyperparameters: RecBole's model defaults (GRU4Rec:
 embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 heads, inner 256,
-dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs, no early stopping: the
-model after the last epoch is evaluated on valid and test. Architectures differ in detail
-(RecBole's SASRec is post-norm GELU with separate attention dropout, ours pre-norm ReLU via
-our own blocks; init N(0, 0.02) like RecBole's). recbias trains with its defaults
-(``dtype`` bf16 autocast, ``--dtype fp32`` to compare; ``--shared-prefix`` lets prefix samples
-ride on one pass, faster but slower to converge per epoch), so epochs see the same samples.
+dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs. After every epoch (not
+timed) both sides are evaluated on valid and test; the table reports the last epoch and the
+epoch of best valid NDCG@10 (RecBole's own model selection, with NDCG@10 as its valid metric),
+and a paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours −
+RecBole), users matched by their ML-100K id. SASRec layouts: ours is pre-norm ReLU by default,
+RecBole's post-norm GELU; ``--sasrec-norm post`` runs our RecBole-identical layout
+(``SASRecConfig(norm="post", activation="gelu")``). Init is N(0, 0.02) on both. recbias trains
+with its defaults (``dtype`` bf16 autocast, ``--dtype fp32`` to compare; ``--shared-prefix``
+lets prefix samples ride on one pass, faster but slower to converge per epoch), so epochs see
+the same samples.
 
 RecBole runs in its own venv, ``bench/.recbole-venv`` (created on first use: torch 2.13.0 CPU,
 recbole 1.2.1, numpy < 1.24 because RecBole's NDCG uses the removed ``np.float``), in a child
-process that calls ``trainer._train_epoch`` per epoch (timed) and ``trainer.evaluate(...,
-load_best_model=False)`` (its own checkpoint reload fails under torch's ``weights_only`` load).
-Nothing in RecBole is patched. Prints a table with the median seconds per epoch, the speed
-ratio (RecBole / recbias) and valid/test Recall@10/NDCG@10 after the same number of epochs;
-writes bench/results/seqrec.json. Each side is timed single-process with ``--threads`` threads.
+process that calls ``trainer._train_epoch`` per epoch (timed), ``trainer.evaluate(...,
+load_best_model=False)`` (its own checkpoint reload fails under torch's ``weights_only`` load)
+and, for the per-user values, ``trainer._full_sort_batch_eval`` (their mean equals RecBole's
+NDCG@10). Nothing in RecBole is patched. Its result is cached in
+``bench/results/recbole-MODEL-eEPOCHS-sSEED-tTHREADS.json`` (``--recbole-only`` fills the cache
+alone; delete a file to rerun). Each side is timed single-process with ``--threads`` threads;
+writes bench/results/seqrec.json.
 """
 
 from __future__ import annotations
@@ -142,7 +148,9 @@ def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
 # --- recbias side ------------------------------------------------------------------------------
 
 
-def run_ours(model: str, epochs: int, seed: int, split, dtype: str, shared_prefix: bool) -> dict:
+def run_ours(
+    model: str, epochs: int, seed: int, split, dtype: str, shared_prefix: bool, sasrec_norm: str
+) -> dict:
     from recbias.baselines import GRU4RecConfig, GRU4RecRecommender, SASRecConfig, SASRecRecommender
     from recbias.evaluation.loo import full_ranking_metrics, full_ranks
     from recbias.metrics import ndcg
@@ -153,7 +161,8 @@ def run_ours(model: str, epochs: int, seed: int, split, dtype: str, shared_prefi
         cfg = GRU4RecConfig(**shared, embedding=64, hidden=128, layers=1, dropout=0.3)
         rec = GRU4RecRecommender(cfg)
     else:
-        cfg = SASRecConfig(**shared, hidden=64, layers=2, heads=2, ffn=256, dropout=0.5)
+        layout = {"norm": sasrec_norm, "activation": "gelu" if sasrec_norm == "post" else "relu"}
+        cfg = SASRecConfig(**shared, hidden=64, layers=2, heads=2, ffn=256, dropout=0.5, **layout)
         rec = SASRecRecommender(cfg)
     curve: list[dict] = []
 
@@ -221,6 +230,12 @@ def main() -> None:
         "--shared-prefix", action="store_true", help="recbias: prefix samples share a pass"
     )
     parser.add_argument(
+        "--sasrec-norm",
+        choices=["pre", "post"],
+        default="pre",
+        help="recbias SASRec: pre (our default) or post (RecBole's layout, GELU)",
+    )
+    parser.add_argument(
         "--recbole-only", action="store_true", help="only run (and cache) RecBole's side"
     )
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
@@ -245,7 +260,13 @@ def main() -> None:
         results[model] = {
             "recbole": recbole,
             "recbias": run_ours(
-                model, args.epochs, args.seed, split, args.dtype, args.shared_prefix
+                model,
+                args.epochs,
+                args.seed,
+                split,
+                args.dtype,
+                args.shared_prefix,
+                args.sasrec_norm,
             ),
         }
         report({model: results[model]}, args.threads)
@@ -260,6 +281,7 @@ def main() -> None:
                 "threads": args.threads,
                 "dtype": args.dtype,
                 "shared_prefix": args.shared_prefix,
+                "sasrec_norm": args.sasrec_norm,
                 **results,
             },
             indent=1,
