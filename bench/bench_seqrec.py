@@ -214,9 +214,9 @@ def report(results: dict, threads: int) -> None:
                 np.asarray(ours["test_ndcg"]), np.asarray(theirs["test_ndcg"]), n_boot=10_000,
                 ids_a=np.asarray(ours["test_users"]), ids_b=np.asarray(theirs["test_users"]),
             )  # fmt: skip
-            print(f"{model:8} test NDCG@10 ours - RecBole ({label}): {cmp.diff:+.4f} "
-                  f"[{cmp.lo:+.4f}, {cmp.hi:+.4f}] 95% paired bootstrap over {cmp.n} users, "
-                  f"sign-flip p = {cmp.p_value:.3f}")  # fmt: skip
+            print(f"{model:8} test NDCG@10 ours - RecBole ({label}): {cmp['diff']:+.4f} "
+                  f"[{cmp['lo']:+.4f}, {cmp['hi']:+.4f}] 95% paired bootstrap over {cmp['n']} "
+                  f"users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
 
 
 def main() -> None:
@@ -251,42 +251,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     split = load_ml100k_loo(max_len=50)
     results = {}
+    out = HERE / "results" / "seqrec.json"
+    out.parent.mkdir(exist_ok=True)
     for model in args.models.split(","):
         if model not in RECBOLE_MODELS:
             parser.error(f"--models: unknown model {model!r}; expected {sorted(RECBOLE_MODELS)}")
         recbole = run_recbole(model, args.epochs, args.seed, args.threads)
         if args.recbole_only:
             continue
-        results[model] = {
-            "recbole": recbole,
-            "recbias": run_ours(
-                model,
-                args.epochs,
-                args.seed,
-                split,
-                args.dtype,
-                args.shared_prefix,
-                args.sasrec_norm,
-            ),
-        }
-        report({model: results[model]}, args.threads)
-    if args.recbole_only:
-        return
-    out = HERE / "results" / "seqrec.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "epochs": args.epochs,
-                "threads": args.threads,
-                "dtype": args.dtype,
-                "shared_prefix": args.shared_prefix,
-                "sasrec_norm": args.sasrec_norm,
-                **results,
-            },
-            indent=1,
+        ours = run_ours(
+            model,
+            args.epochs,
+            args.seed,
+            split,
+            args.dtype,
+            args.shared_prefix,
+            args.sasrec_norm,
         )
-    )
+        results[model] = {"recbole": recbole, "recbias": ours}
+        settings = {"epochs": args.epochs, "threads": args.threads, "dtype": args.dtype,
+                    "shared_prefix": args.shared_prefix, "sasrec_norm": args.sasrec_norm}  # fmt: skip
+        tmp = out.with_suffix(".tmp")  # written before the report, so a report bug loses nothing
+        tmp.write_text(json.dumps({**settings, **results}, indent=1))
+        tmp.replace(out)
+        report({model: results[model]}, args.threads)
 
 
 if __name__ == "__main__":
