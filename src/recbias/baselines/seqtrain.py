@@ -271,7 +271,7 @@ def train_epochs(
     """Train on ``units`` for ``cfg.epochs`` -> (mean loss per sample, seconds) per epoch.
 
     ``on_epoch(epoch)`` runs after each epoch with the net in eval mode, outside the timed
-    span (e.g. a validation curve); it must not consume the training RNG.
+    span (e.g. a validation curve), under a forked global RNG so it cannot change training.
     """
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
