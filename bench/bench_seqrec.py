@@ -251,6 +251,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     split = load_ml100k_loo(max_len=50)
     results = {}
+    settings = {"epochs": args.epochs, "threads": args.threads, "dtype": args.dtype,
+                "shared_prefix": args.shared_prefix, "sasrec_norm": args.sasrec_norm}  # fmt: skip
     out = HERE / "results" / "seqrec.json"
     out.parent.mkdir(exist_ok=True)
     for model in args.models.split(","):
@@ -269,8 +271,6 @@ def main() -> None:
             args.sasrec_norm,
         )
         results[model] = {"recbole": recbole, "recbias": ours}
-        settings = {"epochs": args.epochs, "threads": args.threads, "dtype": args.dtype,
-                    "shared_prefix": args.shared_prefix, "sasrec_norm": args.sasrec_norm}  # fmt: skip
         tmp = out.with_suffix(".tmp")  # written before the report, so a report bug loses nothing
         tmp.write_text(json.dumps({**settings, **results}, indent=1))
         tmp.replace(out)
