@@ -25,7 +25,16 @@ and, for the per-user values, ``trainer._full_sort_batch_eval`` (their mean equa
 NDCG@10). Nothing in RecBole is patched. Its result is cached in
 ``bench/results/recbole-MODEL-eEPOCHS-sSEED-tTHREADS.json`` (``--recbole-only`` fills the cache
 alone; delete a file to rerun). Each side is timed single-process with ``--threads`` threads;
-writes bench/results/seqrec.json.
+writes bench/results/seqrec.json (``--results`` elsewhere, e.g. one file per seed).
+
+Over seeds (one file per seed, each run on its own, then)::
+
+    python bench/bench_seqrec.py --summarise bench/results/seqrec-s2020.json bench/results/seqrec-s2021.json
+
+prints, per model and selection (last / best valid), each side's test NDCG@10 per seed, mean ± std
+over seeds with the 95% t-interval, the per-seed difference ours − RecBole (mean and t-interval
+over seeds) and the paired bootstrap CI / sign-flip p of the per-user differences averaged over
+seeds (the same statistics as ``recbias compare``, :mod:`recbias.compare_table`).
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".recbole-venv"
 RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1", "numpy<1.24"]
 COMMON = {"MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 2048, "learning_rate": 1e-3}
+# What replicates over seeds share (the thread count changes timing, not what is trained).
+SETTING_KEYS = ("epochs", "dtype", "shared_prefix", "sasrec_norm")
 RECBOLE_MODELS = {
     "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1,
                             "dropout_prob": 0.3}),
@@ -219,6 +230,94 @@ def report(results: dict, threads: int) -> None:
                   f"users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
 
 
+def _seed_aligned(points: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids of the first seed, per-user NDCG@10 [S, n] with every seed in that order)."""
+    from recbias.metrics.stats import align_sample_ids
+
+    ids = np.asarray(points[0][split + "_users"])
+    rows = []
+    for point in points:
+        order = align_sample_ids(ids, np.asarray(point[split + "_users"]), ("seed 1", "seed s"))
+        rows.append(np.asarray(point[split + "_ndcg"], dtype=np.float64)[order])
+    return ids, np.stack(rows)
+
+
+def load_seed_results(paths: list[Path]) -> dict[str, dict[int, dict]]:
+    """{model: {seed: {"recbole": ..., "recbias": ...}}} from ``--results`` files of one setting.
+
+    Errors name the file: unreadable JSON, no ``seed``, two files of the same seed and model, or
+    settings other than the seed that differ between files (those runs are not replicates).
+    """
+    runs: dict[str, dict[int, dict]] = {}
+    reference: tuple[Path, dict] | None = None
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise SystemExit(f"{path}: cannot read a bench result: {err}") from None
+        if not isinstance(data.get("seed"), int):
+            raise SystemExit(f"{path}: no integer 'seed' (written by an older bench_seqrec.py)")
+        setting = {key: data.get(key) for key in SETTING_KEYS}
+        if reference is None:
+            reference = (path, setting)
+        elif setting != reference[1]:
+            raise SystemExit(f"{path}: settings {setting} differ from {reference[0]}'s "
+                             f"{reference[1]}; only the seed may differ")  # fmt: skip
+        for model in RECBOLE_MODELS:
+            if model not in data:
+                continue
+            if data["seed"] in runs.setdefault(model, {}):
+                raise SystemExit(f"{path}: a second {model} run of seed {data['seed']}")
+            runs[model][data["seed"]] = data[model]
+    if not runs:
+        raise SystemExit(f"no model results in {[str(p) for p in paths]}")
+    return runs
+
+
+def summarise_seeds(runs: dict[str, dict[int, dict]], metric: str = "NDCG@10") -> None:
+    """The multi-seed comparison of test ``metric`` (see the module docstring)."""
+    from recbias.compare_table import seed_interval
+    from recbias.metrics.stats import paired_comparison
+
+    def interval(values: np.ndarray, sign: str = "") -> str:
+        if len(values) < 2:
+            return f"{values.mean():{sign}.4f}"
+        mean, std, lo, hi = seed_interval(values)
+        return f"{mean:{sign}.4f} ± {std:.4f} [{lo:{sign}.4f}, {hi:{sign}.4f}]"
+
+    for model, by_seed in runs.items():
+        seeds = sorted(by_seed)
+        print(
+            f"\n{model}: test {metric} over seeds {seeds} (mean ± std [95% t-interval over seeds])"
+        )
+        for label in ("last", "best"):
+            picked = {}
+            for impl in ("recbias", "recbole"):
+                picked[impl] = []
+                for seed in seeds:
+                    curve = by_seed[seed][impl]["curve"]
+                    picked[impl].append(
+                        curve[len(curve) - 1 if label == "last" else best_epoch(curve)]
+                    )
+            means = {
+                impl: np.array([p["test"][metric] for p in pts]) for impl, pts in picked.items()
+            }
+            for impl in ("recbias", "recbole"):
+                per_seed = " ".join(f"{v:.4f}" for v in means[impl])
+                print(f"  {label:4} {impl:8} per seed {per_seed}  mean {interval(means[impl])}")
+            print(
+                f"  {label:4} ours − RecBole per seed: {interval(means['recbias'] - means['recbole'], '+')}"
+            )
+            (ids_a, a), (ids_b, b) = (
+                _seed_aligned(picked[i], "test") for i in ("recbias", "recbole")
+            )
+            cmp = paired_comparison(a.mean(axis=0), b.mean(axis=0), n_boot=10_000, ids_a=ids_a,
+                                    ids_b=ids_b)  # fmt: skip
+            print(f"  {label:4} per-user Δ averaged over seeds: {cmp['diff']:+.4f} "
+                  f"[{cmp['lo']:+.4f}, {cmp['hi']:+.4f}] 95% paired bootstrap over {cmp['n']} "
+                  f"users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=1)
@@ -238,11 +337,21 @@ def main() -> None:
     parser.add_argument(
         "--recbole-only", action="store_true", help="only run (and cache) RecBole's side"
     )
+    parser.add_argument(
+        "--results", type=Path, default=HERE / "results" / "seqrec.json", help="result file"
+    )
+    parser.add_argument(
+        "--summarise", type=Path, nargs="+", metavar="FILE",
+        help="only summarise these --results files over their seeds",
+    )  # fmt: skip
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         recbole_child(args.child, args.epochs, args.seed, args.out)
+        return
+    if args.summarise:
+        summarise_seeds(load_seed_results(args.summarise))
         return
     import torch
 
@@ -252,8 +361,9 @@ def main() -> None:
     split = load_ml100k_loo(max_len=50)
     results = {}
     settings = {"epochs": args.epochs, "threads": args.threads, "dtype": args.dtype,
-                "shared_prefix": args.shared_prefix, "sasrec_norm": args.sasrec_norm}  # fmt: skip
-    out = HERE / "results" / "seqrec.json"
+                "shared_prefix": args.shared_prefix, "sasrec_norm": args.sasrec_norm,
+                "seed": args.seed}  # fmt: skip
+    out = args.results
     out.parent.mkdir(exist_ok=True)
     for model in args.models.split(","):
         if model not in RECBOLE_MODELS:
