@@ -169,6 +169,17 @@ def test_decode_only_variant_reuses_the_model_and_trains_nothing(compared):
     assert result["comparison"]["methods"]["sft"]["train_seconds"] > 0.0
 
 
+def test_train_time_excludes_the_per_epoch_validation_decoding(compared):
+    out, result = compared
+    metrics = json.loads((out / "seed-0" / "sft" / "metrics.json").read_text())
+    training, timing = metrics["training"], metrics["timing"]
+    assert training["best_epoch"] is not None  # validation ran
+    assert training["validation_seconds"] > 0.0 and timing["validate"] > 0.0
+    assert timing["train"] == training["train_seconds"] > 0.0
+    assert timing["train"] + timing["validate"] < timing["total"]
+    assert result["comparison"]["methods"]["sft"]["train_seconds"] == pytest.approx(timing["train"])
+
+
 def test_each_run_records_its_resolved_config_with_the_override(compared):
     out, _ = compared
     sft, lr, lp0 = (_resolved(out / "seed-0" / n) for n in ("sft", "sft_lr", "sft_lp0"))
