@@ -305,9 +305,8 @@ def summarise_seeds(runs: dict[str, dict[int, dict]], metric: str = "NDCG@10") -
             for impl in ("recbias", "recbole"):
                 per_seed = " ".join(f"{v:.4f}" for v in means[impl])
                 print(f"  {label:4} {impl:8} per seed {per_seed}  mean {interval(means[impl])}")
-            print(
-                f"  {label:4} ours − RecBole per seed: {interval(means['recbias'] - means['recbole'], '+')}"
-            )
+            gap = interval(means["recbias"] - means["recbole"], "+")
+            print(f"  {label:4} ours − RecBole per seed: {gap}")
             (ids_a, a), (ids_b, b) = (
                 _seed_aligned(picked[i], "test") for i in ("recbias", "recbole")
             )
