@@ -274,8 +274,10 @@ def load_seed_results(paths: list[Path]) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def summarise_seeds(runs: dict[str, dict[int, dict]], metric: str = "NDCG@10") -> None:
-    """The multi-seed comparison of test ``metric`` (see the module docstring)."""
+def summarise_seeds(runs: dict[str, dict[int, dict]]) -> None:
+    """The multi-seed comparison of test NDCG@10 (see the module docstring); the per-user
+    values the bench records are NDCG@10."""
+    metric = "NDCG@10"
     from recbias.compare_table import seed_interval
     from recbias.metrics.stats import paired_comparison
 
