@@ -197,6 +197,12 @@ def best_epoch(curve: list[dict], metric: str = "NDCG@10") -> int:
     return values.index(max(values))
 
 
+def paired_text(cmp) -> str:
+    """One line for a :func:`recbias.metrics.stats.paired_comparison` result."""
+    return (f"{cmp['diff']:+.4f} [{cmp['lo']:+.4f}, {cmp['hi']:+.4f}] 95% paired bootstrap over "
+            f"{cmp['n']} users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
+
+
 def report(results: dict, threads: int) -> None:
     """Speed, the metrics at the last and at the best-valid epoch, and a paired test comparison."""
     from recbias.metrics.stats import paired_comparison
@@ -225,9 +231,7 @@ def report(results: dict, threads: int) -> None:
                 np.asarray(ours["test_ndcg"]), np.asarray(theirs["test_ndcg"]), n_boot=10_000,
                 ids_a=np.asarray(ours["test_users"]), ids_b=np.asarray(theirs["test_users"]),
             )  # fmt: skip
-            print(f"{model:8} test NDCG@10 ours - RecBole ({label}): {cmp['diff']:+.4f} "
-                  f"[{cmp['lo']:+.4f}, {cmp['hi']:+.4f}] 95% paired bootstrap over {cmp['n']} "
-                  f"users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
+            print(f"{model:8} test NDCG@10 ours - RecBole ({label}): {paired_text(cmp)}")
 
 
 def _seed_aligned(points: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -314,9 +318,7 @@ def summarise_seeds(runs: dict[str, dict[int, dict]]) -> None:
             )
             cmp = paired_comparison(a.mean(axis=0), b.mean(axis=0), n_boot=10_000, ids_a=ids_a,
                                     ids_b=ids_b)  # fmt: skip
-            print(f"  {label:4} per-user Δ averaged over seeds: {cmp['diff']:+.4f} "
-                  f"[{cmp['lo']:+.4f}, {cmp['hi']:+.4f}] 95% paired bootstrap over {cmp['n']} "
-                  f"users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
+            print(f"  {label:4} per-user Δ averaged over seeds: {paired_text(cmp)}")
 
 
 def main() -> None:
