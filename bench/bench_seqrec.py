@@ -7,9 +7,10 @@ augmentation with MAX_ITEM_LIST_LENGTH 50, full ranking without history masking;
 ``recbias.evaluation.loo``) and the same hyperparameters: RecBole's model defaults (GRU4Rec:
 embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 heads, inner 256,
 dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs. After every epoch (not
-timed) both sides are evaluated on valid and test; the table reports the last epoch and the
-epoch of best valid NDCG@10 (RecBole's own model selection, with NDCG@10 as its valid metric),
-and a paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours −
+timed) both sides are evaluated on valid and test; the table reports the last epoch, the
+epoch of best valid NDCG@10 (RecBole's own model selection, with NDCG@10 as its valid metric)
+and the mean over the last ``--tail`` epochs (default 5: one epoch's test NDCG@10 moves by about
+±0.003 between epochs here, as much as the gaps measured), and for each a paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours −
 RecBole), users matched by their ML-100K id. SASRec layouts: ours is pre-norm ReLU by default,
 RecBole's post-norm GELU; ``--sasrec-norm post`` runs our RecBole-identical layout
 (``SASRecConfig(norm="post", activation="gelu")``). Init is N(0, 0.02) on both. recbias trains
@@ -31,7 +32,7 @@ Over seeds (one file per seed, each run on its own, then)::
 
     python bench/bench_seqrec.py --summarise bench/results/seqrec-s2020.json bench/results/seqrec-s2021.json
 
-prints, per model and selection (last / best valid), each side's test NDCG@10 per seed, mean ± std
+prints, per model and selection (last / best valid / tail mean), each side's test NDCG@10 per seed, mean ± std
 over seeds with the 95% t-interval, the per-seed difference ours − RecBole (mean and t-interval
 over seeds) and the paired bootstrap CI / sign-flip p of the per-user differences averaged over
 seeds (the same statistics as ``recbias compare``, :mod:`recbias.compare_table`).
@@ -197,18 +198,61 @@ def best_epoch(curve: list[dict], metric: str = "NDCG@10") -> int:
     return values.index(max(values))
 
 
+def _aligned_ndcg(points: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids of the first point, per-user NDCG@10 [P, n] with every point in that order)."""
+    from recbias.metrics.stats import align_sample_ids
+
+    ids = np.asarray(points[0][split + "_users"])
+    rows = []
+    for point in points:
+        order = align_sample_ids(ids, np.asarray(point[split + "_users"]), ("first", "other"))
+        rows.append(np.asarray(point[split + "_ndcg"], dtype=np.float64)[order])
+    return ids, np.stack(rows)
+
+
+def tail_point(curve: list[dict], k: int) -> dict:
+    """One evaluation point that averages the last ``k`` epochs: every metric, and each user's
+    NDCG@10 (a single epoch's test NDCG@10 moves by about ±0.003 from one epoch to the next here,
+    as much as the gaps being measured; the mean over the final epochs does not hinge on one)."""
+    if not 1 <= k <= len(curve):
+        raise SystemExit(f"--tail {k}: must be between 1 and the {len(curve)} epochs run")
+    points = curve[-k:]
+    out: dict = {}
+    for split in ("valid", "test"):
+        out[split] = {m: float(np.mean([p[split][m] for p in points])) for m in points[0][split]}
+        ids, rows = _aligned_ndcg(points, split)
+        out[split + "_users"], out[split + "_ndcg"] = ids.tolist(), rows.mean(axis=0).tolist()
+    return out
+
+
+SELECTIONS = ("last", "best", "tail")
+
+
+def select(curve: list[dict], label: str, tail: int) -> tuple[dict, str]:
+    """(point, what it is) for a selection: the last epoch, the best-valid epoch, or the mean
+    of the last ``tail`` epochs."""
+    if label == "last":
+        return curve[-1], f"last{len(curve)}"
+    if label == "best":
+        epoch = best_epoch(curve)
+        return curve[epoch], f"best{epoch + 1}"
+    return tail_point(curve, tail), f"{len(curve) - tail + 1}-{len(curve)}"
+
+
 def paired_text(cmp) -> str:
     """One line for a :func:`recbias.metrics.stats.paired_comparison` result."""
     return (f"{cmp['diff']:+.4f} [{cmp['lo']:+.4f}, {cmp['hi']:+.4f}] 95% paired bootstrap over "
             f"{cmp['n']} users, sign-flip p = {cmp['p_value']:.3f}")  # fmt: skip
 
 
-def report(results: dict, threads: int) -> None:
-    """Speed, the metrics at the last and at the best-valid epoch, and a paired test comparison."""
+def report(results: dict, threads: int, tail: int) -> None:
+    """Speed, the metrics at the last and at the best-valid epoch and averaged over the last
+    ``tail`` epochs, and a paired test comparison for each."""
     from recbias.metrics.stats import paired_comparison
 
     print(f"\nML-100K, LOO full ranking, threads={threads} (median s/epoch; ratio = RecBole/ours;"
-          " last = after the last epoch, best = at the epoch of best valid NDCG@10)")  # fmt: skip
+          " last = after the last epoch, best = at the epoch of best valid NDCG@10, a-b = mean of"
+          " epochs a to b)")  # fmt: skip
     print(f"{'model':8} {'impl':8} {'s/epoch':>8} {'ratio':>6} {'at':>8} {'val R@10':>9} "
           f"{'val N@10':>9} {'test R@10':>9} {'test N@10':>9}")  # fmt: skip
     for model, sides in results.items():
@@ -216,34 +260,20 @@ def report(results: dict, threads: int) -> None:
         picked = {}
         for impl, res in sides.items():
             sec = statistics.median(res["epoch_seconds"])
-            for label, epoch in (
-                ("last", len(res["curve"]) - 1),
-                ("best", best_epoch(res["curve"])),
-            ):
-                picked[impl, label] = point = res["curve"][epoch]
+            for label in SELECTIONS:
+                point, at = select(res["curve"], label, tail)
+                picked[impl, label] = point
                 v, t = point["valid"], point["test"]
-                print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {label + str(epoch + 1):>8} "
+                print(f"{model:8} {impl:8} {sec:8.1f} {base / sec:6.2f} {at:>8} "
                       f"{v['Recall@10']:9.4f} {v['NDCG@10']:9.4f} {t['Recall@10']:9.4f} "
                       f"{t['NDCG@10']:9.4f}")  # fmt: skip
-        for label in ("last", "best"):
+        for label in SELECTIONS:
             ours, theirs = picked["recbias", label], picked["recbole", label]
             cmp = paired_comparison(
                 np.asarray(ours["test_ndcg"]), np.asarray(theirs["test_ndcg"]), n_boot=10_000,
                 ids_a=np.asarray(ours["test_users"]), ids_b=np.asarray(theirs["test_users"]),
             )  # fmt: skip
             print(f"{model:8} test NDCG@10 ours - RecBole ({label}): {paired_text(cmp)}")
-
-
-def _seed_aligned(points: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(user ids of the first seed, per-user NDCG@10 [S, n] with every seed in that order)."""
-    from recbias.metrics.stats import align_sample_ids
-
-    ids = np.asarray(points[0][split + "_users"])
-    rows = []
-    for point in points:
-        order = align_sample_ids(ids, np.asarray(point[split + "_users"]), ("seed 1", "seed s"))
-        rows.append(np.asarray(point[split + "_ndcg"], dtype=np.float64)[order])
-    return ids, np.stack(rows)
 
 
 def load_seed_results(paths: list[Path]) -> dict[str, dict[int, dict]]:
@@ -278,7 +308,7 @@ def load_seed_results(paths: list[Path]) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def summarise_seeds(runs: dict[str, dict[int, dict]]) -> None:
+def summarise_seeds(runs: dict[str, dict[int, dict]], tail: int) -> None:
     """The multi-seed comparison of test NDCG@10 (see the module docstring); the per-user
     values the bench records are NDCG@10."""
     metric = "NDCG@10"
@@ -296,15 +326,11 @@ def summarise_seeds(runs: dict[str, dict[int, dict]]) -> None:
         print(
             f"\n{model}: test {metric} over seeds {seeds} (mean ± std [95% t-interval over seeds])"
         )
-        for label in ("last", "best"):
-            picked = {}
-            for impl in ("recbias", "recbole"):
-                picked[impl] = []
-                for seed in seeds:
-                    curve = by_seed[seed][impl]["curve"]
-                    picked[impl].append(
-                        curve[len(curve) - 1 if label == "last" else best_epoch(curve)]
-                    )
+        for label in SELECTIONS:
+            picked = {
+                impl: [select(by_seed[seed][impl]["curve"], label, tail)[0] for seed in seeds]
+                for impl in ("recbias", "recbole")
+            }
             means = {
                 impl: np.array([p["test"][metric] for p in pts]) for impl, pts in picked.items()
             }
@@ -314,7 +340,7 @@ def summarise_seeds(runs: dict[str, dict[int, dict]]) -> None:
             gap = interval(means["recbias"] - means["recbole"], "+")
             print(f"  {label:4} ours − RecBole per seed: {gap}")
             (ids_a, a), (ids_b, b) = (
-                _seed_aligned(picked[i], "test") for i in ("recbias", "recbole")
+                _aligned_ndcg(picked[i], "test") for i in ("recbias", "recbole")
             )
             cmp = paired_comparison(a.mean(axis=0), b.mean(axis=0), n_boot=10_000, ids_a=ids_a,
                                     ids_b=ids_b)  # fmt: skip
@@ -347,6 +373,10 @@ def main() -> None:
         "--summarise", type=Path, nargs="+", metavar="FILE",
         help="only summarise these --results files over their seeds",
     )  # fmt: skip
+    parser.add_argument(
+        "--tail", type=int, default=5, metavar="K",
+        help="also compare the mean over the last K epochs (default 5)",
+    )  # fmt: skip
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -354,7 +384,7 @@ def main() -> None:
         recbole_child(args.child, args.epochs, args.seed, args.out)
         return
     if args.summarise:
-        summarise_seeds(load_seed_results(args.summarise))
+        summarise_seeds(load_seed_results(args.summarise), args.tail)
         return
     import torch
 
@@ -387,7 +417,7 @@ def main() -> None:
         tmp = out.with_suffix(".tmp")  # written before the report, so a report bug loses nothing
         tmp.write_text(json.dumps({**settings, **results}, indent=1))
         tmp.replace(out)
-        report({model: results[model]}, args.threads)
+        report({model: results[model]}, args.threads, args.tail)
 
 
 if __name__ == "__main__":
