@@ -9,8 +9,9 @@ embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 h
 dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs. After every epoch (not
 timed) both sides are evaluated on valid and test; the table reports the last epoch, the
 epoch of best valid NDCG@10 (RecBole's own model selection, with NDCG@10 as its valid metric)
-and the mean over the last ``--tail`` epochs (default 5: one epoch's test NDCG@10 moves by about
-±0.003 between epochs here, as much as the gaps measured), and for each a paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours −
+and the mean over the last ``--tail`` epochs (default 5: a single epoch's test NDCG@10 moves
+from one epoch to the next by about as much as the gaps measured; the seed summary prints that
+std), and for each a paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours −
 RecBole), users matched by their ML-100K id. SASRec layouts: ours is pre-norm ReLU by default,
 RecBole's post-norm GELU; ``--sasrec-norm post`` runs our RecBole-identical layout
 (``SASRecConfig(norm="post", activation="gelu")``). Init is N(0, 0.02) on both. recbias trains
@@ -212,8 +213,9 @@ def _aligned_ndcg(points: list[dict], split: str) -> tuple[np.ndarray, np.ndarra
 
 def tail_point(curve: list[dict], k: int) -> dict:
     """One evaluation point that averages the last ``k`` epochs: every metric, and each user's
-    NDCG@10 (a single epoch's test NDCG@10 moves by about ±0.003 from one epoch to the next here,
-    as much as the gaps being measured; the mean over the final epochs does not hinge on one)."""
+    NDCG@10 (a single epoch's reading moves from one epoch to the next by about as much as the
+    gaps being measured, see :func:`epoch_wobble`; the mean over the final epochs does not hinge
+    on one)."""
     if not 1 <= k <= len(curve):
         raise SystemExit(f"--tail {k}: must be between 1 and the {len(curve)} epochs run")
     points = curve[-k:]
@@ -223,6 +225,12 @@ def tail_point(curve: list[dict], k: int) -> dict:
         ids, rows = _aligned_ndcg(points, split)
         out[split + "_users"], out[split + "_ndcg"] = ids.tolist(), rows.mean(axis=0).tolist()
     return out
+
+
+def epoch_wobble(curve: list[dict], k: int, metric: str = "NDCG@10") -> float:
+    """Standard deviation (ddof 1) of test ``metric`` over the last ``k`` epochs of one run: how
+    far a single-epoch reading moves once training has levelled off."""
+    return float(np.std([p["test"][metric] for p in curve[-k:]], ddof=1)) if k > 1 else 0.0
 
 
 SELECTIONS = ("last", "best", "tail")
@@ -345,6 +353,10 @@ def summarise_seeds(runs: dict[str, dict[int, dict]], tail: int) -> None:
             cmp = paired_comparison(a.mean(axis=0), b.mean(axis=0), n_boot=10_000, ids_a=ids_a,
                                     ids_b=ids_b)  # fmt: skip
             print(f"  {label:4} per-user Δ averaged over seeds: {paired_text(cmp)}")
+        for impl in ("recbias", "recbole"):
+            wobble = [epoch_wobble(by_seed[seed][impl]["curve"], tail, metric) for seed in seeds]
+            print(f"  {impl}: test {metric} std over the last {tail} epochs of a run, mean over "
+                  f"seeds {np.mean(wobble):.4f}")  # fmt: skip
 
 
 def main() -> None:

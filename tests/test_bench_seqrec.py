@@ -86,3 +86,10 @@ def test_seed_files_of_other_settings_are_refused(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text(json.dumps({**base, "epochs": 3, "seed": 2, "gru4rec": {}}))
     with pytest.raises(SystemExit, match="b.json: settings"):
         bench.load_seed_results([tmp_path / "a.json", tmp_path / "b.json"])
+
+
+def test_epoch_wobble_is_the_std_of_the_last_epochs() -> None:
+    # test NDCG@10 of CURVE: 0.1, 0.2, 0.5
+    assert bench.epoch_wobble(CURVE, 2) == pytest.approx(np.std([0.2, 0.5], ddof=1))
+    assert bench.epoch_wobble(CURVE, 3) == pytest.approx(np.std([0.1, 0.2, 0.5], ddof=1))
+    assert bench.epoch_wobble(CURVE, 1) == 0.0
