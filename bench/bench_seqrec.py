@@ -139,6 +139,8 @@ def _normalise(metrics: dict) -> dict:
 
 def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
     """RecBole's result, cached in bench/results/ (RecBole never changes; rerun: delete it)."""
+    from recbias.fsutil import write_json
+
     cache = HERE / "results" / f"recbole-{model}-e{epochs}-s{seed}-t{threads}.json"
     if cache.exists():
         print(f"RecBole {model}: reusing {cache.relative_to(HERE.parent)}", flush=True)
@@ -153,8 +155,7 @@ def run_recbole(model: str, epochs: int, seed: int, threads: int) -> dict:
         result = json.loads(out.read_text())
     result["curve"] = [{key: _normalise(m) if key in ("valid", "test") else m
                         for key, m in point.items()} for point in result["curve"]]  # fmt: skip
-    cache.parent.mkdir(exist_ok=True)
-    cache.write_text(json.dumps(result, indent=1))
+    write_json(cache, result)
     return result
 
 
@@ -401,6 +402,7 @@ def main() -> None:
     import torch
 
     from recbias.evaluation.loo import load_ml100k_loo
+    from recbias.fsutil import write_json
 
     torch.set_num_threads(args.threads)
     split = load_ml100k_loo(max_len=50)
@@ -409,7 +411,6 @@ def main() -> None:
                 "shared_prefix": args.shared_prefix, "sasrec_norm": args.sasrec_norm,
                 "seed": args.seed}  # fmt: skip
     out = args.results
-    out.parent.mkdir(exist_ok=True)
     for model in args.models.split(","):
         if model not in RECBOLE_MODELS:
             parser.error(f"--models: unknown model {model!r}; expected {sorted(RECBOLE_MODELS)}")
@@ -426,9 +427,7 @@ def main() -> None:
             args.sasrec_norm,
         )
         results[model] = {"recbole": recbole, "recbias": ours}
-        tmp = out.with_suffix(".tmp")  # written before the report, so a report bug loses nothing
-        tmp.write_text(json.dumps({**settings, **results}, indent=1))
-        tmp.replace(out)
+        write_json(out, {**settings, **results})  # before the report: a report bug loses nothing
         report({model: results[model]}, args.threads, args.tail)
 
 
