@@ -6,25 +6,24 @@ Both sides use RecBole's ML-100K quick-start protocol (chronological leave-one-o
 augmentation with MAX_ITEM_LIST_LENGTH 50, full ranking without history masking; see
 ``recbias.evaluation.loo``) and the same hyperparameters: RecBole's model defaults (GRU4Rec:
 embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 heads, inner 256,
-dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs. After every epoch (not
-timed) both sides are evaluated on valid and test; the table reports the last epoch, the
-epoch of best valid NDCG@10 (RecBole's own model selection, with NDCG@10 as its valid metric)
-and the mean over the last ``--tail`` epochs (default 5: a single epoch's test NDCG@10 moves
-from one epoch to the next by about as much as the gaps measured; the seed summary prints that
-std), and for each a paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours −
-RecBole), users matched by their ML-100K id. SASRec layouts: ours is pre-norm ReLU by default,
-RecBole's post-norm GELU; ``--sasrec-norm post`` runs our RecBole-identical layout
-(``SASRecConfig(norm="post", activation="gelu")``). Init is N(0, 0.02) on both. recbias trains
-with its defaults (``dtype`` bf16 autocast, ``--dtype fp32`` to compare; ``--shared-prefix``
-lets prefix samples ride on one pass, faster but slower to converge per epoch), so epochs see
-the same samples.
+dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs. After every epoch (not timed)
+both sides are evaluated on valid and test; the table reports the last epoch, the epoch of best
+valid NDCG@10 (RecBole's own model selection, with NDCG@10 as its valid metric) and the mean over
+the last ``--tail`` epochs (default 5: a single epoch's test NDCG@10 moves from one epoch to the
+next by about as much as the gaps measured; the seed summary prints that std), and for each a
+paired bootstrap CI and sign-flip p of the per-user test NDCG@10 difference (ours − RecBole), users
+matched by their ML-100K id. SASRec layouts: ours is pre-norm ReLU by default, RecBole's post-norm
+GELU; ``--sasrec-norm post`` runs our RecBole-identical layout (``SASRecConfig(norm="post",
+activation="gelu")``). Init is N(0, 0.02) on both. recbias trains with its defaults (``dtype`` bf16
+autocast, ``--dtype fp32`` to compare; ``--shared-prefix`` lets prefix samples ride on one pass,
+faster but slower to converge per epoch), so epochs see the same samples.
 
 RecBole runs in its own venv, ``bench/.recbole-venv`` (created on first use: torch 2.13.0 CPU,
 recbole 1.2.1, numpy < 1.24 because RecBole's NDCG uses the removed ``np.float``), in a child
 process that calls ``trainer._train_epoch`` per epoch (timed), ``trainer.evaluate(...,
-load_best_model=False)`` (its own checkpoint reload fails under torch's ``weights_only`` load)
-and, for the per-user values, ``trainer._full_sort_batch_eval`` (their mean equals RecBole's
-NDCG@10). Nothing in RecBole is patched. Its result is cached in
+load_best_model=False)`` (its own checkpoint reload fails under torch's ``weights_only`` load) and,
+for the per-user values, ``trainer._full_sort_batch_eval`` (their mean equals RecBole's NDCG@10).
+Nothing in RecBole is patched. Its result is cached in
 ``bench/results/recbole-MODEL-eEPOCHS-sSEED-tTHREADS.json`` (``--recbole-only`` fills the cache
 alone; delete a file to rerun). Each side is timed single-process with ``--threads`` threads;
 writes bench/results/seqrec.json (``--results`` elsewhere, e.g. one file per seed).
@@ -33,10 +32,10 @@ Over seeds (one file per seed, each run on its own, then)::
 
     python bench/bench_seqrec.py --summarise bench/results/seqrec-s2020.json bench/results/seqrec-s2021.json
 
-prints, per model and selection (last / best valid / tail mean), each side's test NDCG@10 per seed, mean ± std
-over seeds with the 95% t-interval, the per-seed difference ours − RecBole (mean and t-interval
-over seeds) and the paired bootstrap CI / sign-flip p of the per-user differences averaged over
-seeds (the same statistics as ``recbias compare``, :mod:`recbias.compare_table`).
+prints, per model and selection (last / best valid / tail mean), each side's test NDCG@10 per seed,
+mean ± std over seeds with the 95% t-interval, the per-seed difference ours − RecBole (mean and
+t-interval over seeds) and the paired bootstrap CI / sign-flip p of the per-user differences
+averaged over seeds (the same statistics as ``recbias compare``, :mod:`recbias.compare_table`).
 """
 
 from __future__ import annotations
@@ -387,12 +386,16 @@ def main() -> None:
         help="only summarise these --results files over their seeds",
     )  # fmt: skip
     parser.add_argument(
-        "--tail", type=int, default=5, metavar="K",
-        help="also compare the mean over the last K epochs (default 5)",
+        "--tail", type=int, metavar="K",
+        help="also compare the mean over the last K epochs (default 5, at most --epochs)",
     )  # fmt: skip
     parser.add_argument("--child", choices=sorted(RECBOLE_MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tail is None:
+        args.tail = 5 if args.summarise else min(5, args.epochs)
+    if args.tail < 1 or (not args.summarise and args.tail > args.epochs):
+        parser.error(f"--tail {args.tail}: must be between 1 and --epochs ({args.epochs})")
     if args.child:
         recbole_child(args.child, args.epochs, args.seed, args.out)
         return

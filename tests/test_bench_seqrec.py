@@ -93,3 +93,14 @@ def test_epoch_wobble_is_the_std_of_the_last_epochs() -> None:
     assert bench.epoch_wobble(CURVE, 2) == pytest.approx(np.std([0.2, 0.5], ddof=1))
     assert bench.epoch_wobble(CURVE, 3) == pytest.approx(np.std([0.1, 0.2, 0.5], ddof=1))
     assert bench.epoch_wobble(CURVE, 1) == 0.0
+
+
+def test_a_tail_longer_than_the_epochs_is_refused_before_training() -> None:
+    import subprocess
+    import sys
+
+    args = [sys.executable, str(ROOT / "bench" / "bench_seqrec.py"), "--epochs", "3", "--tail", "5"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--tail 5: must be between 1 and --epochs (3)" in done.stderr
+    assert "Traceback" not in done.stderr
