@@ -104,3 +104,44 @@ def spawn(fn: Callable[[Path], None], out: Path, world: int = 2) -> None:
     except Exception as exc:
         errors = "\n".join(p.read_text() for p in sorted(out.glob("error-rank*.txt")))
         raise AssertionError(f"worker failed:\n{errors}") from exc
+
+
+def recommender(model: torch.nn.Module, tok):
+    """The LLM recommender over the 8 titles, 3 prompts per beam-search batch."""
+    from recbias.decoding import BeamConfig
+    from recbias.recommender import LLMRecommender, build_trie
+
+    b = builder(tok)
+    trie = build_trie(b, TITLES, range(len(TITLES)))
+    return LLMRecommender(model, b, TITLES, trie, BeamConfig(num_beams=4, batch_size=3), "fp32")
+
+
+def train_and_validate(run_dir: Path, parallel: str) -> dict[str, Any]:
+    """Decode 11 samples before training, validate after each epoch, decode after training."""
+    from recbias.metrics.ranking import ranking_metrics
+
+    tok = tiny.byte_level_tokenizer()
+    model = tiny.tiny_llama(len(tok), seed=1)
+    cfg = TrainConfig(epochs=2, lr=1e-2, warmup_steps=0, micro_batch_size=4, grad_accum=1,
+                      parallel=parallel, share_prompt_prefix=False, patience=5)  # fmt: skip
+    trainer = Trainer(
+        model, build_objective(ObjectiveConfig()), cfg, run_dir, tok.pad_token_id, 0, "fp32"
+    )
+    rec, valid = recommender(model, tok), frame(11, seed=5)
+    decoded = []
+
+    def decode() -> tuple[list, list]:
+        with distributed.full_weights(model):
+            r = rec.recommend(valid, 4)
+        decoded.append((r.items.tolist(), r.scores.tolist()))
+        return r
+
+    def validate(_: torch.nn.Module) -> float:
+        r = rec.recommend(valid, 4)  # the trainer holds the full weights meanwhile
+        return ranking_metrics(r.items, valid["target"].to_numpy(), [4])["NDCG@4"]
+
+    decode()
+    samples = encode_samples(builder(tok), frame(), TITLES, max_length=512)
+    state = trainer.fit(samples, validate)
+    decode()
+    return {"val": [h["val_metric"] for h in state.history], "decoded": decoded}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,10 +39,21 @@ def _scenarios(out: Path) -> None:
             torch.save({"weights": state, "step": trainer.state.step}, out / f"{name}_resumed.pt")
 
 
+def _validation(out: Path) -> None:
+    for parallel in ("ddp", "fsdp"):
+        result = dh.train_and_validate(out / f"valid-{parallel}", parallel)
+        torch.save(result, out / f"valid-{parallel}-rank{distributed.rank_and_world()[0]}.pt")
+
+
+def _all(out: Path) -> None:
+    _scenarios(out)
+    _validation(out)
+
+
 @pytest.fixture(scope="module")
 def two_procs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    dh.spawn(_scenarios, out)
+    dh.spawn(_all, out)
     return out
 
 
@@ -88,3 +100,15 @@ def test_ddp_without_a_launcher_is_a_clear_error():
     with pytest.raises(ConfigError, match="train.parallel.*needs a launcher"):
         distributed.resolve_parallel("ddp")
     assert distributed.resolve_parallel("auto") == "none"
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_sharded_decoding_and_validation_match_one_process(two_procs, tmp_path, parallel):
+    ranks = [torch.load(two_procs / f"valid-{parallel}-rank{r}.pt") for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # every rank gathers the same lists and computes the same metric
+    single = dh.train_and_validate(tmp_path, "none")
+    before, after = ranks[0]["decoded"]
+    assert before == single["decoded"][0]  # same weights: identical items and scores
+    assert after[0] == single["decoded"][1][0]  # trained: same items (scores to fp32 rounding)
+    np.testing.assert_allclose(after[1], single["decoded"][1][1], rtol=1e-5)
+    np.testing.assert_allclose(ranks[0]["val"], single["val"], rtol=1e-6)

@@ -7,6 +7,10 @@ recbias recommend configs/quickstart.toml --run-dir runs/qs --split test
 recbias evaluate runs/qs/predictions/llm.jsonl --compare runs/qs/predictions/popularity.jsonl
 recbias report runs/qs runs/compare --out report/
 recbias doctor
+
+Several processes: ``torchrun --nproc_per_node N -m recbias.cli run|train|recommend|audit|compare
+...`` (or ``accelerate launch --num_processes N -m recbias.cli ...``); every rank runs the command,
+rank 0 alone writes and prints (see :mod:`recbias.train.distributed`).
 """
 
 from __future__ import annotations
@@ -77,7 +81,6 @@ def _run_dir(cfg, args: argparse.Namespace) -> Path:
     if distributed.launched():
         if given is None:
             raise RecbiasError("under torchrun every process needs the same --run-dir")
-        distributed.init_from_env()
         if not distributed.is_main():
             return given
     return new_run_dir(Path(cfg.output_dir), cfg.name, given, getattr(args, "resume", False))
@@ -90,7 +93,9 @@ def _fresh_run_dir(cfg, args: argparse.Namespace) -> Iterator[Path]:
     try:
         yield run_dir
     except RecbiasError:
-        if not args.resume:
+        from recbias.train import distributed
+
+        if not args.resume and distributed.is_main():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -149,6 +154,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     lm = pipeline.load_lm(cfg, ds, weights=pipeline.trained_weights(cfg, run_dir))
     lm.model.eval()
     samples, recs, _ = pipeline.recommend(cfg, ds, lm, run_dir, args.split)
+    if not _main_rank():
+        return 0
     metrics = pipeline.evaluate(cfg, samples, recs)
     out.print(metrics_table_markdown(metrics["methods"], cfg.eval.ks))
     console.print(f"predictions in {run_dir / 'predictions'}")
@@ -232,6 +239,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         step["t"] = now
 
     out_dir = run_audit(Path(args.run_dir), cfg, Path(args.out) if args.out else None, progress)
+    if not _main_rank():
+        return 0
     _, sections = load_sections(out_dir / "audit.json")
     table = Table(title=f"bias audit of {args.run_dir}")
     table.add_column("measure")
@@ -439,6 +448,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _main_rank() -> bool:
+    from recbias.train import distributed
+
+    return distributed.is_main()
+
+
+def _join_launch() -> None:
+    """Under torchrun / accelerate launch: join the process group; only rank 0 prints."""
+    from recbias.train import distributed
+
+    if distributed.launched():
+        distributed.init_from_env()
+        quiet = not distributed.is_main()
+        console.quiet = out.quiet = quiet
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -446,15 +471,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        _join_launch()
         return args.fn(args)
     except RecbiasError as exc:
         if args.debug:
             raise
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    finally:
+        from recbias.train import distributed
+
+        distributed.shutdown()
+        console.quiet = out.quiet = False
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ Every selected method is resolved and validated before anything trains, so a typ
 method fails at once, naming ``methods[6].set."train.lrr"``. A method whose ``metrics.json`` exists
 is skipped (its recorded config must be the one asked for), so a killed comparison continues where
 it stopped; a half-trained method resumes from ``checkpoints/last``.
+
+Under torchrun every rank runs every method (data-parallel training, sharded decoding) and rank 0
+alone writes: ``compare.toml``, the run directories and the table.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from recbias.evaluation.summary import write_metrics_json
 from recbias.experiment import RunConfig
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
+from recbias.train import distributed
 from recbias.train.loop import Reporter
 
 log = logging.getLogger(__name__)
@@ -340,6 +344,8 @@ def decode_only(
     timing = {"prepare_and_load": time.perf_counter() - t_start, "train": 0.0}
     samples, recs, seconds = pipeline.recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})
+    if not distributed.is_main():  # decoded its share; rank 0 evaluates and writes
+        return {}
     metrics = pipeline.evaluate(cfg, samples, recs)
     result: dict[str, Any] = {"dataset": ds.card.get("name"), "training": {}, "timing": timing}
     result |= {"reused_model_of": str(weights), "metrics": metrics}
@@ -364,16 +370,19 @@ def run_method(
         _check_recorded(cfg, run_dir)
         log.info("%s: finished earlier, skipped", run_dir)
         return "skipped"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     progress = reporter() if reporter else None
-    if source is not None:
-        decode_only(cfg, run_dir, *source)
-        return "decoded"
-    resume = (run_dir / "checkpoints" / "last").is_dir()
+    resume = source is None and (run_dir / "checkpoints" / "last").is_dir()
     if resume:
         _check_recorded(cfg, run_dir)
-    pipeline.run_experiment(cfg, run_dir, resume=resume, reporter=progress)
-    return "resumed" if resume else "trained"
+    distributed.barrier()  # every rank decided before rank 0 writes into run_dir
+    if source is not None:
+        decode_only(cfg, run_dir, *source)
+    else:
+        pipeline.run_experiment(cfg, run_dir, resume=resume, reporter=progress)
+    distributed.barrier()  # rank 0's metrics.json exists before any rank looks for the next
+    return "decoded" if source is not None else "resumed" if resume else "trained"
 
 
 @dataclass(frozen=True)
@@ -424,13 +433,17 @@ def run_comparison(
     for run in plan:  # earlier runs must be of the same configs
         if any((run.run_dir / p).exists() for p in ("metrics.json", "checkpoints/last")):
             _check_recorded(run.cfg, run.run_dir)
-    prepare_dataset(cfg.base.data)  # once; every run then loads the cached preparation
-    write_resolved(cfg, out_dir / "compare.toml")
+    if distributed.is_main():
+        prepare_dataset(cfg.base.data)  # once; every run then loads the cached preparation
+        write_resolved(cfg, out_dir / "compare.toml")
+    distributed.barrier()
     status = {}
     for run in plan:
         announce = partial(reporter, run.seed, run.name, run.run_dir) if reporter else None
         key = f"seed-{run.seed}/{run.name}"
         status[key] = run_method(run.cfg, run.run_dir, run.source, announce)
+    if not distributed.is_main():
+        return {"comparison": {}, "markdown": "", "status": status}
     rows = [(m.name, m.reuse_model_of) for m in cfg.methods if m.name in names]
     runs = method_rows(out_dir, rows, cfg.reference, seeds, BASELINE_ROW)
     meta = {"name": cfg.name, "seeds": seeds}

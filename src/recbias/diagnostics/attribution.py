@@ -30,6 +30,8 @@ Batching: each sample gives 1 + n_features token sequences. Sequences are groupe
 un-ablated prefix (every variant that keeps the instruction head starts with the same BOS + head
 tokens); that prefix is run once and its KV cache is expanded to each batch, the rest is
 right-padded in length-sorted batches, and logits are computed only at the scored positions.
+Under several processes the sample chunks are dealt round-robin to the ranks and the rows gathered
+on every rank (same table as one process).
 
     cfg = AttributionConfig(ablation="placeholder")
     res = attribute(model, builder, samples, titles, cfg)
@@ -59,6 +61,7 @@ from recbias.metrics.concentration import agg_pyplot, save_figure
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import EncodedPrompt, PromptBuilder
 from recbias.report.sections import Figure, Section, Table
+from recbias.train import distributed
 
 if TYPE_CHECKING:
     from recbias.data.dataset import PreparedDataset
@@ -319,9 +322,10 @@ def attribute(
     """Feature-ablation attribution of every sample's target (columns: sample_id, history, target)."""
     cfg.validate()
     check_samples(samples)
-    rows: list[list] = []
     records = list(zip(samples["sample_id"], samples["history"], samples["target"], strict=True))
-    for start in range(0, len(records), cfg.sample_chunk):
+    starts = list(range(0, len(records), cfg.sample_chunk))
+    parts: list[list[list]] = []
+    for start in distributed.shard(starts):  # several processes: chunks dealt round-robin
         chunk = records[start : start + cfg.sample_chunk]
         variants: list[Variant] = []
         for sid, hist, target in chunk:
@@ -329,8 +333,9 @@ def attribute(
             enc = builder.encode([titles[i] for i in items], items, titles[int(target)])
             variants.extend(build_variants(builder, enc, int(sid), cfg))
         scores = score_variants(model, variants, cfg.batch_size, cfg.dtype)
-        rows.extend(_rows(variants, scores))
-        log.info("attributed %d/%d samples", start + len(chunk), len(records))
+        parts.append(_rows(variants, scores))
+        log.info("attributed samples %d-%d of %d", start, start + len(chunk), len(records))
+    rows = [row for part in distributed.gather_shards(parts, len(starts)) for row in part]
     return AttributionResult(pd.DataFrame(rows, columns=TABLE_COLUMNS), cfg)
 
 

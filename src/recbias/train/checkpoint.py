@@ -48,15 +48,23 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that training changes (all for full fine-tuning, adapters for LoRA), full
     tensors (gathered from every rank under FSDP: call on every rank; others get ``{}``)."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    if not distributed.fsdp_modules(model):
+    full = full_model_state(model)
+    if full is None:
         params = dict(model.named_parameters())
         return {n: params[n].detach() for n in names}
+    return {n: full[n] for n in names if n in full}
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """Under FSDP the full state dict (a collective; CPU tensors on rank 0, ``{}`` elsewhere),
+    else None (the model's own tensors are full)."""
+    if not distributed.fsdp_modules(model):
+        return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    full = get_model_state_dict(
+    return get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
-    return {n: full[n] for n in names if n in full}
 
 
 def _options(**kw: Any) -> Any:

@@ -250,6 +250,9 @@ def full_weights(model: torch.nn.Module) -> Iterator[None]:
     """Unsharded FSDP2 parameters on every rank for the duration (no collective inside, so ranks
     may run different numbers of forward passes); a no-op without FSDP."""
     mods = fsdp_modules(model)
+    root = model.__dict__.get("_fsdp_root")
+    if root is not None:  # FSDP picks its root at the first forward: make it the training one
+        root._get_fsdp_state()._lazy_init()
     groups = [m._get_fsdp_state()._fsdp_param_group for m in mods]  # type: ignore[operator]
     saved = [g.post_forward_mesh_info if g is not None else None for g in groups]
     for m, g in zip(mods, groups, strict=True):
