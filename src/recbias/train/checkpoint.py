@@ -62,9 +62,12 @@ def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(
+    full = get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
+    # named_parameters lists a tied weight once (as save_pretrained writes it)
+    keep = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    return {n: v for n, v in full.items() if n in keep}
 
 
 def _options(**kw: Any) -> Any:
