@@ -271,6 +271,15 @@ class Trainer:
         self.state = LoopState()
         self.device = next(model.parameters()).device
         self.mode = distributed.resolve_parallel(cfg.parallel)
+        if (
+            self.mode == "fsdp"
+            and getattr(getattr(objective, "cfg", None), "weights_from", "") == "batch"
+        ):
+            # its extra no-grad forwards would be collectives that ranks run unevenly
+            raise ConfigError(
+                "config key 'train.objective.gdrt.weights_from': 'batch' is not supported with "
+                "train.parallel = 'fsdp'; use 'auto' or 'previous', or ddp"
+            )
         # Under FSDP every forward is a collective: one forward per micro-batch on every rank.
         share = cfg.share_prompt_prefix and not cfg.compile and self.mode != "fsdp"
         self.train_forward = TrainForward(model, share)
@@ -388,7 +397,8 @@ class Trainer:
     def _run_epoch(self, samples: Sequence[TokenizedSample], stop_after: int | None) -> bool:
         groups = self.step_groups(samples, self.state.epoch)
         if self.state.group_in_epoch == 0:  # not when resuming mid-epoch: it already started
-            self.objective.on_epoch_start(self.state.epoch, self.model)
+            with distributed.full_weights(self.model):  # e.g. GDRT's relevance pass
+                self.objective.on_epoch_start(self.state.epoch, self.model)
         for gi in range(self.state.group_in_epoch, len(groups)):
             t0 = time.perf_counter()
             info = self._step(samples, groups[gi])
