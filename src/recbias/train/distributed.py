@@ -1,20 +1,24 @@
 """Several processes through torch's own engines: DDP, FSDP2, sharded decoding.
 
 Launch one process per device with ``torchrun`` or ``accelerate launch`` (both set ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``; every process needs the same
-``--run-dir``). The commands below are the ones the tests run (CPU/gloo, 2 processes):
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``). Every process needs the same
+``--run-dir``; rank 0 alone writes and prints. These are the commands the tests run (2 CPU
+processes, gloo; on GPUs the same commands use NCCL, one GPU per process):
 
     torchrun --nproc_per_node 2 -m recbias.cli run CONFIG.toml --run-dir runs/ddp
-    accelerate launch --num_processes 2 -m recbias.cli run CONFIG.toml --run-dir runs/ddp
-    torchrun --nproc_per_node 2 -m recbias.cli run CONFIG.toml --run-dir runs/fsdp \\
+    torchrun --nproc_per_node 2 -m recbias.cli run CONFIG.toml --run-dir runs/fsdp \
         --set train.parallel=fsdp
-    torchrun --nproc_per_node 2 -m recbias.cli run CONFIG.toml --run-dir runs/fsdp --resume \\
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+        --dynamo_backend no -m recbias.cli run CONFIG.toml --run-dir runs/fsdp \
         --set train.parallel=fsdp
     torchrun --nproc_per_node 2 -m recbias.cli recommend CONFIG.toml --run-dir runs/ddp
     torchrun --nproc_per_node 2 -m recbias.cli audit runs/ddp
     torchrun --nproc_per_node 2 -m recbias.cli compare COMPARE.toml --out runs/cmp
 
-(on CPU ``accelerate launch`` also needs ``--cpu``; on GPUs add ``--multi_gpu``.)
+``accelerate launch`` needs ``--multi_gpu`` even on CPU (its ``--cpu`` mode goes through MPI,
+which recbias does not use); its ``--mixed_precision`` is ignored: ``model.dtype`` decides. A
+killed run continues with the same command plus ``--resume`` (any number of processes, any mode:
+checkpoints are consolidated, :mod:`recbias.train.checkpoint`).
 
 Training (``train.parallel``): ``ddp`` wraps the training forward in
 :class:`torch.nn.parallel.DistributedDataParallel` (bucketed all-reduce overlapped with the
