@@ -9,6 +9,11 @@ The objective's summed numerators are divided by the effective batch's summed de
 accumulation does not change the loss. Only the supervised target positions go through the LM
 head. Validation (NDCG@K by constrained decoding) runs after each epoch, with early stopping; the
 best weights are kept and restored at the end.
+
+Several processes (``train.parallel``, :mod:`recbias.train.distributed`): the training forward is a
+module (:class:`TrainForward`) wrapped in DDP or sharded with FSDP2; each rank runs its share of a
+step's micro-batches and the update equals the one-process update. Dropout masks are seeded per
+(seed, step, micro-batch), so they too do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -294,7 +299,8 @@ class Trainer:
         # Compiling fuses the elementwise ops around the matmuls (about 1.2x on CPU here) after a
         # one-time compilation of a few minutes; decoding keeps the uncompiled model.
         if cfg.compile:
-            self.train_forward.decoder = torch.compile(causal_lm(model).get_decoder(), dynamic=True)
+            compiled = torch.compile(causal_lm(model).get_decoder(), dynamic=True)
+            self.train_forward.__dict__["decoder"] = compiled  # not a second registration
 
     @property
     def ckpt_dir(self) -> Path:
