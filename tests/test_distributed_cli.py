@@ -100,6 +100,11 @@ def test_fsdp_run_matches_one_process(single, tmp_path, launcher):
         "checkpoints/last/weights.pt",
     }
     assert not (cfg.parent / "runs").exists()  # no rank made a run directory of its own
+    if launcher == "torchrun":  # --resume re-shards the consolidated checkpoint: same lists
+        before = (two / "predictions" / "llm.jsonl").read_bytes()
+        launch("run", str(cfg), "--run-dir", str(two), *BATCH, "--set", "train.parallel=fsdp",
+               "--resume")  # fmt: skip
+        assert (two / "predictions" / "llm.jsonl").read_bytes() == before
 
 
 def test_compare_under_torchrun_matches_one_process(tmp_path):
