@@ -249,6 +249,16 @@ def register_root(model: torch.nn.Module, root: torch.nn.Module) -> None:
     object.__setattr__(model, "_fsdp_root", root)
 
 
+def _param_groups(module: torch.nn.Module) -> list[Any]:
+    """The FSDP parameter groups of one FSDP module (torch < 2.13 has at most one)."""
+    state = module._get_fsdp_state()  # type: ignore[operator]
+    groups = getattr(state, "_fsdp_param_groups", None)
+    if groups is None:
+        group = state._fsdp_param_group
+        groups = [group] if group is not None else []
+    return list(groups)
+
+
 @contextlib.contextmanager
 def full_weights(model: torch.nn.Module) -> Iterator[None]:
     """Unsharded FSDP2 parameters on every rank for the duration (no collective inside, so ranks
@@ -257,16 +267,16 @@ def full_weights(model: torch.nn.Module) -> Iterator[None]:
     root = model.__dict__.get("_fsdp_root")
     if root is not None:  # FSDP picks its root at the first forward: make it the training one
         root._get_fsdp_state()._lazy_init()
-    groups = [m._get_fsdp_state()._fsdp_param_group for m in mods]  # type: ignore[operator]
-    saved = [g.post_forward_mesh_info if g is not None else None for g in groups]
-    for m, g in zip(mods, groups, strict=True):
+    groups = [g for m in mods for g in _param_groups(m)]
+    saved = [g.post_forward_mesh_info for g in groups]
+    for m in mods:
         m.unshard()  # type: ignore[operator]
-        if g is not None:
-            g.post_forward_mesh_info = None  # keep them unsharded after each forward
+    for g in groups:
+        g.post_forward_mesh_info = None  # keep them unsharded after each forward
     try:
         yield
     finally:
-        for m, g, info in zip(mods, groups, saved, strict=True):
-            if g is not None:
-                g.post_forward_mesh_info = info
+        for g, info in zip(groups, saved, strict=True):
+            g.post_forward_mesh_info = info
+        for m in mods:
             m.reshard()  # type: ignore[operator]
