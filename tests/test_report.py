@@ -6,15 +6,17 @@ import base64
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recbias.errors import DataError
 from recbias.report import build_report
 from recbias.report.collect import read_curve
-from recbias.report.format import fmt_ci, fmt_number
+from recbias.report.format import fmt_ci, fmt_number, round_cell
 from recbias.report.sections import Figure, Section, Table, save_sections
 from recbias.report.text import latex_escape, table_csv, table_latex
 from report_helpers import AUDIT_SECTIONS, fake_run, png
@@ -292,3 +294,11 @@ def test_read_curve_keeps_the_last_record_per_step(tmp_path):
     curve = read_curve(path)
     assert curve.steps == [10, 20, 30] and curve.loss == [10.0, 0.5, 30.0]
     assert curve.epochs == [1] and curve.val == [0.1]
+
+
+def test_round_cell_rounds_floats_and_keeps_integers_and_text():
+    assert round_cell(0.0136232) == 0.0136 and round_cell(np.float64(2 / 3)) == 0.6667
+    assert round_cell(3) == 3 and isinstance(round_cell(np.int64(3)), np.integer)
+    assert round_cell(True) is True and round_cell("sft") == "sft"
+    assert round_cell(None) is None and round_cell(math.nan) is None
+    assert round_cell(np.float64("inf")) is None

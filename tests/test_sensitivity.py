@@ -12,7 +12,6 @@ from recbias.decoding import BeamConfig
 from recbias.diagnostics.sensitivity import (
     SensitivityConfig,
     history_sensitivity,
-    jaccard,
     llm_factory,
     replace_item,
     sensitivity_section,
@@ -64,12 +63,6 @@ class Scored(LastItems):
         for row, h in enumerate(samples.history):
             out[row, list(h)] += 1.0
         return out
-
-
-def test_jaccard_hand_computed():
-    a = np.array([[1, 2, 3], [1, -1, -1], [-1, -1, -1], [4, 5, -1]])
-    b = np.array([[3, 2, 9], [1, -1, -1], [-1, -1, -1], [6, 7, 8]])
-    np.testing.assert_allclose(jaccard(a, b), [0.5, 1.0, 1.0, 0.0])
 
 
 def test_swap_takes_another_users_history_and_is_seeded():

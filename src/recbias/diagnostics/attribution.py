@@ -55,9 +55,10 @@ from recbias.decoding.kv import eval_mode, model_device
 from recbias.errors import ConfigError, ModelError, RecbiasError
 from recbias.experiment import RunConfig
 from recbias.lm.loading import autocast
-from recbias.metrics.concentration import agg_pyplot, save_figure
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import EncodedPrompt, PromptBuilder
+from recbias.report.format import round_cell
+from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 
 if TYPE_CHECKING:
@@ -393,7 +394,7 @@ def attribution_section(
     sec = Section("attribution", "Context-bias attribution (feature ablation)")
     summaries = {label: summarize_ratios(r, n_boot, seed) for label, r in results.items()}
     rows = [[label, _RATIO_LABELS[name], int(e["n"]), int(e["n_undefined"]),
-             *(_round(e.get(key)) for key in ("mean", "lo", "hi", "median", "ratio_of_means"))]
+             *(round_cell(e.get(key)) for key in ("mean", "lo", "hi", "median", "ratio_of_means"))]
             for label, summ in summaries.items() for name, e in summ.items()]  # fmt: skip
     columns = ["model", "ratio", "n", "undefined", "mean", "lo", "hi", "median", "ratio of means"]
     caption = ("Per-sample |A_aux| / |A_history| (mean with 95% bootstrap CI, median) and the ratio "
@@ -411,17 +412,13 @@ def attribution_section(
     return sec
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 4)
-
-
 def _feature_table(results: Mapping[str, AttributionResult]) -> Table:
     rows = []
     for label, r in results.items():
         by_kind = r.table.groupby("kind")
         for kind, g in by_kind:
-            rows.append([label, str(kind), len(g), _round(g.attr_sum.mean()),
-                         _round(g.attr_sum.abs().mean()), _round(g.attr_mean.mean())])  # fmt: skip
+            means = (g.attr_sum.mean(), g.attr_sum.abs().mean(), g.attr_mean.mean())
+            rows.append([label, str(kind), len(g), *map(round_cell, means)])
     caption = (
         "Mean attribution (drop of the target log-probability, nats) per ablated segment "
         "kind; 'item' is one history title. Larger = the prediction depends more on it."

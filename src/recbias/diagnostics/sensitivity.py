@@ -38,11 +38,13 @@ import torch
 
 from recbias.errors import ConfigError, DataError
 from recbias.evaluation.predictions import Recommendations, Recommender
-from recbias.metrics.concentration import agg_pyplot, save_figure
+from recbias.metrics.overlap import jaccard
 from recbias.metrics.ranking import target_ranks
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import PromptBuilder
 from recbias.recommender import LLMRecommender
+from recbias.report.format import round_cell
+from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 
 _KEY = "diagnostics.sensitivity"
@@ -188,15 +190,6 @@ def perturb(samples: pd.DataFrame, name: str, n_items: int, cfg: SensitivityConf
 # --------------------------------------------------------------------------- comparisons
 
 
-def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row Jaccard of two [n, k] item-id arrays (−1 = empty slot); empty vs empty = 1.0."""
-    out = np.empty(len(a))
-    for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        sx, sy = set(x[x >= 0].tolist()), set(y[y >= 0].tolist())
-        out[i] = len(sx & sy) / len(sx | sy) if sx | sy else 1.0
-    return out
-
-
 def _ranks(
     rec: Recommender, samples: pd.DataFrame, recs: Recommendations
 ) -> tuple[np.ndarray, bool]:
@@ -299,7 +292,7 @@ def sensitivity_section(
         for r in res:
             s = r.summary(n_boot, seed)
             data[f"{model}/{r.name}"] = s | {"exact_ranks": r.exact_ranks, "k": r.k}
-            rows.append([model, r.group, r.name] + [_round(s.get(c)) for c in (
+            rows.append([model, r.group, r.name] + [round_cell(s.get(c)) for c in (
                 "jaccard", "lo", "hi", "median_jaccard", "identical", "mean_rank_change",
                 "target_left_list", "target_entered_list")])  # fmt: skip
     caption = ("Top-K overlap (Jaccard, 95% CI) between lists for the original and the perturbed "
@@ -311,10 +304,6 @@ def sensitivity_section(
     sec.data["sensitivity"] = data
     sec.figures.append(_jaccard_figure(results, out_dir, n_boot, seed))
     return sec
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
 def _jaccard_figure(results, out_dir: Path, n_boot: int, seed: int) -> Figure:

@@ -44,13 +44,13 @@ from recbias.decoding.trie import ItemTrie
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import TokenizedSample, collate
 from recbias.lm.loading import autocast
-from recbias.metrics.concentration import agg_pyplot, save_figure
 from recbias.objectives.information_gain import (
     TrieInformation,
     token_gain,
     walk_samples,
     zero_gain_tokens,
 )
+from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 from recbias.train.loop import target_logits
 
