@@ -19,7 +19,7 @@ from recbias.decoding.d3 import (
 from recbias.errors import ConfigError, RecbiasError
 
 EOS = 2
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 N_ITEMS = len(TITLES)
 PROMPTS = ['The user has watched "Heat"\n### Response:\n', "### Response:\n"]
 

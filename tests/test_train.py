@@ -8,10 +8,9 @@ import torch.nn.functional as F
 import tiny
 from recbias.lm.batching import bucketed_batches, collate, encode_samples
 from recbias.objectives import ObjectiveConfig, build_objective
-from recbias.prompts import Domain, PromptBuilder, PromptConfig
 from recbias.train.loop import TrainConfig, Trainer, shared_prefix_length, target_logits
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 
 
 def _samples(tok, n=12, seed=0):
@@ -22,7 +21,7 @@ def _samples(tok, n=12, seed=0):
             0, len(TITLES), (int(torch.randint(1, 5, (1,), generator=g)),), generator=g
         )
         rows.append({"sample_id": i, "history": hist.tolist(), "target": (i * 3) % len(TITLES)})
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(tok)
     return encode_samples(builder, pd.DataFrame(rows), TITLES, max_length=512)
 
 
