@@ -106,7 +106,7 @@ def test_missing_config_file_is_an_error(tmp_path):
 
 
 def test_unknown_objective_is_rejected():
-    with pytest.raises(ConfigError, match="unknown objective 'sfft'"):
+    with pytest.raises(ConfigError, match=r"'train.objective.name': must be one of .*got 'sfft'"):
         from_dict(RunConfig, {"train": {"objective": {"name": "sfft"}}})
 
 

@@ -51,8 +51,9 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
+from recbias.config import Config, invalid, spec
 from recbias.decoding.kv import eval_mode, model_device
-from recbias.errors import ConfigError, ModelError, RecbiasError
+from recbias.errors import ModelError, RecbiasError
 from recbias.experiment import RunConfig
 from recbias.lm.loading import autocast
 from recbias.metrics.concentration import agg_pyplot, save_figure
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     from recbias.pipeline import LoadedModel
 
 log = logging.getLogger(__name__)
-_KEY = "diagnostics.attribution"
 FeatureName = Literal["task", "history", "items", "first_token", "response_prefix"]
 TABLE_COLUMNS = [
     "sample_id", "feature", "kind", "position", "item", "n_tokens",
@@ -74,7 +74,7 @@ TABLE_COLUMNS = [
 
 
 @dataclass
-class AttributionConfig:
+class AttributionConfig(Config):
     """Settings of feature-ablation attribution (module docstring for the definitions)."""
 
     ablation: Literal["remove", "placeholder"] = field(
@@ -88,16 +88,19 @@ class AttributionConfig:
         default=None,
         metadata={
             "help": "if set, placeholder ablation replaces every token of the segment by this "
-            "token id (lengths kept, as Captum's TextTokenInput baseline) instead of the text"
+            "token id (lengths kept, as Captum's TextTokenInput baseline) instead of the text",
+            "ge": 0,
         },
     )
     features: list[FeatureName] = field(
         default_factory=lambda: ["task", "history", "items", "first_token"],
-        metadata={"help": "segments to ablate; 'items' = each history title separately"},
+        metadata=spec(
+            "segments to ablate; 'items' = each history title separately", min_len=1, unique=True
+        ),
     )
-    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    batch_size: int = field(default=16, metadata=spec("sequences per forward pass", ge=1))
     sample_chunk: int = field(
-        default=64, metadata={"help": "samples whose variants are pooled and length-sorted"}
+        default=64, metadata=spec("samples whose variants are pooled and length-sorted", ge=1)
     )
     dtype: Literal["bf16", "fp32"] = field(
         default="fp32", metadata={"help": "bf16 autocast or fp32 forward passes"}
@@ -107,26 +110,13 @@ class AttributionConfig:
         metadata={"help": "run the shared un-ablated prefix (BOS + instruction) once per chunk"},
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if (
             self.ablation == "placeholder"
             and self.placeholder_token is None
             and not self.placeholder
         ):
-            raise ConfigError(f"config key '{_KEY}.placeholder': must be non-empty, got ''")
-        if self.placeholder_token is not None and self.placeholder_token < 0:
-            raise ConfigError(
-                f"config key '{_KEY}.placeholder_token': must be ≥ 0, got {self.placeholder_token}"
-            )
-        if not self.features or len(set(self.features)) != len(self.features):
-            raise ConfigError(
-                f"config key '{_KEY}.features': must be non-empty without repeats, got {self.features}"
-            )
-        for key in ("batch_size", "sample_chunk"):
-            if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"config key '{_KEY}.{key}': must be ≥ 1, got {getattr(self, key)}"
-                )
+            raise invalid("placeholder", "must be non-empty for placeholder ablation", "")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from recbias.config import Config, spec
 from recbias.errors import ConfigError
 from recbias.objectives.base import Objective
 from recbias.objectives.cft import CFTConfig, CFTObjective
@@ -33,10 +34,10 @@ def register_objective(
 
 
 @dataclass
-class ObjectiveConfig:
+class ObjectiveConfig(Config):
     name: str = field(
         default="sft",
-        metadata={"help": "training objective: sft, gdrt, igd, msl, pos, cft, reweight, msl_gdrt"},
+        metadata=spec("training objective", choices=lambda: tuple(sorted(_REGISTRY))),
     )
     sft: SFTConfig = field(default_factory=SFTConfig)
     igd: IGDConfig = field(default_factory=IGDConfig)
@@ -45,13 +46,6 @@ class ObjectiveConfig:
     cft: CFTConfig = field(default_factory=CFTConfig)
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
     gdrt: GDRTConfig = field(default_factory=GDRTConfig)
-
-    def validate(self) -> None:
-        if self.name not in _REGISTRY:
-            raise ConfigError(
-                f"config key 'train.objective.name': unknown objective '{self.name}'; "
-                f"registered: {', '.join(sorted(_REGISTRY))}"
-            )
 
 
 def build_objective(cfg: ObjectiveConfig) -> Objective:
