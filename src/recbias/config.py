@@ -196,8 +196,8 @@ def _literal_choices(tp: Any) -> tuple[Any, ...] | None:
 
 
 @functools.cache
-def _rules(cls: type) -> dict[str, dict[str, Any]]:
-    """Each field's constraints, with the values of a ``Literal`` annotation as ``choices``."""
+def rules(cls: type) -> dict[str, dict[str, Any]]:
+    """Each field's metadata, with the values of a ``Literal`` annotation as ``choices``."""
     hints = typing.get_type_hints(cls)
     rules = {}
     for f in dataclasses.fields(cls):
@@ -210,11 +210,11 @@ def _rules(cls: type) -> dict[str, dict[str, Any]]:
 def validate_config(obj: Any, prefix: str = "") -> None:
     """Check every field constraint of ``obj`` and its sections, then each section's ``check()``
     (after its own sections); errors name the key under ``prefix``."""
-    rules = _rules(type(obj))
+    meta = rules(type(obj))
     for f in dataclasses.fields(obj):
         key = _join(prefix, f.name)
         value = getattr(obj, f.name)
-        check_value(key, rules[f.name], value)
+        check_value(key, meta[f.name], value)
         for sub_key, sub in _sections(key, value):
             validate_config(sub, sub_key)
     hook = getattr(obj, "check", None)
