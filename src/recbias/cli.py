@@ -351,7 +351,10 @@ def cmd_config(args: argparse.Namespace) -> int:
         path = Path(args.config)
         kind = args.kind or configdoc.infer_kind(read_toml(path))
         cfg = configdoc.load_kind(kind, path, args.set)
-        title = f"recbias {kind} config {path}, resolved\nevery key with its default; above each key: its help [allowed values]"
+        title = (
+            f"recbias {kind} config {path}, resolved: every key with its default;\n"
+            "above each key: its help [allowed values]"
+        )
         sys.stdout.write(configdoc.render_toml(cfg, title))
     elif args.action == "explain":
         sys.stdout.write(configdoc.explain(args.kind or "run", args.key) + "\n")
