@@ -280,3 +280,10 @@ def test_literal_fields_are_checked_on_configs_built_in_python():
 
     with pytest.raises(ConfigError, match=r"'assistant': must be one of none, sasrec, popularity"):
         D3Config(assistant="knn").validate()  # type: ignore[arg-type]
+
+
+def test_every_key_a_user_can_set_has_help():
+    from recbias.configdoc import KINDS, config_class, field_docs
+
+    missing = [(k, d.key) for k in KINDS for d in field_docs(config_class(k)) if not d.help]
+    assert missing == []

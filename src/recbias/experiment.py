@@ -42,7 +42,10 @@ class EvalConfig(Config):
 
 @dataclass
 class BaselinesConfig(Config):
-    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    sasrec: SASRecConfig = field(
+        default_factory=SASRecConfig,
+        metadata={"help": "SASRec on the same data (eval.baselines = ['sasrec'])"},
+    )
 
 
 @dataclass
@@ -93,11 +96,28 @@ class RunConfig(Config):
     threads: int | None = field(
         default=None, metadata=spec("torch CPU threads (unset = all cores)", ge=1)
     )
-    data: DataConfig = field(default_factory=DataConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
-    finish: FinishConfig = field(default_factory=FinishConfig)
+    data: DataConfig = field(
+        default_factory=DataConfig, metadata={"help": "dataset: source and preparation"}
+    )
+    prompt: PromptConfig = field(
+        default_factory=PromptConfig, metadata={"help": "how a history becomes a prompt"}
+    )
+    model: ModelConfig = field(
+        default_factory=ModelConfig,
+        metadata={"help": "the language model and how it is fine-tuned"},
+    )
+    train: TrainConfig = field(
+        default_factory=TrainConfig, metadata={"help": "fine-tuning: optimiser, batches, objective"}
+    )
+    decode: DecodeConfig = field(
+        default_factory=DecodeConfig, metadata={"help": "constrained beam search over the catalog"}
+    )
+    eval: EvalConfig = field(
+        default_factory=EvalConfig, metadata={"help": "metrics, confidence intervals and baselines"}
+    )
+    baselines: BaselinesConfig = field(
+        default_factory=BaselinesConfig, metadata={"help": "settings of the baselines"}
+    )
+    finish: FinishConfig = field(
+        default_factory=FinishConfig, metadata={"help": "audit and report after the run"}
+    )

@@ -23,7 +23,9 @@ from recbias.prompts import PromptBuilder
 
 @dataclass
 class DecodeConfig(Config):
-    beam: BeamConfig = field(default_factory=BeamConfig)
+    beam: BeamConfig = field(
+        default_factory=BeamConfig, metadata={"help": "beam width, length penalty, batching"}
+    )
     candidates: Literal["catalog", "train_targets"] = field(
         default="catalog",
         metadata={
@@ -39,8 +41,10 @@ class DecodeConfig(Config):
             "unique": True,
         },
     )
-    igd: IGDDecodeConfig = field(default_factory=IGDDecodeConfig)
-    d3: D3Config = field(default_factory=D3Config)
+    igd: IGDDecodeConfig = field(
+        default_factory=IGDDecodeConfig, metadata={"help": "calibration 'igd'"}
+    )
+    d3: D3Config = field(default_factory=D3Config, metadata={"help": "calibration 'd3'"})
 
     def check(self) -> None:
         if "d3" in self.calibration and self.d3.assistant == "none":

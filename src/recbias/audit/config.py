@@ -125,10 +125,22 @@ class AuditConfig(Config):
     )
     seed: int = field(default=0, metadata={"help": "seed of the sample subsets and bootstraps"})
     n_boot: int = field(default=1000, metadata=spec("bootstrap resamples of the CIs", ge=1))
-    attribution: AttributionConfig = field(default_factory=AttributionConfig)
-    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
-    token_ig: TokenIGConfig = field(default_factory=TokenIGConfig)
-    curves: CurvesConfig = field(default_factory=CurvesConfig)
+    attribution: AttributionConfig = field(
+        default_factory=AttributionConfig,
+        metadata={"help": "feature-ablation attribution (analysis 'attribution')"},
+    )
+    sensitivity: SensitivityConfig = field(
+        default_factory=SensitivityConfig,
+        metadata={"help": "history and instruction perturbations (analysis 'sensitivity')"},
+    )
+    token_ig: TokenIGConfig = field(
+        default_factory=TokenIGConfig,
+        metadata={"help": "token-level information gain (analysis 'token_ig')"},
+    )
+    curves: CurvesConfig = field(
+        default_factory=CurvesConfig,
+        metadata={"help": "training curves over weight snapshots (analysis 'curves')"},
+    )
 
     def limit(self, n: int) -> int:
         """``n`` capped by ``max_samples``."""

@@ -226,9 +226,13 @@ SEQ_MODELS = ("popularity", "gru4rec", "sasrec", "genrec")
 
 @dataclass
 class SeqBaselines(Config):
-    gru4rec: GRU4RecConfig = field(default_factory=lambda: GRU4RecConfig(batch_size=2048))
+    gru4rec: GRU4RecConfig = field(
+        default_factory=lambda: GRU4RecConfig(batch_size=2048),
+        metadata={"help": "GRU4Rec (model 'gru4rec')"},
+    )
     sasrec: SASRecConfig = field(
-        default_factory=lambda: SASRecConfig(max_len=50, batch_size=2048, ffn=256, dropout=0.5)
+        default_factory=lambda: SASRecConfig(max_len=50, batch_size=2048, ffn=256, dropout=0.5),
+        metadata={"help": "SASRec (model 'sasrec')"},
     )
 
 
@@ -260,7 +264,9 @@ class SeqRecConfig(Config):
     )
     max_len: int = field(default=50, metadata=spec("LOO history window (RecBole: 50)", ge=1))
     k: int = field(default=10, metadata=spec("cut-off of the ranking metrics", ge=1))
-    baselines: SeqBaselines = field(default_factory=SeqBaselines)
+    baselines: SeqBaselines = field(
+        default_factory=SeqBaselines, metadata={"help": "settings of the item-ID models"}
+    )
 
 
 def _popularity_scores(split: LOOSplit, samples: pd.DataFrame) -> np.ndarray:

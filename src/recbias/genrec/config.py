@@ -126,6 +126,13 @@ class GenRecRunConfig(Config):
     threads: int | None = field(
         default=None, metadata=spec("torch CPU threads (unset = all cores)")
     )
-    data: DataConfig = field(default_factory=DataConfig)
-    genrec: GenRecConfig = field(default_factory=GenRecConfig)
-    eval: GenRecEvalConfig = field(default_factory=GenRecEvalConfig)
+    data: DataConfig = field(
+        default_factory=DataConfig, metadata={"help": "dataset: source and preparation"}
+    )
+    genrec: GenRecConfig = field(
+        default_factory=GenRecConfig,
+        metadata={"help": "semantic IDs, transformer, training and decoding"},
+    )
+    eval: GenRecEvalConfig = field(
+        default_factory=GenRecEvalConfig, metadata={"help": "metrics and the evaluated split"}
+    )

@@ -39,13 +39,21 @@ class ObjectiveConfig(Config):
         default="sft",
         metadata=spec("training objective", choices=lambda: tuple(sorted(_REGISTRY))),
     )
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    igd: IGDConfig = field(default_factory=IGDConfig)
-    msl: MSLConfig = field(default_factory=MSLConfig)
-    pos: PosConfig = field(default_factory=PosConfig)
-    cft: CFTConfig = field(default_factory=CFTConfig)
-    reweight: ReweightConfig = field(default_factory=ReweightConfig)
-    gdrt: GDRTConfig = field(default_factory=GDRTConfig)
+    sft: SFTConfig = field(
+        default_factory=SFTConfig, metadata={"help": "name = 'sft' (no settings)"}
+    )
+    igd: IGDConfig = field(default_factory=IGDConfig, metadata={"help": "name = 'igd'"})
+    msl: MSLConfig = field(
+        default_factory=MSLConfig, metadata={"help": "name = 'msl' or 'msl_gdrt'"}
+    )
+    pos: PosConfig = field(default_factory=PosConfig, metadata={"help": "name = 'pos'"})
+    cft: CFTConfig = field(default_factory=CFTConfig, metadata={"help": "name = 'cft'"})
+    reweight: ReweightConfig = field(
+        default_factory=ReweightConfig, metadata={"help": "name = 'reweight'"}
+    )
+    gdrt: GDRTConfig = field(
+        default_factory=GDRTConfig, metadata={"help": "name = 'gdrt' or 'msl_gdrt'"}
+    )
 
 
 def build_objective(cfg: ObjectiveConfig) -> Objective:

@@ -64,7 +64,9 @@ class PositionalSection(Config):
 
 @dataclass
 class PositionalProbeConfig(ProbeBase):
-    positional: PositionalSection = field(default_factory=PositionalSection)
+    positional: PositionalSection = field(
+        default_factory=PositionalSection, metadata={"help": "the positional probe"}
+    )
 
     def check(self) -> None:
         if self.model.kind not in ("none", "genrec"):
@@ -110,7 +112,9 @@ class PopularitySection(Config):
 
 @dataclass
 class PopularityProbeConfig(ProbeBase):
-    popularity: PopularitySection = field(default_factory=PopularitySection)
+    popularity: PopularitySection = field(
+        default_factory=PopularitySection, metadata={"help": "the popularity probe"}
+    )
 
 
 @dataclass
@@ -134,7 +138,9 @@ class LatentSection(Config):
 
 @dataclass
 class LatentProbeConfig(ProbeBase):
-    latent: LatentSection = field(default_factory=LatentSection)
+    latent: LatentSection = field(
+        default_factory=LatentSection, metadata={"help": "the latent probe"}
+    )
 
     def check(self) -> None:
         if self.model.kind not in ("none", "genrec"):
@@ -164,7 +170,9 @@ class SyntheticProbeConfig(Config):
     name: str = field(default="probe_synthetic", metadata=spec("run name"))
     seed: int = field(default=0, metadata=spec("seed of the Monte-Carlo draws"))
     output_dir: str = field(default="runs", metadata=spec("where run directories are created"))
-    synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+    synthetic: SyntheticSection = field(
+        default_factory=SyntheticSection, metadata={"help": "the synthetic feedback-loop probe"}
+    )
 
 
 CONFIGS: dict[str, type] = {
