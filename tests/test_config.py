@@ -287,3 +287,14 @@ def test_every_key_a_user_can_set_has_help():
 
     missing = [(k, d.key) for k in KINDS for d in field_docs(config_class(k)) if not d.help]
     assert missing == []
+
+
+def test_a_recorded_run_config_keeps_its_paths_as_written(tmp_path):
+    from recbias.config import load_recorded, write_resolved
+
+    cfg = from_dict(RunConfig, {"model": {"path": "ckpt"}})  # an older run: relative to its cwd
+    write_resolved(cfg, tmp_path / "run" / "config.toml")
+    assert load_recorded(RunConfig, tmp_path / "run" / "config.toml").model.path == "ckpt"
+    assert load_config(RunConfig, tmp_path / "run" / "config.toml").model.path == str(
+        tmp_path / "run" / "ckpt"
+    )

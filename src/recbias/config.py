@@ -76,6 +76,7 @@ __all__ = [
     "from_dict",
     "invalid",
     "load_config",
+    "load_recorded",
     "parse_override",
     "read_toml",
     "resolve_path_at",
@@ -306,6 +307,12 @@ def load_config(cls: type[T], path: Path | None, overrides: list[str] | None = N
     the ``--set`` overrides (relative paths against the current directory), build and check."""
     data = resolve_paths(cls, read_toml(path), config_folder(path)) if path is not None else {}
     return from_dict(cls, apply_overrides(data, list(overrides or []), cls))
+
+
+def load_recorded(cls: type[T], path: Path) -> T:
+    """A config written by :func:`write_resolved` (a run's ``config.toml``), paths as recorded:
+    new runs record absolute paths, older ones paths relative to where they were run."""
+    return from_dict(cls, read_toml(path))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

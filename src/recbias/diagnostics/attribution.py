@@ -465,13 +465,13 @@ def _position_figure(results: Mapping[str, AttributionResult], out_dir: Path) ->
 def load_run(run_dir: Path, trained: bool = True) -> tuple[RunConfig, PreparedDataset, LoadedModel]:
     """A run directory's config, dataset and model: the tuned weights (``trained``) or the base
     model the run started from. A missing config or checkpoint raises an error naming the path."""
-    from recbias.config import load_config
+    from recbias.config import load_recorded
     from recbias.pipeline import load_data, load_lm, trained_weights
 
     path = Path(run_dir) / "config.toml"
     if not path.is_file():
         raise ModelError(f"run directory '{run_dir}' has no config.toml (not a recbias run)")
-    cfg = load_config(RunConfig, path)
+    cfg = load_recorded(RunConfig, path)
     weights = trained_weights(cfg, Path(run_dir)) if trained else None
     ds = load_data(cfg)
     return cfg, ds, load_lm(cfg, ds, weights)
