@@ -84,9 +84,11 @@ def test_explain_accepts_sections_list_items_and_named_tables():
 def test_explain_of_an_unknown_key_suggests_the_closest(capsys):
     assert main(["config", "explain", "train.objective.gdrt.tauu"]) == 2
     err = capsys.readouterr().err
-    assert "unknown config key 'train.objective.gdrt.tauu'" in err
+    assert "unknown run config key 'train.objective.gdrt.tauu'" in err
     assert "did you mean 'train.objective.gdrt.tau'" in err
-    with pytest.raises(ConfigError, match="unknown config key 'world.n_items'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown run config key 'world.n_items'; .*--kind simulate"
+    ):
         configdoc.explain("run", "world.n_items")
     assert "default  500" in configdoc.explain("simulate", "world.n_items")
 

@@ -274,7 +274,13 @@ def _canonical(cls: type, key: str) -> str | None:
 def explain(kind: str, key: str) -> str:
     """Type, default, allowed values and help of one key, or the keys of one section."""
     cls = config_class(kind)
-    prefix, sub, obj, name = resolve_key(cls, key)
+    try:
+        prefix, sub, obj, name = resolve_key(cls, key)
+    except ConfigError as exc:
+        others = [k for k in KINDS if k != kind and _canonical(config_class(k), key) is not None]
+        hint = f"; a key of the {', '.join(others)} config (--kind {others[0]})" if others else ""
+        text = str(exc).replace("unknown config key", f"unknown {kind} config key", 1)
+        raise ConfigError(text + hint) from None
     docs = own_fields(sub, obj, prefix)
     if name is None:
         lines = [f"[{prefix.rstrip('.')}] ({kind} config, {sub.__name__}): {len(docs)} keys"]
