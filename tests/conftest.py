@@ -30,6 +30,18 @@ def tiny_model(byte_tok):
     return tiny.tiny_llama(len(byte_tok))
 
 
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A saved tiny Llama + byte-level tokenizer (read-only: runs write to their own dirs)."""
+    return tiny.save_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="session")
+def table_data(tmp_path_factory) -> Path:
+    """``inter.csv`` + ``items.csv``: 30 users with 9 of the 16 ``tiny.MOVIES_16`` each."""
+    return tiny.write_table(tmp_path_factory.mktemp("data"), tiny.MOVIES_16, users=30, per_user=9)
+
+
 @pytest.fixture(autouse=True)
 def _threads(request):
     """Tiny-model tests run on one thread (OpenMP spin-waits dominate on tiny tensors);

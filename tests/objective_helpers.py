@@ -9,11 +9,11 @@ from recbias.baselines import count_items
 from recbias.lm.batching import TokenizedSample, encode_samples
 from recbias.objectives import build_objective
 from recbias.objectives.base import ObjectiveContext
-from recbias.prompts import Domain, EncodedPrompt, PromptBuilder, PromptConfig
+from recbias.prompts import EncodedPrompt
 from recbias.recommender import build_trie
 from recbias.train.loop import TrainConfig, Trainer, target_logits
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 
 
 def fake_samples(seqs, items):
@@ -32,7 +32,7 @@ def setup_samples(tok, n=12):
         for i in range(n)
     ]
     df = pd.DataFrame(rows)
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(tok)
     samples = encode_samples(builder, df, TITLES, max_length=512)
     return builder, df, samples
 

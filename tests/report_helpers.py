@@ -27,11 +27,13 @@ def ci(mean: float, half: float = 0.004) -> dict[str, float]:
     return {"mean": mean, "lo": mean - half, "hi": mean + half}
 
 
-def metrics(extra_metric: str | None = None) -> dict:
+def metrics(extra_metric: str | None = None, ks: tuple[int, ...] = (10,)) -> dict:
     """A metrics.json payload for two methods (llm, popularity) with a paired test."""
 
     def method(base: float) -> dict:
-        out = {"HR@10": ci(2 * base), "NDCG@10": ci(base), "valid_ratio": 1.0, "n": 200}
+        out: dict = {f"HR@{k}": ci(2 * base * k / 10) for k in ks}
+        out |= {f"NDCG@{k}": ci(base * k / 10) for k in ks}
+        out |= {"valid_ratio": 1.0, "n": 200}
         if extra_metric:
             out[extra_metric] = ci(base / 2)
         return out
@@ -55,11 +57,13 @@ AUDIT_SECTIONS = [
 ]
 
 
-def fake_run(root: Path, name: str = "run_a", extra_metric: str | None = None) -> Path:
+def fake_run(
+    root: Path, name: str = "run_a", extra_metric: str | None = None, ks: tuple[int, ...] = (10,)
+) -> Path:
     """A run directory as ``recbias run`` + ``recbias audit`` write it, with tiny numbers."""
     run = root / name
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps(metrics(extra_metric)))
+    (run / "metrics.json").write_text(json.dumps(metrics(extra_metric, ks)))
     log = [
         {"event": "train", "step": s, "epoch": s // 10, "loss": 3.0 / s} for s in (5, 10, 15, 20)
     ]
@@ -83,3 +87,29 @@ def fake_run(root: Path, name: str = "run_a", extra_metric: str | None = None) -
         )
     save_sections(run / "audit" / "audit.json", sections)
     return run
+
+
+def fake_comparison(
+    root: Path, methods: tuple[str, ...] = ("sft", "gdrt"), ks: tuple[int, ...] = (10,)
+) -> Path:
+    """A ``recbias compare`` directory over two seeds; the first method is the reference."""
+    cmp_dir = root / "cmp"
+    cell = {"mean": 0.02, "std": 0.001, "lo": 0.018, "hi": 0.022, "per_seed": [0.019, 0.021]}
+    paired = {"NDCG@10": {"diff": 0.004, "lo": 0.001, "hi": 0.007, "p_value": 0.01}}
+    row = {"reuse_model_of": None, "valid_ratio": 1.0, "train_seconds": 10.0, "decode_seconds": 2.0}
+    cells = {f"{m}@{k}": cell for m in ("HR", "NDCG") for k in ks}
+    rows = {
+        name: {**row, "metrics": cells, "paired_vs_reference": paired if i else None}
+        for i, name in enumerate(methods)
+    }
+    table = {"name": "cmp", "seeds": [0, 1], "reference": methods[0], "ks": list(ks)}
+    table |= {"n_samples": 50, "paired_metric": "NDCG@10", "n_seeds": 2, "ci": "t-interval"}
+    cmp_dir.mkdir()
+    (cmp_dir / "comparison.json").write_text(json.dumps(table | {"methods": rows}))
+    for seed in (0, 1):
+        for name in methods:
+            member = cmp_dir / f"seed-{seed}" / name
+            member.mkdir(parents=True)
+            line = {"event": "train", "step": 1, "loss": 1.0 + seed}
+            (member / "train_log.jsonl").write_text(json.dumps(line) + "\n")
+    return cmp_dir

@@ -20,12 +20,10 @@ from recbias.diagnostics.attribution import (
     load_run,
     summarize_ratios,
 )
-from recbias.domain import Domain
 from recbias.errors import ConfigError, ModelError
 from recbias.experiment import RunConfig
-from recbias.prompts import PromptBuilder, PromptConfig
 
-TITLES = ["Toy Story", "Heat", "Casino", "Star Wars", "Alien", "Babe", "Fargo", "Balto"]
+TITLES = tiny.DISTINCT_MOVIES
 SAMPLES = pd.DataFrame(
     {
         "sample_id": [10, 11, 12, 13],
@@ -33,10 +31,6 @@ SAMPLES = pd.DataFrame(
         "target": [3, 4, 0, 7],
     }
 )
-
-
-def _builder(tok) -> PromptBuilder:
-    return PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
 
 
 def _encode(builder, row):
@@ -62,7 +56,7 @@ def _ignoring_model(vocab: int) -> torch.nn.Module:
 
 
 def test_placeholder_history_is_the_masked_prompt_of_eq2(any_tok):
-    builder = _builder(any_tok)
+    builder = tiny.movie_builder(any_tok)
     enc = _encode(builder, 0)
     variants = {v.feature: v for v in build_variants(builder, enc, 0, AttributionConfig())}
     masked = builder.encode([], None, TITLES[3]).full_ids
@@ -72,7 +66,7 @@ def test_placeholder_history_is_the_masked_prompt_of_eq2(any_tok):
 
 @pytest.mark.parametrize("j", [0, 1, 2])
 def test_removing_an_item_equals_the_prompt_without_it(any_tok, j):
-    builder = _builder(any_tok)
+    builder = tiny.movie_builder(any_tok)
     enc = _encode(builder, 0)
     cfg = AttributionConfig(ablation="remove")
     variants = {v.feature: v for v in build_variants(builder, enc, 0, cfg)}
@@ -83,7 +77,7 @@ def test_removing_an_item_equals_the_prompt_without_it(any_tok, j):
 
 
 def test_first_token_variant_scores_only_later_tokens(byte_tok):
-    builder = _builder(byte_tok)
+    builder = tiny.movie_builder(byte_tok)
     enc = _encode(builder, 1)
     cfg = AttributionConfig(ablation="remove")
     v = next(v for v in build_variants(builder, enc, 0, cfg) if v.feature == "first_token")
@@ -94,7 +88,7 @@ def test_first_token_variant_scores_only_later_tokens(byte_tok):
 
 @pytest.mark.parametrize("ablation", ["remove", "placeholder"])
 def test_batched_scores_match_plain_forward(any_tok, ablation):
-    builder = _builder(any_tok)
+    builder = tiny.movie_builder(any_tok)
     model = tiny.tiny_llama(len(any_tok))
     cfg = AttributionConfig(ablation=ablation, batch_size=3, sample_chunk=2)
     table = attribute(model, builder, SAMPLES, TITLES, cfg).table
@@ -109,7 +103,7 @@ def test_batched_scores_match_plain_forward(any_tok, ablation):
 
 
 def test_batch_size_and_prefix_sharing_do_not_change_results(byte_tok):
-    builder, model = _builder(byte_tok), tiny.tiny_llama(len(byte_tok))
+    builder, model = tiny.movie_builder(byte_tok), tiny.tiny_llama(len(byte_tok))
     a = attribute(model, builder, SAMPLES, TITLES, AttributionConfig(batch_size=16)).table
     b = attribute(
         model,
@@ -124,7 +118,7 @@ def test_batch_size_and_prefix_sharing_do_not_change_results(byte_tok):
 
 
 def test_empty_history_has_no_history_features(byte_tok):
-    builder, model = _builder(byte_tok), tiny.tiny_llama(len(byte_tok))
+    builder, model = tiny.movie_builder(byte_tok), tiny.tiny_llama(len(byte_tok))
     table = attribute(model, builder, SAMPLES, TITLES, AttributionConfig()).table
     assert set(table[table.sample_id == 13].feature) == {"task", "first_token"}
     res = AttributionResult(table, AttributionConfig())
@@ -150,7 +144,7 @@ def _captum(model, enc, features: dict[str, list[int]], baseline: int) -> dict[s
 
 
 def test_agrees_with_captum_feature_ablation(any_tok):
-    builder, model = _builder(any_tok), tiny.tiny_llama(len(any_tok), seed=1)
+    builder, model = tiny.movie_builder(any_tok), tiny.tiny_llama(len(any_tok), seed=1)
     cfg = AttributionConfig(placeholder_token=3)
     table = attribute(model, builder, SAMPLES.iloc[:3], TITLES, cfg).table
     for row in range(3):
@@ -171,7 +165,7 @@ def test_agrees_with_captum_feature_ablation(any_tok):
 
 @pytest.mark.parametrize("ablation", ["remove", "placeholder"])
 def test_segments_the_model_ignores_get_exactly_zero(byte_tok, ablation):
-    builder, model = _builder(byte_tok), _ignoring_model(len(byte_tok))
+    builder, model = tiny.movie_builder(byte_tok), _ignoring_model(len(byte_tok))
     table = attribute(model, builder, SAMPLES, TITLES, AttributionConfig(ablation=ablation)).table
     context = table[table.feature != "first_token"]
     assert (context.attr_sum == 0.0).all()
@@ -203,7 +197,7 @@ def test_ratios_hand_computed():
 
 
 def test_section_has_tables_and_pngs(tmp_path, byte_tok):
-    builder = _builder(byte_tok)
+    builder = tiny.movie_builder(byte_tok)
     results = {
         name: attribute(tiny.tiny_llama(len(byte_tok), seed=s), builder, SAMPLES, TITLES,
                         AttributionConfig())
@@ -228,8 +222,8 @@ def test_section_has_tables_and_pngs(tmp_path, byte_tok):
     ],
 )
 def test_bad_config_names_the_key(kwargs, key):
-    with pytest.raises(ConfigError, match=f"diagnostics.attribution.{key}'"):
-        AttributionConfig(**kwargs).validate()
+    with pytest.raises(ConfigError, match=f"'attribution.{key}'"):
+        AttributionConfig(**kwargs).validate("attribution")
 
 
 def test_run_without_checkpoint_names_the_missing_path(tmp_path):

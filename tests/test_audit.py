@@ -25,8 +25,7 @@ from recbias.pipeline import load_data
 from recbias.report import build_report
 from recbias.report.sections import load_sections
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo",
-          "Babe", "Balto", "Nixon", "Othello", "Sabrina", "Jumanji", "GoldenEye", "Clueless"]  # fmt: skip
+TITLES = tiny.MOVIES_16
 GENRES = ["Comedy", "Drama", "Action", "Sci-Fi"]
 QUICK = [
     "max_samples=6",
@@ -37,19 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    rows, t = ["user_id,item_id,timestamp"], 1_000_000
-    for user in range(24):
-        for item in rng.choice(len(TITLES), size=8, replace=False):
-            t += int(rng.integers(1, 100))
-            rows.append(f"u{user},i{item},{t}")
-    (path / "inter.csv").write_text("\n".join(rows) + "\n")
-    items = ["item_id,title,genres"] + [
-        f'i{i},"{title}",{GENRES[i % 4]}|{GENRES[(i * 3 + 1) % 4]}'
-        for i, title in enumerate(TITLES)
-    ]
-    (path / "items.csv").write_text("\n".join(items) + "\n")
-    return path
+    return tiny.write_table(path, TITLES, users=24, per_user=8, genres=GENRES)
 
 
 def _config(root: Path, ckpt: Path, data: Path) -> Path:
@@ -88,13 +75,9 @@ bootstrap = 20
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(tmp_path_factory, tiny_ckpt) -> Path:
     root = tmp_path_factory.mktemp("audit")
-    tok = tiny.byte_level_tokenizer()
-    tiny.tiny_llama(len(tok), seed=3).save_pretrained(root / "ckpt")
-    tok.save_pretrained(root / "ckpt")
-    (root / "data").mkdir()
-    cfg = _config(root, root / "ckpt", _data(root / "data"))
+    cfg = _config(root, tiny_ckpt, _data(root / "data"))
     assert main(["run", str(cfg), "--run-dir", str(root / "run")]) == 0
     return root / "run"
 
@@ -276,7 +259,7 @@ def test_out_refuses_a_directory_that_is_not_an_audit(run_dir, tmp_path, capsys)
 def test_shipped_config_loads_and_bad_keys_are_named():
     cfg = load_config(AuditConfig, ROOT / "configs" / "audit.toml")
     assert cfg == AuditConfig()
-    with pytest.raises(ConfigError, match="config key 'ks'"):
+    with pytest.raises(ConfigError, match=r"config key 'ks\[0\]'"):
         load_config(AuditConfig, None, ["ks=[0]"])
     with pytest.raises(ConfigError, match="curves.checkpoints"):
         load_config(AuditConfig, None, ['curves.checkpoints=["auto", "epoch-1"]'])

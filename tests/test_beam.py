@@ -44,18 +44,9 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup(byte_tok):
-    seqs = [[*byte_tok(t + '"\n', add_special_tokens=False).input_ids, EOS] for t in TITLES]
+    seqs = tiny.title_sequences(byte_tok, TITLES)
     prompts = [byte_tok(p, add_special_tokens=False).input_ids for p in PROMPTS]
     return seqs, ItemTrie.build(seqs), prompts, tiny.tiny_llama(len(byte_tok), seed=1)
 

@@ -8,52 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tiny
 from recbias.cli import main
-
-TITLES = [
-    "Toy Story",
-    "Toy Story 2",
-    "Heat",
-    "Heat Wave",
-    "Alien",
-    "Aliens",
-    "Casino",
-    "Fargo",
-    "Babe",
-    "Balto",
-    "Nixon",
-    "Othello",
-    "Sabrina",
-    "Jumanji",
-    "GoldenEye",
-    "Clueless",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt")
-    tok = tiny.byte_level_tokenizer()
-    tiny.tiny_llama(len(tok), seed=3).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def table_data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    rows = ["user_id,item_id,timestamp"]
-    t = 1_000_000
-    for user in range(30):
-        for item in rng.choice(len(TITLES), size=9, replace=False):
-            t += int(rng.integers(1, 100))
-            rows.append(f"u{user},i{item},{t}")
-    (path / "inter.csv").write_text("\n".join(rows) + "\n")
-    items = ["item_id,title"] + [f'i{i},"{t}"' for i, t in enumerate(TITLES)]
-    (path / "items.csv").write_text("\n".join(items) + "\n")
-    return path
 
 
 def write_config(tmp_path: Path, ckpt: Path, data: Path, extra: str = "") -> Path:

@@ -28,8 +28,7 @@ from recbias.errors import ConfigError, RecbiasError
 from recbias.evaluation.predictions import Recommendations, write_predictions_jsonl
 from recbias.metrics.ranking import per_sample_metrics
 
-TITLES = ["Toy Story", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo", "Babe"]
-TITLES += ["Balto", "Nixon", "Othello", "Sabrina", "Jumanji", "GoldenEye", "Clueless", "Bambi"]
+TITLES = tiny.MOVIES_16
 ROOT = Path(__file__).parent.parent
 COMPARE_CONFIGS = [p for p in sorted(ROOT.glob("configs/*.toml")) if "base" in read_toml(p)]
 
@@ -49,24 +48,13 @@ set = { "decode.beam.length_penalty" = 0.0 }
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("compare")
-    tok = tiny.byte_level_tokenizer()
-    tiny.tiny_llama(len(tok), seed=3).save_pretrained(root / "ckpt")
-    tok.save_pretrained(root / "ckpt")
-    rng = np.random.default_rng(0)
-    rows, t = ["user_id,item_id,timestamp"], 1_000_000
-    for user in range(30):
-        for item in rng.choice(len(TITLES), size=9, replace=False):
-            t += int(rng.integers(1, 100))
-            rows.append(f"u{user},i{item},{t}")
-    (root / "inter.csv").write_text("\n".join(rows) + "\n")
-    items = ["item_id,title"] + [f'i{i},"{title}"' for i, title in enumerate(TITLES)]
-    (root / "items.csv").write_text("\n".join(items) + "\n")
-    return {"root": root, "config": write_config(root, root / "exp.toml")}
+def setup(tmp_path_factory, tiny_ckpt, table_data) -> dict[str, Path]:
+    paths = {"root": tmp_path_factory.mktemp("compare"), "ckpt": tiny_ckpt, "data": table_data}
+    return paths | {"config": write_config(paths, paths["root"] / "exp.toml")}
 
 
-def write_config(root: Path, path: Path, methods: str = METHODS, top: str = "") -> Path:
+def write_config(paths: dict[str, Path], path: Path, methods: str = METHODS, top: str = "") -> Path:
+    root, data = paths["root"], paths["data"]
     path.write_text(f"""
 name = "tiny comparison"
 output_dir = "{root / "cmp"}"
@@ -80,12 +68,12 @@ threads = 1
 cache_dir = "{root / "cache"}"
 [base.data.source]
 kind = "table"
-interactions = "{root / "inter.csv"}"
-items = "{root / "items.csv"}"
+interactions = "{data / "inter.csv"}"
+items = "{data / "items.csv"}"
 [base.data.prepare]
 kcore = 2
 [base.model]
-path = "{root / "ckpt"}"
+path = "{paths["ckpt"]}"
 dtype = "fp32"
 [base.train]
 epochs = 1
@@ -194,7 +182,7 @@ def test_rerun_skips_finished_methods_and_adds_new_ones(compared, setup, tmp_pat
     out = _copy(compared[0], tmp_path)
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("seed-0/*/metrics.json")}
     methods = METHODS + '[[methods]]\nname = "sft_copy"\nreuse_model_of = "sft"\n'
-    cfg = load_config(CompareConfig, write_config(setup["root"], tmp_path / "c.toml", methods))
+    cfg = load_config(CompareConfig, write_config(setup, tmp_path / "c.toml", methods))
     result = run_comparison(cfg, out)
     assert result["status"] == {
         "seed-0/sft": "skipped",
@@ -223,7 +211,7 @@ def test_a_method_killed_after_training_resumes_with_the_same_numbers(compared, 
 def test_a_finished_run_of_another_config_is_an_error(compared, setup, tmp_path):
     out = _copy(compared[0], tmp_path)
     methods = METHODS.replace('"train.lr" = 0.001', '"train.lr" = 0.002')
-    cfg = load_config(CompareConfig, write_config(setup["root"], tmp_path / "c.toml", methods))
+    cfg = load_config(CompareConfig, write_config(setup, tmp_path / "c.toml", methods))
     with pytest.raises(ConfigError, match="sft_lr' holds a run of a different config"):
         run_comparison(cfg, out)
 
@@ -318,14 +306,14 @@ def test_bad_method_overrides_name_the_method_key(sets, message):
 
 def test_a_typo_in_the_last_method_fails_before_anything_runs(setup, tmp_path):
     methods = METHODS + '[[methods]]\nname = "typo"\nset = { "train.objective.sft.nope" = 1 }\n'
-    cfg = load_config(CompareConfig, write_config(setup["root"], tmp_path / "c.toml", methods))
+    cfg = load_config(CompareConfig, write_config(setup, tmp_path / "c.toml", methods))
     with pytest.raises(ConfigError, match=r"methods\[3\].set.\"train.objective.sft.nope\""):
         run_comparison(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_config_error_is_one_line(setup, tmp_path, capsys):
-    path = write_config(setup["root"], tmp_path / "c.toml", top='reference = "sfft"')
+    path = write_config(setup, tmp_path / "c.toml", top='reference = "sfft"')
     assert main(["compare", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "config key 'reference'" in err and "Traceback" not in err

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 from recbias.errors import DataError, RecbiasError
 from recbias.metrics.concentration import (
     concentration,
-    concentration_section,
     coverage,
     div_ratio,
     entropy,
@@ -20,7 +18,6 @@ from recbias.metrics.concentration import (
     or_ratio,
     tail_share,
 )
-from recbias.report.sections import load_sections, save_sections
 
 
 def _gini_reference(x):
@@ -118,15 +115,3 @@ def test_items_outside_catalog_name_the_file_and_field():
 def test_top_k_uses_only_first_k_columns():
     items = np.array([[0, 1, 2, 3]])
     assert concentration(items, 2, 4, np.ones(4)).distinct == 2
-
-
-def test_section_has_table_figure_and_roundtrips(tmp_path):
-    items = np.array([[0, 1], [0, 2]])
-    conc = concentration(items, 2, 4, np.array([3, 2, 1, 0]))
-    sec = concentration_section({"sft": [conc]}, tmp_path, {"sft": exposure_counts(items, 4)})
-    assert (tmp_path / sec.figures[0].file).is_file()
-    assert sec.tables[0].rows[0][:2] == ["sft", 2]
-    save_sections(tmp_path / "audit.json", [sec])
-    _, back = load_sections(tmp_path / "audit.json")
-    assert back[0].data["concentration"]["sft"][0]["gini"] == pytest.approx(conc.gini)
-    json.loads((tmp_path / "audit.json").read_text())

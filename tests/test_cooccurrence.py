@@ -8,19 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import tiny
 from recbias.diagnostics.cooccurrence import cooccurrence_rates, cooccurrence_section
-from recbias.domain import Domain
 from recbias.errors import DataError
-from recbias.prompts import PromptBuilder, PromptConfig
 
 TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Casino", "Star Wars", "Star Trek"]
 SAMPLES = pd.DataFrame(
     {"history": [[0, 2], [0], [4, 5, 2], [3, 6], [1]], "target": [1, 1, 3, 5, 6]}
 )
-
-
-def _builder(tok) -> PromptBuilder:
-    return PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
 
 
 def _reference(builder, samples) -> dict[str, tuple[float, float]]:
@@ -49,7 +44,7 @@ def _reference(builder, samples) -> dict[str, tuple[float, float]]:
 
 
 def test_matches_plain_reference(any_tok):
-    builder = _builder(any_tok)
+    builder = tiny.movie_builder(any_tok)
     got = {r.context: r for r in cooccurrence_rates(builder, SAMPLES, TITLES)}
     for kind, (pair, weighted) in _reference(builder, SAMPLES).items():
         assert got[kind].pair_rate == pytest.approx(pair)
@@ -57,7 +52,9 @@ def test_matches_plain_reference(any_tok):
 
 
 def test_task_pairs_have_rate_one_and_exceed_history(byte_tok):
-    rates = {r.context: r for r in cooccurrence_rates(_builder(byte_tok), SAMPLES, TITLES)}
+    rates = {
+        r.context: r for r in cooccurrence_rates(tiny.movie_builder(byte_tok), SAMPLES, TITLES)
+    }
     assert rates["task"].pair_rate == pytest.approx(1.0)
     assert rates["task"].weighted_rate == pytest.approx(1.0)
     assert rates["history"].pair_rate < 1.0
@@ -66,7 +63,9 @@ def test_task_pairs_have_rate_one_and_exceed_history(byte_tok):
 
 def test_history_equal_to_target_gives_full_overlap(byte_tok):
     samples = pd.DataFrame({"history": [[2], [4]], "target": [2, 4]})
-    rates = {r.context: r for r in cooccurrence_rates(_builder(byte_tok), samples, TITLES)}
+    rates = {
+        r.context: r for r in cooccurrence_rates(tiny.movie_builder(byte_tok), samples, TITLES)
+    }
     # every target token (quotes included) also occurs in the quoted history title
     assert rates["history"].overlap == 1.0
     assert rates["history"].pair_rate <= 1.0
@@ -74,16 +73,18 @@ def test_history_equal_to_target_gives_full_overlap(byte_tok):
 
 def test_single_sample_rates_are_one(byte_tok):
     one = SAMPLES.iloc[:1]
-    for r in cooccurrence_rates(_builder(byte_tok), one, TITLES):
+    for r in cooccurrence_rates(tiny.movie_builder(byte_tok), one, TITLES):
         assert r.pair_rate == pytest.approx(1.0)  # n(b) = 1: every observed pair always co-occurs
 
 
 def test_empty_samples_raise(byte_tok):
     with pytest.raises(DataError, match="no training samples"):
-        cooccurrence_rates(_builder(byte_tok), SAMPLES.iloc[:0], TITLES)
+        cooccurrence_rates(tiny.movie_builder(byte_tok), SAMPLES.iloc[:0], TITLES)
 
 
 def test_section(tmp_path, byte_tok):
-    sec = cooccurrence_section(cooccurrence_rates(_builder(byte_tok), SAMPLES, TITLES), tmp_path)
+    sec = cooccurrence_section(
+        cooccurrence_rates(tiny.movie_builder(byte_tok), SAMPLES, TITLES), tmp_path
+    )
     assert [row[0] for row in sec.tables[0].rows] == ["task", "prefix", "history"]
     assert (tmp_path / sec.figures[0].file).read_bytes()[:4] == b"\x89PNG"

@@ -19,7 +19,7 @@ from recbias.decoding.d3 import (
 from recbias.errors import ConfigError, RecbiasError
 
 EOS = 2
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 N_ITEMS = len(TITLES)
 PROMPTS = ['The user has watched "Heat"\n### Response:\n', "### Response:\n"]
 
@@ -138,7 +138,7 @@ def test_d3_beam_has_no_length_normalisation():
 )
 def test_invalid_config_names_the_key(cfg, key):
     with pytest.raises(ConfigError, match=rf"decode\.d3\.{key}"):
-        cfg.validate()
+        cfg.validate("decode.d3")
 
 
 def test_bad_item_probs_are_rejected():

@@ -16,9 +16,8 @@ from recbias.diagnostics.groups import (
 )
 from recbias.errors import DataError
 from recbias.objectives.relevance import masked_prompt
-from recbias.prompts import Domain, PromptBuilder, PromptConfig
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 
 
 def test_genre_split_weights():
@@ -71,7 +70,7 @@ def _plain_relevance(model, prompt, seq):
 def test_item_relevance_equals_plain_forward(which, byte_tok, meta_tok):
     tok = byte_tok if which == "byte" else meta_tok
     model = tiny.tiny_llama(len(tok))
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(tok)
     rel = item_relevance(model, builder, TITLES, batch_size=3)
     prompt = masked_prompt(builder)
     expected = [_plain_relevance(model, prompt, builder.encode_target(t)) for t in TITLES]
@@ -83,6 +82,6 @@ def test_item_relevance_equals_plain_forward(which, byte_tok, meta_tok):
 
 def test_item_relevance_subset_leaves_nan(byte_tok):
     model = tiny.tiny_llama(len(byte_tok))
-    builder = PromptBuilder(byte_tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(byte_tok)
     rel = item_relevance(model, builder, TITLES, items=[1, 4])
     assert np.isnan(rel[[0, 2, 3, 5, 6, 7]]).all() and not np.isnan(rel[[1, 4]]).any()

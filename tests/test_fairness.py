@@ -7,7 +7,6 @@ from recbias.errors import ConfigError, DataError, RecbiasError
 from recbias.metrics.fairness import (
     FairnessConfig,
     ItemGrouping,
-    fairness_section,
     group_gap,
     mgu_dgu,
     top1_group_shares,
@@ -121,18 +120,7 @@ def test_grouping_rows_must_sum_to_one_or_zero():
 
 def test_config_validation_names_the_key():
     FairnessConfig().validate()
-    with pytest.raises(ConfigError, match=r"'fairness\.ks'"):
-        FairnessConfig(ks=[0, 5]).validate()
+    with pytest.raises(ConfigError, match=r"'fairness\.ks\[0\]'"):
+        FairnessConfig(ks=[0, 5]).validate("fairness")
     with pytest.raises(ConfigError, match=r"'fairness\.head_fraction'"):
-        FairnessConfig(head_fraction=1.0).validate()
-
-
-def test_section_writes_figures(tmp_path):
-    gaps = [group_gap(RECS, HISTORIES, AB, k=k) for k in (1, 2)]
-    top1 = [top1_group_shares(RECS, np.array([0, 2]), AB)]
-    sec = fairness_section(gaps, top1, tmp_path, model="sft")
-    assert len(sec.tables[0].rows) == 2
-    assert len(sec.figures) == 2
-    for fig in sec.figures:
-        assert (tmp_path / fig.file).is_file() and fig.file.endswith(".png")
-    assert "above the dashed line" in sec.figures[0].caption
+        FairnessConfig(head_fraction=1.0).validate("fairness")

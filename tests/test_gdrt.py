@@ -19,17 +19,10 @@ from recbias.objectives.relevance import (
     relevance_groups,
     token_relevance,
 )
-from recbias.prompts import Domain, PromptBuilder, PromptConfig
 from recbias.recommender import build_trie
 from recbias.train.loop import Trainer, target_logits
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
-
-
-def _builder(tok, placeholder="N/A"):
-    return PromptBuilder(
-        tok, PromptConfig(history_placeholder=placeholder), Domain("movie", "movies")
-    )
+TITLES = tiny.MOVIES
 
 
 def _frame(n=12, seed=0):
@@ -44,7 +37,7 @@ def _frame(n=12, seed=0):
 
 def _context(tok, model, frame=None, dtype="fp32"):
     frame = _frame() if frame is None else frame
-    builder = _builder(tok)
+    builder = tiny.movie_builder(tok)
     samples = encode_samples(builder, frame, TITLES, max_length=512)
     counts = np.bincount(frame["target"], minlength=len(TITLES))
     trie = build_trie(builder, TITLES, range(len(TITLES)))
@@ -293,7 +286,7 @@ def test_relevance_equals_one_sample_at_a_time(any_tok, placeholder):
     rel = token_relevance(
         model, ctx.builder, ctx.samples, "fp32", batch_size=3, placeholder=override
     )
-    ref_builder = _builder(any_tok, placeholder)
+    ref_builder = tiny.movie_builder(any_tok, history_placeholder=placeholder)
     row = {int(i): k for k, i in enumerate(rel.items)}
     for s in ctx.samples:  # every sample's tokens, against a plain full forward of its own
         ref = _reference_relevance(model, ref_builder, TITLES[s.target_item])
@@ -341,7 +334,7 @@ def test_too_many_groups_names_the_key():
 )
 def test_invalid_config_is_rejected_naming_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"train\.objective\.gdrt\.{key}"):
-        GDRTConfig(**change).validate()
+        GDRTConfig(**change).validate("train.objective.gdrt")
 
 
 def test_config_loader_validates_gdrt():

@@ -53,11 +53,12 @@ def test_head_topk_stability_falls_with_noise():
     assert jac[0] > jac[1] > jac[2] > jac[3]
 
 
-def test_jaccard_hand_cases():
-    a = np.array([[1, 2, 3], [4, -1, -1], [-1, -1, -1]])
-    b = np.array([[3, 2, 9], [4, -1, -1], [-1, -1, -1]])
-    np.testing.assert_allclose(latent.jaccard(a, b), [0.5, 1.0, 1.0])
+def test_mean_pairwise_jaccard_averages_over_pairs_of_draws():
+    a = np.array([[1, 2, 3], [4, -1, -1]])
+    b = np.array([[3, 2, 9], [4, -1, -1]])  # row Jaccards vs a: 0.5, 1.0
+    c = np.array([[7, 8, 9], [5, -1, -1]])  # vs a: 0, 0; vs b: 0.2, 0
     assert latent.mean_pairwise_jaccard([a]) == 1.0
+    assert latent.mean_pairwise_jaccard([a, b, c]) == pytest.approx((0.75 + 0.0 + 0.1) / 3)
 
 
 def test_pairwise_log_odds_skips_padding():

@@ -6,18 +6,21 @@ import base64
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recbias.errors import DataError
 from recbias.report import build_report
+from recbias.report.accuracy import family_tables, metric_families
 from recbias.report.collect import read_curve
-from recbias.report.format import fmt_ci, fmt_number
+from recbias.report.format import fmt_ci, fmt_number, round_cell
 from recbias.report.sections import Figure, Section, Table, save_sections
 from recbias.report.text import latex_escape, table_csv, table_latex
-from report_helpers import AUDIT_SECTIONS, fake_run, png
+from report_helpers import AUDIT_SECTIONS, fake_comparison, fake_run, png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -119,8 +122,13 @@ def test_fake_run_renders_every_section(tmp_path):
     for link in re.findall(r"\]\((figures/[^)]+)\)", markdown):
         assert (paths.out_dir / link).read_bytes().startswith(PNG_MAGIC)
     assert len(paths.figures) == 4  # forest, training, two audit figures
-    # tables: accuracy, paired, run facts, 2 audit tables, environment, packages
-    assert len(paths.csv) == len(paths.latex) == 7
+    # tables: accuracy HR and NDCG, paired, run facts, 2 audit tables, environment, packages
+    assert len(paths.csv) == len(paths.latex) == 8
+    heads = {p.name: next(csv.reader(p.open())) for p in paths.csv if "accuracy-acc" in p.name}
+    assert heads == {
+        "run-a-accuracy-accuracy-hr.csv": ["method", "HR@10"],
+        "run-a-accuracy-accuracy-ndcg.csv": ["method", "NDCG@10", "valid", "n"],
+    }
     assert all(p.is_file() for p in paths.csv + paths.latex)
 
 
@@ -152,9 +160,12 @@ def test_cross_run_table_on_shared_metrics(tmp_path):
     assert html.index('<section id="overview-accuracy">') < html.index(
         '<section class="part" id="sft">'
     )
-    csv_path = next(p for p in paths.csv if p.name.startswith("overview-accuracy"))
-    rows = list(csv.reader(csv_path.open()))
-    assert rows[0] == ["run / method", "HR@10", "NDCG@10", "n"]  # MRR is not shared
+    tables = [list(csv.reader(p.open())) for p in paths.csv if p.name.startswith("overview-")]
+    assert [t[0] for t in tables] == [  # MRR is not shared
+        ["run / method", "HR@10"],
+        ["run / method", "NDCG@10", "n"],
+    ]
+    rows = tables[1]
     assert [r[0] for r in rows[1:]] == [
         "sft / llm",
         "sft / popularity",
@@ -163,33 +174,15 @@ def test_cross_run_table_on_shared_metrics(tmp_path):
     ]
 
 
-def _comparison(root: Path) -> Path:
-    cmp_dir = root / "cmp"
-    cell = {"mean": 0.02, "std": 0.001, "lo": 0.018, "hi": 0.022, "per_seed": [0.019, 0.021]}
-    paired = {"NDCG@10": {"diff": 0.004, "lo": 0.001, "hi": 0.007, "p_value": 0.01}}
-    row = {"reuse_model_of": None, "valid_ratio": 1.0, "train_seconds": 10.0, "decode_seconds": 2.0}
-    methods = {
-        "sft": {**row, "metrics": {"NDCG@10": cell}, "paired_vs_reference": None},
-        "gdrt": {**row, "metrics": {"NDCG@10": cell}, "paired_vs_reference": paired},
-    }
-    table = {"name": "cmp", "seeds": [0, 1], "reference": "sft", "ks": [10], "n_samples": 50}
-    table.update({"paired_metric": "NDCG@10", "n_seeds": 2, "ci": "t-interval", "methods": methods})
-    cmp_dir.mkdir()
-    (cmp_dir / "comparison.json").write_text(json.dumps(table))
-    for seed in (0, 1):
-        for name in ("sft", "gdrt"):
-            member = cmp_dir / f"seed-{seed}" / name
-            member.mkdir(parents=True)
-            line = {"event": "train", "step": 1, "loss": 1.0 + seed}
-            (member / "train_log.jsonl").write_text(json.dumps(line) + "\n")
-    return cmp_dir
-
-
 def test_comparison_dir_renders_seed_spread_and_paired_test(tmp_path):
-    paths, html = _build(tmp_path, _comparison(tmp_path))
+    paths, html = _build(tmp_path, fake_comparison(tmp_path))
     assert '0.02000 ± 0.001000<br><span class="ci">[0.01800, 0.02200]</span>' in html
     assert "+0.004000" in html and "0.01000 *" in html
-    rows = list(csv.reader(next(p for p in paths.csv if "accuracy" in p.name).open()))
+    rows = list(csv.reader(next(p for p in paths.csv if "accuracy-ndcg" in p.name).open()))
+    assert rows[0][:2] == ["method", "NDCG@10"] and rows[0][-2:] == [
+        "Δ NDCG@10 vs sft [95% CI]",
+        "p",
+    ]
     assert rows[1][-2:] == ["(reference)", ""]
     assert 'id="cmp-training"' in html and len(paths.figures) == 2
 
@@ -292,3 +285,36 @@ def test_read_curve_keeps_the_last_record_per_step(tmp_path):
     curve = read_curve(path)
     assert curve.steps == [10, 20, 30] and curve.loss == [10.0, 0.5, 30.0]
     assert curve.epochs == [1] and curve.val == [0.1]
+
+
+def test_round_cell_rounds_floats_and_keeps_integers_and_text():
+    assert round_cell(0.0136232) == 0.0136 and round_cell(np.float64(2 / 3)) == 0.6667
+    assert round_cell(3) == 3 and isinstance(round_cell(np.int64(3)), np.integer)
+    assert round_cell(True) is True and round_cell("sft") == "sft"
+    assert round_cell(None) is None and round_cell(math.nan) is None
+    assert round_cell(np.float64("inf")) is None
+
+
+def test_metric_families_group_by_the_name_before_the_at_sign():
+    names = ["HR@5", "NDCG@5", "HR@10", "MRR", "NDCG@10"]
+    assert metric_families(names) == [["HR@5", "HR@10"], ["NDCG@5", "NDCG@10"], ["MRR"]]
+    assert metric_families([]) == []
+
+
+def test_family_tables_split_columns_and_put_extras_with_the_named_family():
+    rows = [
+        ({"method": "sft", "HR@5": "a", "NDCG@5": "b"}, [1.0, "x"]),
+        ({"method": "pop"}, [0, "y"]),
+    ]
+    metrics = ["HR@5", "NDCG@5"]
+    hr, ndcg = family_tables("acc", "Cap.", "method", rows, metrics, ["valid", "p"])
+    assert (hr.name, hr.columns, hr.rows) == (
+        "acc_hr",
+        ["method", "HR@5"],
+        [["sft", "a"], ["pop", None]],
+    )
+    assert ndcg.columns == ["method", "NDCG@5", "valid", "p"]
+    assert ndcg.rows == [["sft", "b", 1.0, "x"], ["pop", None, 0, "y"]]
+    assert hr.caption == "HR@K. Cap."
+    first, _ = family_tables("acc", "Cap.", "method", rows, metrics, ["valid", "p"], "HR@5")
+    assert first.columns == ["method", "HR@5", "valid", "p"]

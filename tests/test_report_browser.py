@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from recbias.report import build_report
-from report_helpers import AUDIT_SECTIONS, fake_run
+from report_helpers import AUDIT_SECTIONS, fake_comparison, fake_run
 
 INSTALL_HINT = "headless Chromium is needed for the report test: run scripts/install_chromium.sh"
 
@@ -37,6 +37,9 @@ def browser():
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     yield driver
     driver.quit()
+
+
+WINDOW_WIDTH = 1280  # the window above; the page body is at most 1280 px wide
 
 
 def _load(browser, html: Path) -> list[dict]:
@@ -81,3 +84,38 @@ def test_reproducibility_starts_collapsed_and_opens(browser, tmp_path):
     assert not table.is_displayed()
     browser.find_element("css selector", "#run-a-reproducibility summary").click()
     assert table.is_displayed()
+
+
+def test_accuracy_tables_fit_the_page_without_scrolling(browser, tmp_path):
+    """The quickstart's five cut-offs and a nine-method comparison at three: no table is wider
+    than its container, so no column hides behind a horizontal scroll bar."""
+    run = fake_run(tmp_path, "quickstart", ks=(1, 3, 5, 10, 20))
+    names = ("sft", "gdrt", "igd", "msl", "pos", "cft", "reweight", "d3", "igd_decoding")
+    paths = build_report([run, fake_comparison(tmp_path, names, (5, 10, 20))], tmp_path / "r")
+    _load(browser, paths.html)
+    widths = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.table-wrap')).map(w => "
+        "[w.firstElementChild.id, w.scrollWidth, w.clientWidth])"
+    )
+    accuracy = [w for w in widths if "accuracy" in w[0]]
+    assert len(accuracy) == 2 + 2 + 2  # HR and NDCG: run, comparison, across runs
+    assert all(0 < client <= WINDOW_WIDTH for _, _, client in widths)
+    too_wide = [(name, scroll, client) for name, scroll, client in widths if scroll > client]
+    assert too_wide == []
+
+
+def test_a_table_wider_than_the_page_scrolls_with_its_first_column_in_view(browser, tmp_path):
+    run = fake_run(tmp_path, "wide", ks=tuple(range(1, 41)))  # 40 HR@K columns
+    paths = build_report([run], tmp_path / "r")
+    _load(browser, paths.html)
+    wrap = browser.find_element("css selector", ".table-wrap:has(#table-accuracy_hr)")
+    assert browser.execute_script("return arguments[0].scrollWidth", wrap) > wrap.size["width"]
+    browser.execute_script("arguments[0].scrollLeft = 10000", wrap)
+    first = wrap.find_element("css selector", "tbody td:first-child")
+    left = browser.execute_script(
+        "return arguments[0].getBoundingClientRect().left - "
+        "arguments[1].getBoundingClientRect().left",
+        first,
+        wrap,
+    )
+    assert abs(left) < 1 and first.text == "llm"

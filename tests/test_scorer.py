@@ -3,26 +3,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+import tiny
 from recbias.decoding import ItemTrie, score_items, score_items_batch
 from recbias.decoding.scorer import item_token_logprobs
 from recbias.errors import RecbiasError
 
-EOS = 2
+EOS = tiny.EOS
 TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Fargo", "Balto"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
 def catalog(any_tok):
-    seqs = [[*any_tok(t + '"\n', add_special_tokens=False).input_ids, EOS] for t in TITLES]
+    seqs = tiny.title_sequences(any_tok, TITLES)
     prompt = any_tok("### Response:\n", add_special_tokens=False).input_ids
     return prompt, seqs
 

@@ -12,7 +12,6 @@ from recbias.decoding import BeamConfig
 from recbias.diagnostics.sensitivity import (
     SensitivityConfig,
     history_sensitivity,
-    jaccard,
     llm_factory,
     replace_item,
     sensitivity_section,
@@ -22,13 +21,11 @@ from recbias.diagnostics.sensitivity import (
     with_instruction,
     wording_sensitivity,
 )
-from recbias.domain import Domain
 from recbias.errors import ConfigError, DataError
 from recbias.evaluation.predictions import Recommendations
-from recbias.prompts import PromptBuilder, PromptConfig
 from recbias.recommender import LLMRecommender, build_trie
 
-TITLES = ["Toy Story", "Heat", "Casino", "Star Wars", "Alien", "Babe", "Fargo", "Balto"]
+TITLES = tiny.DISTINCT_MOVIES
 SAMPLES = pd.DataFrame(
     {
         "sample_id": [5, 6, 7, 8, 9],
@@ -64,12 +61,6 @@ class Scored(LastItems):
         for row, h in enumerate(samples.history):
             out[row, list(h)] += 1.0
         return out
-
-
-def test_jaccard_hand_computed():
-    a = np.array([[1, 2, 3], [1, -1, -1], [-1, -1, -1], [4, 5, -1]])
-    b = np.array([[3, 2, 9], [1, -1, -1], [-1, -1, -1], [6, 7, 8]])
-    np.testing.assert_allclose(jaccard(a, b), [0.5, 1.0, 1.0, 0.0])
 
 
 def test_swap_takes_another_users_history_and_is_seeded():
@@ -132,7 +123,7 @@ def _tiny_llm(tok, ignore: bool) -> LLMRecommender:
         with torch.no_grad():
             for layer in model.model.layers:
                 layer.self_attn.o_proj.weight.zero_()
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(tok)
     trie = build_trie(builder, TITLES, list(range(len(TITLES))))
     beam = BeamConfig(num_beams=4, batch_size=3)
     return LLMRecommender(model, builder, TITLES, trie, beam, "fp32")
@@ -157,7 +148,7 @@ def test_tiny_lm_that_reads_the_prompt_changes_some_lists(byte_tok):
 
 
 def test_with_instruction_rewrites_only_the_instruction(any_tok):
-    builder = PromptBuilder(any_tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(any_tok)
     new = with_instruction(builder, "Pick one more {item} for someone who {verb} these {items}.")
     assert "Pick one more movie for someone who watched these movies." in new.head
     assert "please recommend" not in new.head and "please recommend" in builder.head
@@ -182,8 +173,8 @@ def test_user_paraphrases_are_appended():
     ],
 )
 def test_bad_config_names_the_key(kwargs, key):
-    with pytest.raises(ConfigError, match=f"diagnostics.sensitivity.{key}'"):
-        SensitivityConfig(**kwargs).validate()
+    with pytest.raises(ConfigError, match=f"'sensitivity.{key}'"):
+        SensitivityConfig(**kwargs).validate("sensitivity")
 
 
 def test_section(tmp_path):

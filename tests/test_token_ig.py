@@ -23,7 +23,7 @@ from recbias.diagnostics.token_ig import (
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import TokenizedSample, encode_samples
 from recbias.objectives.information_gain import trie_information, walk_samples
-from recbias.prompts import Domain, EncodedPrompt, PromptBuilder, PromptConfig
+from recbias.prompts import EncodedPrompt
 
 # item 3 is never a training target (count 0): it must not change anything for the others
 SEQS = [[1, 2, 9], [1, 3, 9], [4, 5, 9], [4, 6]]
@@ -122,7 +122,7 @@ def _plain_losses(model, sample):
 def test_target_token_losses_equal_plain_forward(which, byte_tok, meta_tok):
     tok = byte_tok if which == "byte" else meta_tok
     model = tiny.tiny_llama(len(tok))
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(tok)
     samples = encode_samples(builder, _frame(), MOVIES, max_length=512)
     losses = target_token_losses(model, samples, tok.pad_token_id, batch_size=2)
     for row, s in enumerate(samples):
@@ -133,8 +133,8 @@ def test_target_token_losses_equal_plain_forward(which, byte_tok, meta_tok):
 
 def test_config_validation_names_the_key():
     TokenIGConfig().validate()
-    with pytest.raises(ConfigError, match=r"'diagnostics\.token_ig\.low_quantile'"):
-        TokenIGConfig(low_quantile=1.5).validate()
+    with pytest.raises(ConfigError, match=r"'token_ig\.low_quantile'"):
+        TokenIGConfig(low_quantile=1.5).validate("token_ig")
 
 
 def test_section_with_losses_and_curves(trie, tmp_path):

@@ -8,10 +8,9 @@ import torch.nn.functional as F
 import tiny
 from recbias.lm.batching import bucketed_batches, collate, encode_samples
 from recbias.objectives import ObjectiveConfig, build_objective
-from recbias.prompts import Domain, PromptBuilder, PromptConfig
 from recbias.train.loop import TrainConfig, Trainer, shared_prefix_length, target_logits
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 
 
 def _samples(tok, n=12, seed=0):
@@ -22,7 +21,7 @@ def _samples(tok, n=12, seed=0):
             0, len(TITLES), (int(torch.randint(1, 5, (1,), generator=g)),), generator=g
         )
         rows.append({"sample_id": i, "history": hist.tolist(), "target": (i * 3) % len(TITLES)})
-    builder = PromptBuilder(tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(tok)
     return encode_samples(builder, pd.DataFrame(rows), TITLES, max_length=512)
 
 
@@ -177,13 +176,13 @@ def test_bucketing_reduces_padding():
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("epochs", 0), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
+    ("key", "value"), [("epochs", -1), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
 )
 def test_bad_train_settings_name_the_key(key, value):
     from recbias.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"train.{key}"):
-        TrainConfig(**{key: value}).validate()
+        TrainConfig(**{key: value}).validate("train")
 
 
 def test_snapshots_keep_the_weights_of_each_epoch_and_every_n_steps(byte_tok, tmp_path):

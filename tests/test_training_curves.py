@@ -19,9 +19,8 @@ from recbias.diagnostics.training_curves import (
 from recbias.errors import RecbiasError
 from recbias.lm.batching import encode_samples
 from recbias.objectives.relevance import relevance_groups, token_relevance
-from recbias.prompts import Domain, PromptBuilder, PromptConfig
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 
 
 def _frame():
@@ -34,7 +33,7 @@ def _frame():
 
 @pytest.fixture
 def setup(byte_tok):
-    builder = PromptBuilder(byte_tok, PromptConfig(), Domain("movie", "movies"))
+    builder = tiny.movie_builder(byte_tok)
     samples = encode_samples(builder, _frame(), TITLES, max_length=512)
     ref = tiny.tiny_llama(len(byte_tok), seed=0)
     grouping = relevance_grouping(item_relevance(ref, builder, TITLES), n_groups=4)

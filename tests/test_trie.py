@@ -5,6 +5,7 @@ from dataclasses import fields
 import pytest
 import torch
 
+import tiny
 from recbias.decoding import ItemTrie
 from recbias.errors import RecbiasError
 
@@ -21,25 +22,12 @@ TITLES = [
     "Casablanca",
     "Clueless (1995)",
 ]
-EOS = 2
-
-
-def encode(tok, title: str) -> list[int]:
-    return [*tok(title + '"\n', add_special_tokens=False).input_ids, EOS]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+EOS = tiny.EOS
 
 
 @pytest.fixture
 def catalog(any_tok):
-    seqs = [encode(any_tok, t) for t in TITLES]
+    seqs = [tiny.title_tokens(any_tok, t) for t in TITLES]
     ids = [100 + i for i in range(len(TITLES))]
     return any_tok, seqs, ids, ItemTrie.build(seqs, ids)
 
@@ -54,7 +42,7 @@ def test_only_catalog_items_reach_a_leaf(catalog):
     tok, seqs, _, trie = catalog
     outsiders = ["Toy", "Toy Story 3", "Heat Waves", "Star", "Alien 3", "Casino Royale"]
     for title in outsiders:
-        node = trie.walk(encode(tok, title))
+        node = trie.walk(tiny.title_tokens(tok, title))
         assert node == -1 or int(trie.leaf_item[node]) == -1
     for seq in seqs:  # dropping the terminator never completes an item
         assert int(trie.leaf_item[trie.walk(seq[:-1])]) == -1

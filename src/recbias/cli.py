@@ -6,6 +6,7 @@ recbias train configs/quickstart.toml --run-dir runs/qs
 recbias recommend configs/quickstart.toml --run-dir runs/qs --split test
 recbias evaluate runs/qs/predictions/llm.jsonl --compare runs/qs/predictions/popularity.jsonl
 recbias report runs/qs runs/compare --out report/
+recbias config show configs/quickstart.toml; recbias config explain train.lr
 recbias doctor
 
 Several processes: ``torchrun --nproc_per_node N -m recbias.cli run|train|recommend|audit|compare
@@ -350,6 +351,50 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from recbias import configdoc
+    from recbias.config import read_toml
+    from recbias.fsutil import write_text
+
+    if args.action == "show":
+        path = Path(args.config)
+        kind = args.kind or configdoc.infer_kind(read_toml(path))
+        cfg = configdoc.load_kind(kind, path, args.set)
+        title = (
+            f"recbias {kind} config {path}, resolved: every key with its default;\n"
+            "above each key: its help [allowed values]"
+        )
+        sys.stdout.write(configdoc.render_toml(cfg, title))
+    elif args.action == "explain":
+        sys.stdout.write(configdoc.explain(args.kind or "run", args.key) + "\n")
+    else:
+        text, target = configdoc.markdown(), Path(args.out)
+        if args.check:
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                raise RecbiasError(f"{target} is stale: regenerate it with recbias config docs")
+            console.print(f"{target} is up to date")
+        else:
+            write_text(target, text)
+            console.print(f"wrote {target}")
+    return 0
+
+
+def _config_command_args(p: argparse.ArgumentParser) -> None:
+    from recbias.configdoc import KINDS
+
+    actions = p.add_subparsers(dest="action", required=True)
+    kind_help = f"config kind: {', '.join(KINDS)}"
+    show = actions.add_parser("show", help="a config with every default and its help, as TOML")
+    _config_args(show, run_dir=False)
+    show.add_argument("--kind", choices=list(KINDS), help=kind_help + " (default: inferred)")
+    explain = actions.add_parser("explain", help="type, default, allowed values and help of a key")
+    explain.add_argument("key", help="dotted key (e.g. train.lr) or section (e.g. data.prepare)")
+    explain.add_argument("--kind", choices=list(KINDS), help=kind_help + " (default: run)")
+    docs = actions.add_parser("docs", help="write the configuration reference (Markdown)")
+    docs.add_argument("--out", default="docs/configuration.md", help="output file")
+    docs.add_argument("--check", action="store_true", help="fail if --out is not up to date")
+
+
 def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
     p.add_argument(
@@ -384,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         "genrec": (cmd_genrec, "semantic-ID generative recommender (TIGER-style): train, test"),
         "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
         "audit": (cmd_audit, "measure every bias of a trained run (writes RUN_DIR/audit/)"),
+        "config": (cmd_config, "show a config with its defaults and help, explain a key, docs"),
         "report": (
             cmd_report,
             "self-contained HTML + Markdown/CSV/LaTeX report of run, comparison, audit, probe "
@@ -443,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
             p.add_argument("--out", default="report", help="output directory (replaced atomically)")
             p.add_argument("--title", default=None, help="report title (default: directory names)")
+        elif name == "config":
+            _config_command_args(p)
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser

@@ -44,11 +44,15 @@ from typing import Any
 from recbias import pipeline
 from recbias.compare_table import build_comparison, method_rows, write_comparison
 from recbias.config import (
+    Config,
     apply_overrides,
+    config_folder,
     dumps,
     from_dict,
     parse_override,
     read_toml,
+    resolve_path_at,
+    resolve_paths,
     to_dict,
     write_resolved,
 )
@@ -79,7 +83,7 @@ ReporterFactory = Callable[[int, str, Path], Reporter | None]
 
 
 @dataclass
-class MethodSpec:
+class MethodSpec(Config):
     name: str = field(metadata={"help": "row name and run directory name, e.g. 'gdrt'"})
     set: dict[str, Any] = field(
         default_factory=dict,
@@ -92,7 +96,7 @@ class MethodSpec:
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(Config):
     base: RunConfig = field(
         default_factory=RunConfig,
         metadata={"help": "the shared experiment every method starts from"},
@@ -103,7 +107,11 @@ class CompareConfig:
     name: str = field(default="comparison", metadata={"help": "title of the comparison table"})
     seeds: list[int] = field(
         default_factory=lambda: [0],
-        metadata={"help": "seeds; each replaces base.seed (not the data subsampling seed)"},
+        metadata={
+            "help": "seeds; each replaces base.seed (not the data subsampling seed)",
+            "min_len": 1,
+            "unique": True,
+        },
     )
     reference: str = field(
         default="sft", metadata={"help": "method the paired significance tests compare against"}
@@ -118,7 +126,7 @@ class CompareConfig:
         default="runs/compare", metadata={"help": "the comparison's directory (resumable)"}
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         _check_names(self.methods)
         names = [m.name for m in self.methods]
         if self.reference not in names:
@@ -127,8 +135,6 @@ class CompareConfig:
         for i, spec in enumerate(self.methods):
             _check_reuse(i, spec, {m.name: m for m in self.methods})
             _check_reserved(i, spec)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"config key 'seeds': expected distinct seeds, got {self.seeds}")
         try:
             check_ks(self.ks)
         except ValueError as exc:
@@ -147,7 +153,7 @@ def load_compare_config(path: Path, overrides: Sequence[str] = ()) -> CompareCon
     dots; the longest method name that fits wins), e.g. ``methods.gdrt.train.objective.gdrt.tau=0.2``;
     every other override applies to the comparison config as usual (``base.train.epochs=1``).
     """
-    data = read_toml(path)
+    data = _resolve_file_paths(read_toml(path), config_folder(path))
     plain: list[str] = []
     for text in overrides:
         keys, value = parse_override(text)
@@ -168,8 +174,21 @@ def load_compare_config(path: Path, overrides: Sequence[str] = ()) -> CompareCon
         sets = spec.setdefault("set", {})
         if not isinstance(sets, dict):
             raise ConfigError(f"override '{text}': method '{spec['name']}' has a non-table set")
-        sets[dotted[len(str(spec["name"])) + 1 :]] = value
-    return from_dict(CompareConfig, apply_overrides(data, plain))
+        key = dotted[len(str(spec["name"])) + 1 :]
+        sets[key] = resolve_path_at(RunConfig, key.split("."), value, Path.cwd())
+    return from_dict(CompareConfig, apply_overrides(data, plain, CompareConfig))
+
+
+def _resolve_file_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Relative paths of ``base`` and of every method's ``set`` made absolute against ``folder``."""
+    data = resolve_paths(CompareConfig, data, folder)
+    for method in data.get("methods", []) if isinstance(data.get("methods"), list) else []:
+        if isinstance(method, dict) and isinstance(method.get("set"), dict):
+            method["set"] = {
+                key: resolve_path_at(RunConfig, key.split("."), value, folder)
+                for key, value in flatten_set(method["set"]).items()
+            }
+    return data
 
 
 def _hint(name: str, names: Sequence[str]) -> str:

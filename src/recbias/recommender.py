@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbias.config import Config, invalid
 from recbias.decoding import BeamConfig, ItemTrie, constrained_beam_search
 from recbias.decoding.beam import batch_plan
 from recbias.decoding.config import EdgeScores, ScoreHook
 from recbias.decoding.d3 import D3Config
 from recbias.decoding.igd_calibration import IGDDecodeConfig
-from recbias.errors import ConfigError
 from recbias.evaluation.predictions import Recommendations
 from recbias.lm.loading import autocast
 from recbias.prompts import PromptBuilder
@@ -31,8 +31,10 @@ from recbias.train import distributed
 
 
 @dataclass
-class DecodeConfig:
-    beam: BeamConfig = field(default_factory=BeamConfig)
+class DecodeConfig(Config):
+    beam: BeamConfig = field(
+        default_factory=BeamConfig, metadata={"help": "beam width, length penalty, batching"}
+    )
     candidates: Literal["catalog", "train_targets"] = field(
         default="catalog",
         metadata={
@@ -44,19 +46,19 @@ class DecodeConfig:
         default_factory=list,
         metadata={
             "help": "score calibrations applied in this order at every beam step: igd (IGD "
-            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)"
+            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)",
+            "unique": True,
         },
     )
-    igd: IGDDecodeConfig = field(default_factory=IGDDecodeConfig)
-    d3: D3Config = field(default_factory=D3Config)
+    igd: IGDDecodeConfig = field(
+        default_factory=IGDDecodeConfig, metadata={"help": "calibration 'igd'"}
+    )
+    d3: D3Config = field(default_factory=D3Config, metadata={"help": "calibration 'd3'"})
 
-    def validate(self) -> None:
-        if len(set(self.calibration)) != len(self.calibration):
-            raise ConfigError(f"config key 'decode.calibration': repeated entry {self.calibration}")
+    def check(self) -> None:
         if "d3" in self.calibration and self.d3.assistant == "none":
-            raise ConfigError(
-                "config key 'decode.d3.assistant': calibration 'd3' needs an assistant "
-                "(sasrec or popularity)"
+            raise invalid(
+                "d3.assistant", "calibration 'd3' needs an assistant (sasrec or popularity)"
             )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recbias.audit.context import AuditContext
+from recbias.audit.fairness_sections import concentration_section, fairness_section
 from recbias.diagnostics.attribution import AttributionResult, attribute, attribution_section
 from recbias.diagnostics.cooccurrence import cooccurrence_rates, cooccurrence_section
 from recbias.diagnostics.groups import (
@@ -40,13 +41,8 @@ from recbias.errors import DataError
 from recbias.evaluation.predictions import Recommendations, StoredPredictions
 from recbias.fsutil import atomic_path
 from recbias.lm.batching import encode_samples
-from recbias.metrics.concentration import concentration, concentration_section, exposure_counts
-from recbias.metrics.fairness import (
-    ItemGrouping,
-    fairness_section,
-    group_gap,
-    top1_group_shares,
-)
+from recbias.metrics.concentration import concentration, exposure_counts
+from recbias.metrics.fairness import ItemGrouping, group_gap, top1_group_shares
 from recbias.objectives.information_gain import trie_information
 from recbias.pipeline import make_recommender
 from recbias.recommender import build_trie

@@ -53,13 +53,15 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
+from recbias.config import Config, invalid, spec
 from recbias.decoding.kv import eval_mode, model_device
-from recbias.errors import ConfigError, ModelError, RecbiasError
+from recbias.errors import ModelError, RecbiasError
 from recbias.experiment import RunConfig
 from recbias.lm.loading import autocast
-from recbias.metrics.concentration import agg_pyplot, save_figure
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import EncodedPrompt, PromptBuilder
+from recbias.report.format import round_cell
+from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 from recbias.train import distributed
 
@@ -68,7 +70,6 @@ if TYPE_CHECKING:
     from recbias.pipeline import LoadedModel
 
 log = logging.getLogger(__name__)
-_KEY = "diagnostics.attribution"
 FeatureName = Literal["task", "history", "items", "first_token", "response_prefix"]
 TABLE_COLUMNS = [
     "sample_id", "feature", "kind", "position", "item", "n_tokens",
@@ -77,7 +78,7 @@ TABLE_COLUMNS = [
 
 
 @dataclass
-class AttributionConfig:
+class AttributionConfig(Config):
     """Settings of feature-ablation attribution (module docstring for the definitions)."""
 
     ablation: Literal["remove", "placeholder"] = field(
@@ -91,16 +92,19 @@ class AttributionConfig:
         default=None,
         metadata={
             "help": "if set, placeholder ablation replaces every token of the segment by this "
-            "token id (lengths kept, as Captum's TextTokenInput baseline) instead of the text"
+            "token id (lengths kept, as Captum's TextTokenInput baseline) instead of the text",
+            "ge": 0,
         },
     )
     features: list[FeatureName] = field(
         default_factory=lambda: ["task", "history", "items", "first_token"],
-        metadata={"help": "segments to ablate; 'items' = each history title separately"},
+        metadata=spec(
+            "segments to ablate; 'items' = each history title separately", min_len=1, unique=True
+        ),
     )
-    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    batch_size: int = field(default=16, metadata=spec("sequences per forward pass", ge=1))
     sample_chunk: int = field(
-        default=64, metadata={"help": "samples whose variants are pooled and length-sorted"}
+        default=64, metadata=spec("samples whose variants are pooled and length-sorted", ge=1)
     )
     dtype: Literal["bf16", "fp32"] = field(
         default="fp32", metadata={"help": "bf16 autocast or fp32 forward passes"}
@@ -110,26 +114,13 @@ class AttributionConfig:
         metadata={"help": "run the shared un-ablated prefix (BOS + instruction) once per chunk"},
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if (
             self.ablation == "placeholder"
             and self.placeholder_token is None
             and not self.placeholder
         ):
-            raise ConfigError(f"config key '{_KEY}.placeholder': must be non-empty, got ''")
-        if self.placeholder_token is not None and self.placeholder_token < 0:
-            raise ConfigError(
-                f"config key '{_KEY}.placeholder_token': must be ≥ 0, got {self.placeholder_token}"
-            )
-        if not self.features or len(set(self.features)) != len(self.features):
-            raise ConfigError(
-                f"config key '{_KEY}.features': must be non-empty without repeats, got {self.features}"
-            )
-        for key in ("batch_size", "sample_chunk"):
-            if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"config key '{_KEY}.{key}': must be ≥ 1, got {getattr(self, key)}"
-                )
+            raise invalid("placeholder", "must be non-empty for placeholder ablation", "")
 
 
 @dataclass(frozen=True)
@@ -398,7 +389,7 @@ def attribution_section(
     sec = Section("attribution", "Context-bias attribution (feature ablation)")
     summaries = {label: summarize_ratios(r, n_boot, seed) for label, r in results.items()}
     rows = [[label, _RATIO_LABELS[name], int(e["n"]), int(e["n_undefined"]),
-             *(_round(e.get(key)) for key in ("mean", "lo", "hi", "median", "ratio_of_means"))]
+             *(round_cell(e.get(key)) for key in ("mean", "lo", "hi", "median", "ratio_of_means"))]
             for label, summ in summaries.items() for name, e in summ.items()]  # fmt: skip
     columns = ["model", "ratio", "n", "undefined", "mean", "lo", "hi", "median", "ratio of means"]
     caption = ("Per-sample |A_aux| / |A_history| (mean with 95% bootstrap CI, median) and the ratio "
@@ -416,17 +407,13 @@ def attribution_section(
     return sec
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 4)
-
-
 def _feature_table(results: Mapping[str, AttributionResult]) -> Table:
     rows = []
     for label, r in results.items():
         by_kind = r.table.groupby("kind")
         for kind, g in by_kind:
-            rows.append([label, str(kind), len(g), _round(g.attr_sum.mean()),
-                         _round(g.attr_sum.abs().mean()), _round(g.attr_mean.mean())])  # fmt: skip
+            means = (g.attr_sum.mean(), g.attr_sum.abs().mean(), g.attr_mean.mean())
+            rows.append([label, str(kind), len(g), *map(round_cell, means)])
     caption = (
         "Mean attribution (drop of the target log-probability, nats) per ablated segment "
         "kind; 'item' is one history title. Larger = the prediction depends more on it."
@@ -480,13 +467,13 @@ def _position_figure(results: Mapping[str, AttributionResult], out_dir: Path) ->
 def load_run(run_dir: Path, trained: bool = True) -> tuple[RunConfig, PreparedDataset, LoadedModel]:
     """A run directory's config, dataset and model: the tuned weights (``trained``) or the base
     model the run started from. A missing config or checkpoint raises an error naming the path."""
-    from recbias.config import load_config
+    from recbias.config import load_recorded
     from recbias.pipeline import load_data, load_lm, trained_weights
 
     path = Path(run_dir) / "config.toml"
     if not path.is_file():
         raise ModelError(f"run directory '{run_dir}' has no config.toml (not a recbias run)")
-    cfg = load_config(RunConfig, path)
+    cfg = load_recorded(RunConfig, path)
     weights = trained_weights(cfg, Path(run_dir)) if trained else None
     ds = load_data(cfg)
     return cfg, ds, load_lm(cfg, ds, weights)

@@ -35,8 +35,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recbias.errors import DataError
-from recbias.metrics.concentration import agg_pyplot, save_figure
 from recbias.prompts import EncodedPrompt, PromptBuilder
+from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 
 CONTEXT_TYPES = ("task", "prefix", "history")

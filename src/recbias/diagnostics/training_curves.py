@@ -41,10 +41,10 @@ from recbias.diagnostics.token_ig import loss_by_group, target_token_losses
 from recbias.errors import RecbiasError
 from recbias.lm.batching import TokenizedSample
 from recbias.lm.loading import autocast
-from recbias.metrics.concentration import agg_pyplot, save_figure
 from recbias.metrics.fairness import ItemGrouping
 from recbias.objectives.relevance import TokenRelevance
 from recbias.prompts import PromptBuilder
+from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 
 ModelSource = str | Path | Callable[[], torch.nn.Module]

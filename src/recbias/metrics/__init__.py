@@ -1,4 +1,10 @@
-"""Evaluation metrics: top-K ranking metrics and their uncertainty."""
+"""Evaluation metrics: numbers in, numbers out (no figures, no report sections).
+
+``ranking`` (HR@K, NDCG@K) and ``stats`` (bootstrap CIs, paired tests) are re-exported here;
+``fairness`` (MGU/DGU, top-1 group shares), ``concentration`` (Gini, HHI, coverage, ...) and
+``overlap`` (Jaccard of top-K lists) are imported from their modules. The audit renders them
+(:mod:`recbias.audit.fairness_sections`).
+"""
 
 from recbias.metrics.ranking import (
     DEFAULT_KS,

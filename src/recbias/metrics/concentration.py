@@ -10,23 +10,18 @@ the peers' ``total·K``, so DivRatio and ORRatio equal SPRec's ``eval/evaluate.p
 
     conc = concentration(recs.items, k=10, n_items=len(titles), popularity=train_counts)
     conc.gini, conc.tail_share, conc.div_ratio
-    sec = concentration_section({"sft": [conc]}, out_dir)      # table + Lorenz-curve figure
+    x, y = lorenz_curve(exposure_counts(recs.items[:, :10], len(titles)))
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recbias.errors import DataError, RecbiasError
-from recbias.report.sections import Figure, Section, Table
-
-FIGURE_DIR = "figures"
 
 
 def top_k_lists(
@@ -200,89 +195,3 @@ def lorenz_curve(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.sort(np.asarray(counts, dtype=np.float64))
     total = x.sum() or 1.0
     return np.linspace(0, 1, x.size + 1), np.concatenate([[0.0], np.cumsum(x) / total])
-
-
-def save_figure(fig: Any, out_dir: Path, name: str) -> str:
-    """Save a matplotlib figure as ``out_dir/figures/name.png``; return the path relative to out_dir."""
-    import matplotlib.pyplot as plt
-
-    from recbias.fsutil import atomic_path
-
-    rel = f"{FIGURE_DIR}/{name}.png"
-    with atomic_path(Path(out_dir) / rel) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return rel
-
-
-def agg_pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-_COLUMNS = [
-    "model",
-    "K",
-    "coverage",
-    "gini",
-    "hhi",
-    "entropy",
-    "entropy_norm",
-    "tail_share",
-    "div_ratio",
-    "or_ratio",
-    "distinct",
-    "empty_slots",
-]
-
-
-def concentration_section(
-    results: Mapping[str, Sequence[Concentration]],
-    out_dir: Path,
-    exposure: Mapping[str, np.ndarray] | None = None,
-) -> Section:
-    """Table of every model × K and, given exposure ``counts [n_items]`` per model, Lorenz curves."""
-    rows = [
-        [name, *[_round(getattr(c, col.lower())) for col in _COLUMNS[1:]]]
-        for name, cs in results.items()
-        for c in cs
-    ]
-    sec = Section("concentration", "Exposure concentration of top-K lists")
-    sec.summary = (
-        "Higher Gini/HHI/ORRatio and lower coverage, entropy, tail share and DivRatio mean the "
-        "recommendations concentrate on fewer items. Empty slots are ignored."
-    )
-    sec.tables.append(
-        Table("concentration", "Concentration metrics per model and K", _COLUMNS, rows)
-    )
-    sec.data["concentration"] = {n: [c.as_dict() for c in cs] for n, cs in results.items()}
-    if exposure:
-        sec.figures.append(Figure(_lorenz_figure(exposure, out_dir), _LORENZ_CAPTION))
-    return sec
-
-
-_LORENZ_CAPTION = (
-    "Lorenz curves of item exposure in top-K lists. The diagonal is equal exposure; the further "
-    "a curve sags below it, the more the slots concentrate on few items (higher Gini)."
-)
-
-
-def _lorenz_figure(exposure: Mapping[str, np.ndarray], out_dir: Path) -> str:
-    plt = agg_pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="equal exposure")
-    for name, counts in exposure.items():
-        x, y = lorenz_curve(counts)
-        ax.plot(x, y, label=f"{name} (Gini {gini(counts):.2f})")
-    ax.set_xlabel("share of catalog (least exposed first)")
-    ax.set_ylabel("share of top-K slots")
-    ax.legend(fontsize=8)
-    return save_figure(fig, out_dir, "concentration_lorenz")
-
-
-def _round(x: Any) -> Any:
-    return round(float(x), 4) if isinstance(x, float) else x

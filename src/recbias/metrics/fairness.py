@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from recbias.errors import ConfigError, RecbiasError
-from recbias.metrics.concentration import agg_pyplot, check_item_ids, save_figure, top_k_lists
-from recbias.report.sections import Figure, Section, Table
+from recbias.config import Config, spec
+from recbias.errors import RecbiasError
+from recbias.metrics.concentration import check_item_ids, top_k_lists
 
 GapMode = Literal["pooled", "per_user"]
 GroupingKind = Literal["relevance", "genre", "popularity"]
@@ -103,6 +102,22 @@ class GroupGap:
     n_skipped: int
     ungrouped_slots: int
     empty_slots: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The numbers as JSON types (slot counts left out)."""
+        return {
+            "grouping": self.grouping,
+            "k": self.k,
+            "mode": self.mode,
+            "labels": self.labels,
+            "rec_share": self.rec_share.tolist(),
+            "history_share": self.history_share.tolist(),
+            "gap": self.gap.tolist(),
+            "mgu": self.mgu,
+            "dgu": self.dgu,
+            "n_used": self.n_used,
+            "n_skipped": self.n_skipped,
+        }
 
 
 def mgu_dgu(gap: np.ndarray) -> tuple[float, float]:
@@ -202,6 +217,17 @@ class Top1Shares:
     n_lists: int
     empty: int  # lists whose first slot is empty (ignored)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The numbers as JSON types."""
+        return {
+            "grouping": self.grouping,
+            "labels": self.labels,
+            "rec_share": self.rec_share.tolist(),
+            "target_share": self.target_share.tolist(),
+            "n_lists": self.n_lists,
+            "empty": self.empty,
+        }
+
 
 def top1_group_shares(
     items: np.ndarray, targets: np.ndarray, grouping: ItemGrouping, where: str = "recommendations"
@@ -224,18 +250,21 @@ def top1_group_shares(
 
 
 @dataclass
-class FairnessConfig:
+class FairnessConfig(Config):
     """Settings of the fairness and concentration analysis (``[fairness]`` table)."""
 
-    ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "cut-offs K"})
+    ks: list[int] = field(
+        default_factory=lambda: [5, 10], metadata=spec("cut-offs K", ge=1, min_len=1, unique=True)
+    )
     groupings: list[GroupingKind] = field(
         default_factory=lambda: ["relevance", "genre", "popularity"],
         metadata={
             "help": "relevance = GDRT Eq. 2 groups (needs the LM); genre = SPRec genres; "
-            "popularity = training-count quantiles"
+            "popularity = training-count quantiles",
+            "min_len": 1,
         },
     )
-    n_groups: int = field(default=5, metadata={"help": "groups for relevance and popularity"})
+    n_groups: int = field(default=5, metadata=spec("groups for relevance and popularity", ge=2))
     mode: GapMode = field(
         default="pooled",
         metadata={
@@ -243,157 +272,10 @@ class FairnessConfig:
         },
     )
     head_fraction: float = field(
-        default=0.2, metadata={"help": "share of most popular items that is the short head"}
+        default=0.2, metadata=spec("share of most popular items that is the short head", gt=0, lt=1)
     )
-    or_top: int = field(default=3, metadata={"help": "most-recommended items counted by ORRatio"})
+    or_top: int = field(default=3, metadata=spec("most-recommended items counted by ORRatio", ge=1))
     relevance_batch_size: int = field(
-        default=64, metadata={"help": "catalog titles per forward pass of the Eq. 2 pass"}
+        default=64, metadata=spec("catalog titles per forward pass of the Eq. 2 pass", ge=1)
     )
 
-    def validate(self) -> None:
-        checks = [
-            (
-                "ks",
-                bool(self.ks) and min(self.ks) >= 1 and len(set(self.ks)) == len(self.ks),
-                "must be distinct integers >= 1",
-            ),
-            (
-                "groupings",
-                bool(self.groupings)
-                and set(self.groupings) <= {"relevance", "genre", "popularity"},
-                "must be a non-empty list of relevance, genre, popularity",
-            ),
-            ("n_groups", self.n_groups >= 2, "must be >= 2"),
-            ("mode", self.mode in ("pooled", "per_user"), "must be pooled or per_user"),
-            ("head_fraction", 0 < self.head_fraction < 1, "must be in (0, 1)"),
-            ("or_top", self.or_top >= 1, "must be >= 1"),
-            ("relevance_batch_size", self.relevance_batch_size >= 1, "must be >= 1"),
-        ]
-        for key, ok, need in checks:
-            if not ok:
-                raise ConfigError(
-                    f"config key 'fairness.{key}': {need}, got {getattr(self, key)!r}"
-                )
-
-
-def fairness_section(
-    gaps: Sequence[GroupGap], top1: Sequence[Top1Shares], out_dir: Path, model: str = "model"
-) -> Section:
-    """MGU/DGU table, a rec-vs-history share figure per grouping and top-1-vs-target figures."""
-    sec = Section(f"fairness_{model}", f"Group fairness of {model}'s recommendations")
-    sec.summary = (
-        f"MGU@K = mean |rec share − history share| over groups, DGU@K = max − min of the gaps "
-        f"(SPRec). Lower is fairer. Shares are {gaps[0].mode if gaps else 'pooled'} over samples."
-    )
-    cols = [
-        "grouping",
-        "K",
-        "mode",
-        "MGU",
-        "DGU",
-        "samples used",
-        "skipped",
-        "ungrouped slots",
-        "empty slots",
-    ]
-    rows = [
-        [
-            g.grouping,
-            g.k,
-            g.mode,
-            round(g.mgu, 4),
-            round(g.dgu, 4),
-            g.n_used,
-            g.n_skipped,
-            g.ungrouped_slots,
-            g.empty_slots,
-        ]
-        for g in gaps
-    ]
-    sec.tables.append(Table("mgu_dgu", "MGU@K and DGU@K per grouping", cols, rows))
-    sec.data["gaps"] = [_gap_json(g) for g in gaps]
-    sec.data["top1"] = [_top1_json(t) for t in top1]
-    largest_k = {g.grouping: g for g in sorted(gaps, key=lambda g: g.k)}
-    for g in largest_k.values():
-        sec.figures.append(
-            _share_figure(
-                g.labels,
-                g.rec_share,
-                g.history_share,
-                f"top-{g.k}",
-                "history",
-                f"{model}_{g.grouping}_gap",
-                out_dir,
-            )
-        )
-    for t in top1:
-        sec.figures.append(
-            _share_figure(
-                t.labels,
-                t.rec_share,
-                t.target_share,
-                "top-1",
-                "test targets",
-                f"{model}_{t.grouping}_top1",
-                out_dir,
-            )
-        )
-    return sec
-
-
-def _gap_json(g: GroupGap) -> dict:
-    return {
-        "grouping": g.grouping,
-        "k": g.k,
-        "mode": g.mode,
-        "labels": g.labels,
-        "rec_share": g.rec_share.tolist(),
-        "history_share": g.history_share.tolist(),
-        "gap": g.gap.tolist(),
-        "mgu": g.mgu,
-        "dgu": g.dgu,
-        "n_used": g.n_used,
-        "n_skipped": g.n_skipped,
-    }
-
-
-def _top1_json(t: Top1Shares) -> dict:
-    return {
-        "grouping": t.grouping,
-        "labels": t.labels,
-        "rec_share": t.rec_share.tolist(),
-        "target_share": t.target_share.tolist(),
-        "n_lists": t.n_lists,
-        "empty": t.empty,
-    }
-
-
-def _share_figure(
-    labels: list[str],
-    rec: np.ndarray,
-    ref: np.ndarray,
-    rec_name: str,
-    ref_name: str,
-    name: str,
-    out_dir: Path,
-) -> Figure:
-    """Bars of the recommendation share per group with the reference share as dashed marks."""
-    plt = agg_pyplot()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(labels) + 2), 3.2))
-    x = np.arange(len(labels))
-    ax.bar(x, rec, color="tab:blue", label=f"{rec_name} share")
-    ax.hlines(ref, x - 0.4, x + 0.4, colors="k", linestyles="--", label=f"{ref_name} share")
-    ax.set_xticks(
-        x,
-        labels,
-        rotation=30 if len(labels) > 6 else 0,
-        ha="right" if len(labels) > 6 else "center",
-    )
-    ax.set_ylabel("share")
-    ax.legend(fontsize=8)
-    caption = (
-        f"{name.split('_', 1)[1].replace('_', ' ')}: {rec_name} share per group (bars) against "
-        f"its {ref_name} share (dashed). Bars above the dashed line mean the group is "
-        f"over-recommended relative to its share of {ref_name}."
-    )
-    return Figure(save_figure(fig, out_dir, f"fairness_{name}"), caption)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from recbias.metrics.overlap import jaccard
 from recbias.probes.heads import softmax
 
 logger = logging.getLogger(__name__)
@@ -67,15 +68,6 @@ def lognormal_check(
         ks_p=float(ks.pvalue),
         expected_p_odds_ge_kappa=float(stats.norm.sf((np.log(kappa) - delta) / np.sqrt(var))),
     )
-    return out
-
-
-def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Jaccard of two sets of top-K lists [n, k] (−1 = empty slot). → [n]."""
-    out = np.empty(len(a))
-    for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        sx, sy = set(x[x >= 0].tolist()), set(y[y >= 0].tolist())
-        out[i] = len(sx & sy) / len(sx | sy) if sx | sy else 1.0
     return out
 
 

@@ -4,6 +4,11 @@
     section, scores = comparison_accuracy(read_json(cmp / "comparison.json"), ..., "b", figs)
     section = cross_run_accuracy({"sft": scores_a, "cmp": scores_b}, "overview", figs)
 
+Each table holds one metric family (HR@K, NDCG@K, ...: the part of the name before ``@``), so that
+a run evaluated at five cut-offs still fits the page; the other columns (valid ratio, list length,
+times, the paired test) go with the last family, or with the paired metric's family in a
+comparison.
+
 Inputs are the files written by ``recbias run`` (``metrics.json``: ``metrics.methods.<name>.
 <metric> = {mean, lo, hi}`` and ``metrics.paired_vs_<ref>.<name>.<metric>``) and ``recbias compare``
 (``comparison.json``, see :mod:`recbias.compare_table`).
@@ -74,6 +79,45 @@ def forest_figure(
     return Figure(str(path), FOREST_CAPTION.format(metric=metric, ci=ci) + note)
 
 
+def metric_families(names: Sequence[str]) -> list[list[str]]:
+    """Metric names grouped by the part before ``@``, in order of first appearance.
+
+    ``["HR@5", "NDCG@5", "HR@10"]`` -> ``[["HR@5", "HR@10"], ["NDCG@5"]]``.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split("@", 1)[0], []).append(name)
+    return list(groups.values())
+
+
+def family_tables(
+    name: str,
+    caption: str,
+    label: str,
+    rows: Sequence[tuple[Mapping[str, Any], list[Any]]],
+    metrics: Sequence[str],
+    extra_columns: Sequence[str] = (),
+    extra_family: str | None = None,
+) -> list[Table]:
+    """One table per metric family of ``metrics``: ``label`` + that family's cells.
+
+    ``rows`` are ``(cells by metric name incl. the label, extra cells)``; the extra columns go to
+    the family of metric ``extra_family`` (the last family when it is None or absent). A table's
+    name is ``name`` + ``_`` + the family in lower case; the caption starts with the family.
+    """
+    families = metric_families(metrics) or [[]]
+    with_extra = next((i for i, f in enumerate(families) if extra_family in f), len(families) - 1)
+    tables = []
+    for i, family in enumerate(families):
+        head = family[0].split("@", 1)[0] if family else "metrics"
+        extra = i == with_extra
+        cells = [[r[label], *(r.get(m) for m in family), *(e if extra else [])] for r, e in rows]
+        columns = [label, *family, *(extra_columns if extra else [])]
+        slug = "".join(c if c.isalnum() else "_" for c in head.lower())
+        tables.append(Table(f"{name}_{slug}", f"{head}@K. {caption}", columns, cells))
+    return tables
+
+
 def _method_scores(name: str, row: Any, where: str) -> MethodScores:
     if not isinstance(row, Mapping):
         raise DataError(f"{where}: expected an object of metrics")
@@ -105,17 +149,16 @@ def run_accuracy(
     scores = [_method_scores(n, r, f"{path}: metrics.methods.{n}") for n, r in methods.items()]
     names = list(dict.fromkeys(m for s in scores for m in s.cis))
     extras = [e for e in _EXTRAS if any(e in r for r in methods.values())]
-    table = Table(
-        "accuracy",
-        "Accuracy on the test samples: mean [95% percentile bootstrap CI over samples].",
-        ["method", *names, *(_EXTRAS[e] for e in extras)],
-        [
-            [s.label, *(fmt_ci(*s.cis[m]) if m in s.cis else None for m in names)]
-            + [methods[s.label].get(e) for e in extras]
-            for s in scores
-        ],
-    )
-    section = Section("accuracy", "Accuracy", tables=[table])
+    rows = [
+        (
+            {"method": s.label} | {m: fmt_ci(*s.cis[m]) for m in s.cis},
+            [methods[s.label].get(e) for e in extras],
+        )
+        for s in scores
+    ]
+    caption = "Accuracy on the test samples: mean [95% percentile bootstrap CI over samples]."
+    tables = family_tables("accuracy", caption, "method", rows, names, [_EXTRAS[e] for e in extras])
+    section = Section("accuracy", "Accuracy", tables=tables)
     n = scores[0].n if scores else None
     section.summary = f"Dataset {doc.get('dataset', '?')}; {fmt_number(n)} test samples."
     paired = _paired_rows(metrics)
@@ -152,17 +195,20 @@ def _comparison_cell(cell: Mapping[str, Any]) -> str:
     return f"{head} ± {fmt_number(std)} {rest}"
 
 
-def _comparison_row(name: str, row: Mapping[str, Any], metrics: list[str], pm: str) -> list:
+def _comparison_row(
+    name: str, row: Mapping[str, Any], metrics: list[str], pm: str
+) -> tuple[dict[str, Any], list[Any]]:
+    """(cells by metric name and "method", [valid, train s, decode s, Δ, p])."""
     label = f"{name} (model of {row['reuse_model_of']})" if row.get("reuse_model_of") else name
-    cells: list[Any] = [label, *(_comparison_cell(row["metrics"].get(m, {})) for m in metrics)]
-    cells += [row.get("valid_ratio"), row.get("train_seconds"), row.get("decode_seconds")]
+    cells = {"method": label} | {m: _comparison_cell(row["metrics"].get(m, {})) for m in metrics}
+    extra = [row.get("valid_ratio"), row.get("train_seconds"), row.get("decode_seconds")]
     paired = (row.get("paired_vs_reference") or {}).get(pm)
     if not paired:
-        return [*cells, "(reference)", None]
+        return cells, [*extra, "(reference)", None]
     diff = fmt_ci(paired.get("diff"), paired.get("lo"), paired.get("hi"), signed=True)
     p = paired.get("p_value")
     mark = " *" if isinstance(p, float | int) and p < 0.05 else ""
-    return [*cells, diff, f"{fmt_number(p)}{mark}" if p is not None else None]
+    return cells, [*extra, diff, f"{fmt_number(p)}{mark}" if p is not None else None]
 
 
 def comparison_accuracy(
@@ -172,13 +218,12 @@ def comparison_accuracy(
     scores = _comparison_scores(table, path)
     ref, pm = str(table.get("reference", "")), str(table.get("paired_metric", FOREST_METRIC))
     metrics = list(dict.fromkeys(m for s in scores for m in s.cis))
-    columns = ["method", *metrics, "valid", "train s", "decode s", f"Δ {pm} vs {ref} [95% CI]"]
+    extra = ["valid", "train s", "decode s", f"Δ {pm} vs {ref} [95% CI]", "p"]
     ci = str(table.get("ci", "95% CI"))
     rows = [_comparison_row(n, r, metrics, pm) for n, r in table["methods"].items()]
     caption = f"Accuracy per method; cells: {ci}. * p < 0.05 (paired sign-flip test)."
-    section = Section(
-        "accuracy", "Accuracy", tables=[Table("accuracy", caption, [*columns, "p"], rows)]
-    )
+    tables = family_tables("accuracy", caption, "method", rows, metrics, extra, pm)
+    section = Section("accuracy", "Accuracy", tables=tables)
     seeds = ", ".join(str(s) for s in table.get("seeds", [])) or str(table.get("n_seeds", "?"))
     section.summary = (
         f"{fmt_number(table.get('n_samples'))} test samples; seeds: {seeds}. Δ = method − {ref} "
@@ -199,17 +244,16 @@ def cross_run_accuracy(
     shared = [m for m in rows[0].cis if all(m in r.cis for r in rows)]
     if not shared:
         return None
-    table = Table(
-        "cross_run_accuracy",
-        "Accuracy of every run on the metrics all runs report: mean [95% CI].",
-        ["run / method", *shared, "n"],
-        [[r.label, *(fmt_ci(*r.cis[m]) for m in shared), r.n] for r in rows],
-    )
+    cells = [
+        ({"run / method": r.label} | {m: fmt_ci(*r.cis[m]) for m in shared}, [r.n]) for r in rows
+    ]
+    caption = "Accuracy of every run on the metrics all runs report: mean [95% CI]."
+    tables = family_tables("cross_run_accuracy", caption, "run / method", cells, shared, ["n"])
     summary = (
         "Runs evaluated on different test samples (see n) are not paired; compare their "
         "intervals, not their means alone."
     )
-    section = Section("cross-run", "Accuracy across runs", summary, tables=[table])
+    section = Section("cross-run", "Accuracy across runs", summary, tables=tables)
     figure = forest_figure(rows, fig_dir / f"{anchor}.png", "as reported by each run")
     section.figures += [figure] if figure else []
     return section

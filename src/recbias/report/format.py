@@ -7,11 +7,13 @@ Example::
     fmt_ci(0.013623, 0.00833, 0.020028)    # '0.01362 [0.00833, 0.02003]'
     fmt_ci(-0.0045, -0.0128, 0.004, signed=True)   # '-0.004500 [-0.012800, +0.004000]'
     slugify("SFT vs GDRT / seed 0")        # 'sft-vs-gdrt-seed-0'
+    round_cell(0.0136232)                  # 0.0136 (a table cell an analysis stores)
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 DIGITS = 4
@@ -76,6 +78,18 @@ def fmt_cell(value: object, digits: int = DIGITS) -> str:
     if isinstance(value, bool | int | float):
         return fmt_number(value, digits)
     return str(value)
+
+
+def round_cell(value: object, decimals: int = 4) -> object:
+    """A number an analysis puts in a :class:`~recbias.report.sections.Table` row.
+
+    Floats (numpy scalars too) are rounded to ``decimals`` decimals; NaN, ±inf and None become
+    None (rendered as an em dash); integers (numpy's too), booleans and strings are kept.
+    """
+    if value is None or isinstance(value, str | numbers.Integral):
+        return value
+    x = float(value)  # type: ignore[arg-type]
+    return round(x, decimals) if math.isfinite(x) else None
 
 
 def is_number(value: object) -> bool:

@@ -28,12 +28,14 @@ nav { background: #f5f7fa; border: 1px solid #d8dde6; border-radius: 6px; paddin
 nav h2 { border: 0; margin: .2rem 0; font-size: 1.1rem; }
 nav ol { margin: .2rem 0; padding-left: 1.4rem; } nav a { text-decoration: none; color: #1f5fbf; }
 .source, .summary { color: #4a5263; } code { font-size: .9em; }
-.table-wrap { overflow-x: auto; margin: .6rem 0 1rem; }
+.table-wrap { overflow-x: auto; margin: .6rem 0 1rem; }  /* wide tables scroll, first column stays */
 table { border-collapse: collapse; font-size: .78rem; }
 caption { text-align: left; color: #4a5263; padding-bottom: .3rem; caption-side: top; }
 th, td { border-bottom: 1px solid #e3e7ee; padding: .2rem .35rem; text-align: left; white-space: nowrap; }
 th { white-space: normal; vertical-align: bottom; }
 thead th { border-bottom: 2px solid #9aa3b2; background: #f5f7fa; }
+th:first-child, td:first-child { position: sticky; left: 0; background: #fff; }
+thead th:first-child { background: #f5f7fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td .ci { color: #6a7283; font-size: .92em; }
 figure { margin: .8rem 0 1.4rem; } figure img { max-width: 100%; height: auto; border: 1px solid #e3e7ee; }

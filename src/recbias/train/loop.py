@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from recbias.errors import ConfigError
+from recbias.config import Config
 from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
 from recbias.lm.loading import autocast
 from recbias.objectives import Objective, ObjectiveConfig
@@ -41,32 +41,41 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = field(default=2, metadata={"help": "maximum number of epochs"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+class TrainConfig(Config):
+    epochs: int = field(default=2, metadata={"help": "maximum number of epochs", "ge": 0})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)", "gt": 0})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps (BIGRec/D3: 20)"})
+    warmup_steps: int = field(
+        default=20, metadata={"help": "linear warm-up steps (BIGRec/D3: 20)", "ge": 0}
+    )
     schedule: Literal["linear", "cosine", "constant"] = field(
         default="linear", metadata={"help": "learning-rate decay after warm-up"}
     )
-    micro_batch_size: int = field(default=8, metadata={"help": "samples per forward pass"})
-    grad_accum: int = field(default=2, metadata={"help": "micro-batches per optimiser step"})
+    micro_batch_size: int = field(default=8, metadata={"help": "samples per forward pass", "ge": 1})
+    grad_accum: int = field(
+        default=2, metadata={"help": "micro-batches per optimiser step", "ge": 1}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
     bucket_factor: int = field(
-        default=32, metadata={"help": "length-bucketing window, in effective batches"}
+        default=32, metadata={"help": "length-bucketing window, in effective batches", "ge": 1}
     )
     patience: int = field(
-        default=1, metadata={"help": "epochs without validation improvement before stopping"}
+        default=1,
+        metadata={"help": "epochs without validation improvement before stopping", "ge": 1},
     )
     checkpoint_every: int = field(
-        default=0, metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)"}
+        default=0,
+        metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)", "ge": 0},
     )
-    log_every: int = field(default=10, metadata={"help": "log training metrics every N steps"})
+    log_every: int = field(
+        default=10, metadata={"help": "log training metrics every N steps", "ge": 1}
+    )
     snapshot_every: int = field(
         default=0,
         metadata={
             "help": "keep the weights every N steps in checkpoints/step-N, for training-curve "
-            "diagnostics (recbias audit); 0 = off"
+            "diagnostics (recbias audit); 0 = off",
+            "ge": 0,
         },
     )
     snapshot_epochs: bool = field(
@@ -101,30 +110,6 @@ class TrainConfig:
     @property
     def effective_batch(self) -> int:
         return self.micro_batch_size * self.grad_accum
-
-    def validate(self) -> None:
-        at_least = {
-            "epochs": 1,
-            "micro_batch_size": 1,
-            "grad_accum": 1,
-            "bucket_factor": 1,
-            "patience": 1,
-            "log_every": 1,
-            "warmup_steps": 0,
-            "checkpoint_every": 0,
-            "snapshot_every": 0,
-        }
-        for key, low in at_least.items():
-            if getattr(self, key) < low:
-                raise ConfigError(
-                    f"config key 'train.{key}': must be >= {low}, got {getattr(self, key)}"
-                )
-        if self.lr <= 0:
-            raise ConfigError(f"config key 'train.lr': must be > 0, got {self.lr}")
-        if self.schedule not in ("linear", "cosine", "constant"):
-            raise ConfigError(
-                f"config key 'train.schedule': must be linear, cosine or constant, got {self.schedule!r}"
-            )
 
 
 class Reporter(Protocol):
