@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from recbias.config import Config
+from recbias.errors import ConfigError
 from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
 from recbias.lm.loading import autocast
 from recbias.objectives import Objective, ObjectiveConfig
