@@ -108,15 +108,6 @@ def sum_scalar(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def broadcast_float(value: float | None) -> float | None:
-    """Rank 0's value on every rank."""
-    if rank_and_world()[1] == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 # --------------------------------------------------------------------------- sharding
 
 
