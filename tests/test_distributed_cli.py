@@ -107,28 +107,21 @@ def test_fsdp_run_matches_one_process(single, tmp_path, launcher):
         assert (two / "predictions" / "llm.jsonl").read_bytes() == before
 
 
-def test_compare_under_torchrun_matches_one_process(tmp_path):
+def test_compare_under_torchrun_matches_one_process(tmp_path, tiny_ckpt, table_data):
     import json
 
     from test_compare import write_config
 
-    root = tmp_path
-    tok = tiny.byte_level_tokenizer()
-    tiny.tiny_llama(len(tok), seed=3).save_pretrained(root / "ckpt")
-    tok.save_pretrained(root / "ckpt")
-    (root / "data").mkdir()
-    _data(root / "data")
-    shutil.copy(root / "data" / "inter.csv", root / "inter.csv")
-    shutil.copy(root / "data" / "items.csv", root / "items.csv")
     methods = '[[methods]]\nname = "sft"\n[[methods]]\nname = "lp0"\nreuse_model_of = "sft"\n'
     methods += 'set = { "decode.beam.length_penalty" = 0.0 }\n'
-    cfg = write_config(root, root / "cmp.toml", methods)
-    assert main(["compare", str(cfg), "--out", str(root / "one")]) == 0
-    launch("compare", str(cfg), "--out", str(root / "two"))
-    assert files(root / "one") == files(root / "two")
+    paths = {"root": tmp_path, "ckpt": tiny_ckpt, "data": table_data}
+    cfg = write_config(paths, tmp_path / "cmp.toml", methods)
+    assert main(["compare", str(cfg), "--out", str(tmp_path / "one")]) == 0
+    launch("compare", str(cfg), "--out", str(tmp_path / "two"))
+    assert files(tmp_path / "one") == files(tmp_path / "two")
     for method in ("sft", "lp0"):
         rows = [
-            [json.loads(line)["items"] for line in (root / d / "seed-0" / method / "predictions"
-             / "llm.jsonl").read_text().splitlines()] for d in ("one", "two")
+            [json.loads(line)["items"] for line in (tmp_path / d / "seed-0" / method
+             / "predictions" / "llm.jsonl").read_text().splitlines()] for d in ("one", "two")
         ]  # fmt: skip
         assert rows[0] == rows[1]
