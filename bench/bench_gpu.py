@@ -462,8 +462,8 @@ def bench_decoding(shape, data, args, device) -> dict[str, Any]:
     users = data.prompts[: args.users]
     res: dict[str, Any] = {"items": trie.n_items, "trie_depth": trie.max_depth, "beams": args.beams}
     rate: dict[int, float] = {}
+    model.to(fast)
     with torch.inference_mode():
-        model.to(fast)
         constrained_beam_search(model, users, trie, cfg, pad)  # warm-up
         for b in batches:
             cfg_b = replace(cfg, batch_size=b)
@@ -474,7 +474,8 @@ def bench_decoding(shape, data, args, device) -> dict[str, Any]:
         hf_users = data.prompts[: args.hf_users]
         run_hf(model, hf_users[: args.hf_batch], trie, args, pad, eos, table)  # warm-up
         _, t_hf = timed(lambda: run_hf(model, hf_users, trie, args, pad, eos, table), device)
-        model.float()
+    model.float()
+    with torch.inference_mode():
         few = data.prompts[: args.agree_users]
         ours32 = constrained_beam_search(model, few, trie, cfg, pad)
         hf32 = run_hf(model, few, trie, args, pad, eos, table)

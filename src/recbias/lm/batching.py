@@ -159,8 +159,8 @@ def precompute_targets(batch: Batch, prefix: int) -> None:
     batch.precomputed.update(
         prefix=prefix,
         target_labels=batch.target_labels,
-        target_rows=rows,
-        target_cols=cols,
+        target_rows=rows.contiguous(),
+        target_cols=cols.contiguous(),
         n_tokens=int(batch.attention_mask.sum()),
     )
 
