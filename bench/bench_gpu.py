@@ -250,21 +250,33 @@ def model_flops(model: LlamaForCausalLM, samples: Sequence[TokenizedSample]) -> 
 
 # -- training -----------------------------------------------------------------------------------
 class StepClock:
-    """Records the wall time at the end of every optimiser step (a Reporter / a callback)."""
+    """Times the steps after the first ``warmup`` (a Reporter for recbias, a callback for HF).
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.ends = device, []
+    It waits for the device only at the end of the warm-up and at the end of the run, so it adds
+    no synchronisation of its own to the steps it times.
+    """
+
+    def __init__(self, device: torch.device, warmup: int, total: int) -> None:
+        self.device, self.warmup, self.total = device, warmup, total
+        self.steps, self.t0, self.t1 = 0, 0.0, 0.0
 
     def start(self, total_steps: int, done: int) -> None:
         return None
 
     def advance(self, info: dict[str, Any]) -> None:
-        sync(self.device)
-        self.ends.append(time.perf_counter())
+        self.steps += 1
+        if self.steps in (self.warmup, self.total):
+            sync(self.device)
+            if self.steps == self.warmup:
+                self.t0 = time.perf_counter()
+            else:
+                self.t1 = time.perf_counter()
 
-    def rate(self, work: float, warmup: int) -> float:
-        """``work`` done over the steps after the first ``warmup`` per second."""
-        return work / (self.ends[-1] - self.ends[warmup - 1])
+    def rate(self, work: float) -> float:
+        """``work`` done over the timed steps, per second."""
+        if self.steps != self.total:
+            raise RuntimeError(f"{self.steps} steps ran, not {self.total}")
+        return work / (self.t1 - self.t0)
 
 
 def step_samples(trainer: Trainer, samples, first: int, last: int) -> list[TokenizedSample]:
@@ -277,7 +289,7 @@ def run_recbias(model, objective, data, args, device, mb: int, steps: int, tmp: 
     cfg = TrainConfig(epochs=1, micro_batch_size=mb, grad_accum=1, warmup_steps=0)
     cfg.compile = args.compile
     dtype = "bf16" if device.type == "cuda" else "fp32"
-    clock = StepClock(device)
+    clock = StepClock(device, args.warmup, args.warmup + steps)
     pad = data.builder.tokenizer.pad_token_id
     trainer = Trainer(model, objective, cfg, tmp, pad, args.seed, dtype, reporter=clock)
     total = args.warmup + steps
@@ -289,7 +301,7 @@ def run_recbias(model, objective, data, args, device, mb: int, steps: int, tmp: 
     trainer.fit(data.samples, None, stop_after_steps=total)
     timed = step_samples(trainer, data.samples, args.warmup, total)
     tokens = sum(s.length for s in timed)
-    rate = clock.rate(tokens, args.warmup)
+    rate = clock.rate(tokens)
     order = step_samples(trainer, data.samples, 0, total)
     return rate, rate / tokens * model_flops(model, timed), order
 
@@ -308,7 +320,7 @@ def run_hf_trainer(model, data, args, device, mb: int, order: list[TokenizedSamp
         }
         for s in order
     ]
-    clock = StepClock(device)
+    clock = StepClock(device, args.warmup, len(order) // mb)
 
     class Clock(TrainerCallback):
         def on_step_end(self, *a: Any, **k: Any) -> None:
@@ -346,7 +358,7 @@ def run_hf_trainer(model, data, args, device, mb: int, order: list[TokenizedSamp
     trainer.train()
     timed = order[args.warmup * mb :]
     tokens = sum(s.length for s in timed)
-    rate = clock.rate(tokens, args.warmup)
+    rate = clock.rate(tokens)
     return rate, rate / tokens * model_flops(model, timed)
 
 
