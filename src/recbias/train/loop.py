@@ -79,7 +79,8 @@ class TrainConfig:
         default=True,
         metadata={
             "help": "compute the prompt tokens that all rows of a micro-batch share (the task "
-            "description) once per micro-batch instead of once per row; same result"
+            "description) once per micro-batch instead of once per row; same result (CPU only: "
+            "on a GPU the extra forward call costs more than it saves)"
         },
     )
     compile: bool = field(
@@ -305,8 +306,11 @@ class Trainer:
         for b in batches:
             self.objective.prepare(b)
         total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in batches)
+        # Sharing the prompt prefix saves FLOPs but costs a second forward call: it pays on CPUs;
+        # on a GPU the step is bound by kernel launches and it halved the speed (bench_gpu.py).
+        share = self.share_prefix and self.device.type == "cpu"
         for b in batches:
-            n = shared_prefix_length(b) if self.share_prefix else 0
+            n = shared_prefix_length(b) if share else 0
             precompute_targets(b, n if n >= MIN_SHARED_PREFIX else 0)
             to_device(b, self.device)
         total = torch.as_tensor(total, dtype=torch.float32).to(self.device, non_blocking=True)
@@ -315,7 +319,7 @@ class Trainer:
         rank, world = distributed.rank_and_world()
         for b in batches[rank::world]:  # this process's share of the effective batch
             with autocast(self.dtype, self.device):
-                logits = target_logits(self.model, b, self.decoder, self.share_prefix)
+                logits = target_logits(self.model, b, self.decoder, share)
             num = self.objective(logits.float(), b.target_labels, b.meta)
             (num / total).backward()
             loss_sum += num.detach()
