@@ -39,4 +39,5 @@ def test_bench_gpu_tiny_mode_runs_every_part(tmp_path):
     ratios = shape["objectives"]["step_time_vs_sft"]
     assert set(ratios) == set(registered())
     assert ratios["sft"] > 0 and all(r > 0 for r in ratios.values())
-    assert len(shape["objectives"]["tokens_per_s"]["sft"]) == 2  # first and last
+    assert len(shape["objectives"]["tokens_per_s"]["sft"]) == 3  # first, middle and last
+    assert set(train["passes_tokens_per_s"]) == {"recbias", "hf_trainer"}

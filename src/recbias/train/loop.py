@@ -306,8 +306,9 @@ class Trainer:
         for b in batches:
             self.objective.prepare(b)
         total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in batches)
-        # Sharing the prompt prefix saves FLOPs but costs a second forward call: it pays on CPUs;
-        # on a GPU the step is bound by kernel launches and it halved the speed (bench_gpu.py).
+        # Sharing the prompt prefix saves FLOPs but costs a second forward and backward call: it
+        # pays on CPUs, which are bound by FLOPs; a GPU step of these models is bound by the host
+        # launching kernels, which the second call doubles.
         share = self.share_prefix and self.device.type == "cpu"
         for b in batches:
             n = shared_prefix_length(b) if share else 0
