@@ -96,15 +96,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--objectives", default="all", help="comma-separated names, or all")
     p.add_argument("--objective-steps", type=int, default=20)
     p.add_argument("--users", type=int, default=1000, help="users decoded by recbias")
-    p.add_argument("--hf-users", type=int, default=128, help="users decoded by HF generate")
+    p.add_argument("--hf-users", type=int, default=256, help="users decoded by HF generate")
     p.add_argument("--agree-users", type=int, default=64, help="users compared in fp32")
     p.add_argument("--beams", type=int, default=10)
     p.add_argument(
         "--decode-batch",
         default="500,1000",
-        help="prompts per batch of recbias's search, comma-separated (each timed; also at --hf-batch)",
+        help="prompts per batch of recbias's search over --users, comma-separated",
     )
-    p.add_argument("--hf-batch", type=int, default=64, help="prompts per generate call (HF)")
+    p.add_argument(
+        "--hf-batch",
+        default="64,256",
+        help="prompts per generate call (HF), comma-separated; recbias is timed at each too",
+    )
     p.add_argument(
         "--compile", action="store_true", help="also time recbias with train.compile = true"
     )
@@ -117,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_samples, args.users = min(args.train_samples, 48), min(args.users, 8)
         args.hf_users, args.agree_users = min(args.hf_users, 6), min(args.agree_users, 6)
         args.steps, args.warmup, args.objective_steps, args.repeats = 3, 1, 2, 1
-        args.decode_batch, args.hf_batch = "4", min(args.hf_batch, 3)
+        args.decode_batch, args.hf_batch = "4", "3"
     return args
 
 
@@ -469,11 +473,10 @@ def hf_generate(
     ]
 
 
-def run_hf(model, prompts, trie, args, pad, eos, table) -> list[BeamResult]:
+def run_hf(model, prompts, trie, args, pad, eos, table, batch: int) -> list[BeamResult]:
     out: list[BeamResult] = []
-    for start in range(0, len(prompts), args.hf_batch):
-        chunk = prompts[start : start + args.hf_batch]
-        out += hf_generate(model, chunk, trie, args.beams, pad, eos, table)
+    for start in range(0, len(prompts), batch):
+        out += hf_generate(model, prompts[start : start + batch], trie, args.beams, pad, eos, table)
     return out
 
 
@@ -486,58 +489,70 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
 
 
 def bench_decoding(shape, data, args, device) -> dict[str, Any]:
-    vocab = len(data.builder.tokenizer)
-    model = build_model(shape, vocab, device, args.seed).eval()
+    """recbias over ``--users`` at each ``--decode-batch``; recbias and HF ``generate`` over
+    ``--hf-users`` at each ``--hf-batch`` (the same prompts, batches and model); agreement in fp32."""
+    model = build_model(shape, len(data.builder.tokenizer), device, args.seed).eval()
     fast = torch.bfloat16 if device.type == "cuda" else torch.float32
-    pad = data.builder.tokenizer.pad_token_id
-    eos = terminator(data)
-    batches = sorted({args.hf_batch, *(int(b) for b in args.decode_batch.split(","))})
-    cfg = BeamConfig(num_beams=args.beams, batch_size=batches[-1])
+    pad, eos = data.builder.tokenizer.pad_token_id, terminator(data)
+    big = [int(b) for b in args.decode_batch.split(",")]
+    small = [int(b) for b in str(args.hf_batch).split(",")]
+    cfg = BeamConfig(num_beams=args.beams, batch_size=max(big))
     trie = data.trie.to(device)
     table = trie.hf_prefix_table()
-    users = data.prompts[: args.users]
-    res: dict[str, Any] = {"items": trie.n_items, "trie_depth": trie.max_depth, "beams": args.beams}
+    users, hf_users = data.prompts[: args.users], data.prompts[: args.hf_users]
+
+    def ours(prompts, batch):
+        return constrained_beam_search(model, prompts, trie, replace(cfg, batch_size=batch), pad)
+
     rate: dict[int, float] = {}
+    same: dict[int, dict[str, float]] = {}
     model.to(fast)
     with torch.inference_mode():
-        constrained_beam_search(model, users, trie, cfg, pad)  # warm-up
-        for b in batches:
-            cfg_b = replace(cfg, batch_size=b)
-            _, t = timed(
-                lambda c=cfg_b: constrained_beam_search(model, users, trie, c, pad), device
-            )
-            rate[b] = len(users) / t
-        hf_users = data.prompts[: args.hf_users]
-        run_hf(model, hf_users[: args.hf_batch], trie, args, pad, eos, table)  # warm-up
-        _, t_hf = timed(lambda: run_hf(model, hf_users, trie, args, pad, eos, table), device)
+        ours(users, max(big))  # warm-up
+        run_hf(model, hf_users[: min(small)], trie, args, pad, eos, table, min(small))
+        for b in big:
+            rate[b] = len(users) / timed(lambda b=b: ours(users, b), device)[1]
+        for b in small:
+            t_ours = timed(lambda b=b: ours(hf_users, b), device)[1]
+            t_hf = timed(
+                lambda b=b: run_hf(model, hf_users, trie, args, pad, eos, table, b), device
+            )[1]
+            same[b] = {"recbias": len(hf_users) / t_ours, "hf_generate": len(hf_users) / t_hf}
     model.float()
     with torch.inference_mode():
         few = data.prompts[: args.agree_users]
-        ours32 = constrained_beam_search(model, few, trie, cfg, pad)
-        hf32 = run_hf(model, few, trie, args, pad, eos, table)
+        ours32 = ours(few, max(big))
+        hf32 = run_hf(model, few, trie, args, pad, eos, table, min(small))
     model.cpu()
     free(device)
-    res |= {
+    hf_best = max(v["hf_generate"] for v in same.values())
+    res = {
+        "items": trie.n_items,
+        "trie_depth": trie.max_depth,
+        "beams": args.beams,
         "dtype": str(fast).removeprefix("torch."),
         "users": len(users),
         "users_per_s": max(rate.values()),
         "batch": max(rate, key=rate.get),
         "users_per_s_by_batch": rate,
         "hf_users": len(hf_users),
-        "hf_users_per_s": len(hf_users) / t_hf,
-        "hf_batch": args.hf_batch,
-        "speedup_vs_hf_generate": max(rate.values()) / (len(hf_users) / t_hf),
-        "speedup_vs_hf_generate_same_batch": rate[args.hf_batch] / (len(hf_users) / t_hf),
+        "hf_users_per_s": hf_best,
+        "same_batch_users_per_s": same,
+        "speedup_vs_hf_generate": max(rate.values()) / hf_best,
         "agreement_fp32": agreement(ours32, hf32, 1e-3),
     }
     a = res["agreement_fp32"]
+    pairs = "; ".join(
+        f"batch {b}: {v['recbias']:,.1f} vs {v['hf_generate']:,.1f} "
+        f"({v['recbias'] / v['hf_generate']:.2f}x)"
+        for b, v in same.items()
+    )
     print(
         f"[decode {shape}] recbias {res['users_per_s']:,.1f} users/s (batch {res['batch']}; "
         + ", ".join(f"{r:,.1f} at {b}" for b, r in rate.items())
-        + f") | HF generate {res['hf_users_per_s']:,.1f} users/s (batch {args.hf_batch}) | "
-        f"{res['speedup_vs_hf_generate']:.2f}x ({res['speedup_vs_hf_generate_same_batch']:.2f}x "
-        f"at the same batch) | fp32 top-"
-        f"{args.beams}: same set {a['same_set']:.1%}, same order {a['same_order']:.1%}",
+        + f") | best HF generate {hf_best:,.1f} users/s | {res['speedup_vs_hf_generate']:.2f}x"
+        f" | same {len(hf_users)} users, recbias vs HF: {pairs} | fp32 top-{args.beams} "
+        f"agreement: same set {a['same_set']:.1%}, same order {a['same_order']:.1%}",
         flush=True,
     )
     return res
