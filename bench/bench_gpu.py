@@ -110,7 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="prompts per generate call (HF), comma-separated; recbias is timed at each too",
     )
     p.add_argument(
-        "--compile", action="store_true", help="also time recbias with train.compile = true"
+        "--compile",
+        default="",
+        help="shapes (comma-separated, or all) also timed with train.compile = true",
     )
     p.add_argument("--commit", default=None, help="commit to record (default: git, if any)")
     p.add_argument("--seed", type=int, default=0)
@@ -389,6 +391,12 @@ def pad_rows(feats: list[dict], pad: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def compiled_shapes(args: argparse.Namespace) -> set[str]:
+    if args.compile == "all":
+        return set(args.shapes.split(","))
+    return {x for x in args.compile.split(",") if x}
+
+
 def bench_training(shape, data, args, device, peak, tmp: Path) -> dict[str, Any]:
     """recbias and HF ``Trainer`` alternately, ``--repeats`` times each from the same initial
     weights (so neither side gains from running later in the process); the best pass counts."""
@@ -406,7 +414,9 @@ def bench_training(shape, data, args, device, peak, tmp: Path) -> dict[str, Any]
         flops_per_token = flops / rate
         model.load_state_dict(initial)
         runs["hf_trainer"].append(run_hf_trainer(model, data, args, device, mb, order, tmp)[0])
-        if args.compile and r == 0:  # train.compile = true (compilation in the warm-up steps)
+        if r == 0 and shape in compiled_shapes(
+            args
+        ):  # train.compile = true (compilation in the warm-up steps)
             model.load_state_dict(initial)
             rate = run_recbias(model, sft, data, args, device, mb, args.steps, tmp / "c", True)[0]
             runs["recbias_compiled"] = [rate]
