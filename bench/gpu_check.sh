@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU speed check: bench/bench_gpu.py on the SmolLM2-135M and ~1.5B shapes, all three parts
-# (training vs HF Trainer, constrained decoding vs HF generate, objectives vs SFT). About 3-5
-# minutes on one H200. Run it inside the folder made by bench/gpu_prepare.sh (or a checkout that
-# has assets/tokenizer and assets/ml-100k); results go to $OUT (default bench/results):
-# gpu.json, gpu_log.txt, nvidia-smi.txt. Extra arguments go to bench_gpu.py.
+# (training vs HF Trainer, constrained decoding vs HF generate, objectives vs SFT). About 3-4
+# minutes on one H200 (an earlier version of it ran in 170 s). Run it inside the folder made by
+# bench/gpu_prepare.sh (or a checkout that has assets/tokenizer and assets/ml-100k); results go to
+# $OUT (default bench/results): gpu.json, gpu_log.txt, nvidia-smi.txt. Extra arguments go to
+# bench_gpu.py, e.g. `--compile smollm2-135m` to also time train.compile = true (adds the
+# compilation, likely 1-2 minutes) or `--parts train,decode` to skip the objectives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/results}
