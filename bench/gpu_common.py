@@ -45,7 +45,7 @@ SHAPES: dict[str, dict[str, int]] = {
         num_key_value_heads=2,
     ),
 }
-MICRO_BATCH = {"smollm2-135m": 128, "qwen-1.5b": 32, "tiny": 4}
+MICRO_BATCH = {"smollm2-135m": 256, "qwen-1.5b": 64, "tiny": 4}  # GPU steps are launch-bound
 
 
 # -- data ---------------------------------------------------------------------------------------
