@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # tiny.py / dist_helpers.py: download-f
 
 import dist_helpers as dh  # noqa: E402
 import tiny  # noqa: E402
+from recbias import distributed  # noqa: E402
 from recbias.lm.batching import encode_samples  # noqa: E402
 from recbias.lm.loading import LoraSettings, add_lora  # noqa: E402
 from recbias.objectives import ObjectiveConfig, build_objective  # noqa: E402
-from recbias.train import distributed  # noqa: E402
 from recbias.train.checkpoint import trainable_state  # noqa: E402
 from recbias.train.loop import TrainConfig, Trainer  # noqa: E402
 

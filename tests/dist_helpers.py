@@ -19,11 +19,11 @@ import torch
 import torch.multiprocessing as mp
 
 import tiny
+from recbias import distributed
 from recbias.lm.batching import encode_samples
 from recbias.lm.loading import LoraSettings, add_lora
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
-from recbias.train import distributed
 from recbias.train.loop import TrainConfig, Trainer
 
 TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import dist_helpers as dh
+from recbias import distributed
 from recbias.errors import ConfigError
-from recbias.train import distributed
 
 # (name, train() keywords); every scenario runs 2 epochs of 3 steps with 3, 3 and 1 micro-batches.
 SCENARIOS = {

@@ -11,6 +11,7 @@ from objective_helpers import tiny_train_config
 from recbias.config import from_dict
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import collate, encode_samples
+from recbias.lm.forward import target_logits
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.base import ObjectiveContext
 from recbias.objectives.gdrt import GDRTConfig, GDRTObjective, group_weights, token_weights
@@ -20,7 +21,7 @@ from recbias.objectives.relevance import (
     token_relevance,
 )
 from recbias.recommender import build_trie
-from recbias.train.loop import Trainer, target_logits
+from recbias.train.loop import Trainer
 
 TITLES = tiny.MOVIES
 

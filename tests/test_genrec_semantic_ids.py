@@ -11,13 +11,8 @@ import pytest
 from recbias.errors import ConfigError, DataError
 from recbias.genrec.config import GenRecConfig
 from recbias.genrec.encoders import item_embeddings, item_texts, load_npy, tfidf_embeddings
-from recbias.genrec.semantic_ids import (
-    build_semantic_ids,
-    codebook_report,
-    collision_suffix,
-    reconstruct,
-    residual_kmeans,
-)
+from recbias.genrec.rkmeans import reconstruct, residual_kmeans
+from recbias.genrec.semantic_ids import build_semantic_ids, codebook_report, collision_suffix
 
 
 def blobs(n: int = 60, dim: int = 8, seed: int = 0) -> np.ndarray:

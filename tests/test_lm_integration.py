@@ -59,7 +59,7 @@ def test_a_few_training_steps_lower_the_loss_on_their_batch(setup, tmp_path):
     _, ds, lm = setup
     samples = encode_samples(lm.builder, ds.split("train").head(8), ds.titles, lm.max_length)
     from recbias.lm.batching import collate
-    from recbias.train.loop import target_logits
+    from recbias.lm.forward import target_logits
 
     batch = collate(samples, lm.builder.tokenizer.pad_token_id)
     obj = build_objective(ObjectiveConfig())

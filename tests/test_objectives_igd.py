@@ -13,11 +13,11 @@ from objective_helpers import TITLES, fake_samples, loss_and_grads, make_ctx, se
 from recbias.baselines import count_items
 from recbias.config import from_dict
 from recbias.decoding import BeamConfig, EdgeScores, ItemTrie, constrained_beam_search
+from recbias.decoding import information_gain as ig
 from recbias.decoding.igd_calibration import IGDDecodeConfig, calibration_weights, igd_score_hook
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import collate
 from recbias.objectives import ObjectiveConfig, build_objective
-from recbias.objectives import information_gain as ig
 from recbias.objectives.igd import IGDConfig, IGDObjective
 from recbias.recommender import build_trie
 from recbias.train.loop import TrainConfig

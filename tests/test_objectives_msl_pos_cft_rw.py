@@ -16,6 +16,7 @@ from recbias.config import from_dict
 from recbias.decoding import ItemTrie
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import TokenizedSample, collate
+from recbias.lm.forward import target_logits
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.cft import CFTConfig, CFTObjective
 from recbias.objectives.igd import IGDConfig
@@ -29,7 +30,7 @@ from recbias.objectives.msl import (
 from recbias.objectives.pos import PosConfig, positional_weights
 from recbias.objectives.reweight import ReweightConfig, ReweightObjective
 from recbias.recommender import build_trie
-from recbias.train.loop import TrainConfig, target_logits
+from recbias.train.loop import TrainConfig
 
 # --- MSL core -------------------------------------------------------------------------------
 

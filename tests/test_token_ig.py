@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import tiny
+from recbias.decoding.information_gain import trie_information, walk_samples
 from recbias.decoding.trie import ItemTrie
 from recbias.diagnostics.token_ig import (
     TokenIGConfig,
@@ -22,7 +23,6 @@ from recbias.diagnostics.token_ig import (
 )
 from recbias.errors import ConfigError, RecbiasError
 from recbias.lm.batching import TokenizedSample, encode_samples
-from recbias.objectives.information_gain import trie_information, walk_samples
 from recbias.prompts import EncodedPrompt
 
 # item 3 is never a training target (count 0): it must not change anything for the others

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 import tiny
 from recbias.lm.batching import bucketed_batches, collate, encode_samples
+from recbias.lm.forward import shared_prefix_length, target_logits
 from recbias.objectives import ObjectiveConfig, build_objective
-from recbias.train.loop import TrainConfig, Trainer, shared_prefix_length, target_logits
+from recbias.train.loop import TrainConfig, Trainer
 
 TITLES = tiny.MOVIES
 

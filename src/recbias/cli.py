@@ -11,7 +11,7 @@ recbias doctor
 
 Several processes: ``torchrun --nproc_per_node N -m recbias.cli run|train|recommend|audit|compare
 ...`` (or ``accelerate launch --num_processes N -m recbias.cli ...``); every rank runs the command,
-rank 0 alone writes and prints (see :mod:`recbias.train.distributed`).
+rank 0 alone writes and prints (see :mod:`recbias.distributed`).
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def _load(args: argparse.Namespace):
 
 
 def _run_dir(cfg, args: argparse.Namespace) -> Path:
+    from recbias import distributed
     from recbias.runs import new_run_dir
-    from recbias.train import distributed
 
     given = Path(args.run_dir) if args.run_dir else None
     if distributed.launched():
@@ -94,7 +94,7 @@ def _fresh_run_dir(cfg, args: argparse.Namespace) -> Iterator[Path]:
     try:
         yield run_dir
     except RecbiasError:
-        from recbias.train import distributed
+        from recbias import distributed
 
         if not args.resume and distributed.is_main():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -497,14 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main_rank() -> bool:
-    from recbias.train import distributed
+    from recbias import distributed
 
     return distributed.is_main()
 
 
 def _join_launch() -> None:
     """Under torchrun / accelerate launch: join the process group; only rank 0 prints."""
-    from recbias.train import distributed
+    from recbias import distributed
 
     if distributed.launched():
         distributed.init_from_env()
@@ -530,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[yellow]interrupted[/]")
         return 130
     finally:
-        from recbias.train import distributed
+        from recbias import distributed
 
         distributed.shutdown()
         console.quiet = out.quiet = False

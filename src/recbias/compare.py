@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recbias import pipeline
+from recbias import distributed, pipeline
 from recbias.compare_table import build_comparison, method_rows, write_comparison
 from recbias.config import (
     Config,
@@ -62,7 +62,6 @@ from recbias.evaluation.summary import write_metrics_json
 from recbias.experiment import RunConfig
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
-from recbias.train import distributed
 from recbias.train.loop import Reporter
 
 log = logging.getLogger(__name__)

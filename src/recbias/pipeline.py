@@ -7,7 +7,7 @@ Every stage writes into the run directory: ``config.toml`` (resolved), ``environ
 ``metrics.json`` and ``summary.md``.
 
 Under torchrun / accelerate launch every rank runs every stage: training is data-parallel (DDP or
-FSDP, :mod:`recbias.train.distributed`), validation, the test decoding and the audit are sharded
+FSDP, :mod:`recbias.distributed`), validation, the test decoding and the audit are sharded
 (every rank decodes its share, all gather), and rank 0 alone writes the run directory.
 """
 
@@ -25,12 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbias import distributed
 from recbias.baselines.popularity import PopularityRecommender, count_items
 from recbias.baselines.sasrec import SASRecRecommender
 from recbias.config import write_resolved
 from recbias.data.dataset import PreparedDataset
 from recbias.data.prepare import prepare_dataset
 from recbias.decoding import ItemTrie
+from recbias.decoding import information_gain as ig
 from recbias.decoding.config import ScoreHook
 from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
 from recbias.decoding.igd_calibration import igd_score_hook
@@ -47,7 +49,6 @@ from recbias.lm.batching import encode_samples
 from recbias.metrics.ranking import per_sample_metrics, ranking_metrics
 from recbias.metrics.stats import metrics_with_ci, paired_comparison
 from recbias.objectives import build_objective
-from recbias.objectives import information_gain as ig
 from recbias.objectives.base import ObjectiveContext
 from recbias.prompts import PromptBuilder
 from recbias.recommender import (
@@ -58,7 +59,6 @@ from recbias.recommender import (
     chain_hooks,
 )
 from recbias.runs import seed_everything, set_threads, write_environment
-from recbias.train import distributed
 from recbias.train.loggers import build_loggers
 from recbias.train.loop import Reporter, Trainer
 

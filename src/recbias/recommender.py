@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbias import distributed
 from recbias.config import Config, invalid
 from recbias.decoding import BeamConfig, ItemTrie, constrained_beam_search
 from recbias.decoding.beam import batch_plan
@@ -27,7 +28,6 @@ from recbias.decoding.igd_calibration import IGDDecodeConfig
 from recbias.evaluation.predictions import Recommendations
 from recbias.lm.loading import autocast
 from recbias.prompts import PromptBuilder
-from recbias.train import distributed
 
 
 @dataclass

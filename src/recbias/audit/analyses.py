@@ -16,6 +16,7 @@ import pandas as pd
 
 from recbias.audit.context import AuditContext
 from recbias.audit.fairness_sections import concentration_section, fairness_section
+from recbias.decoding.information_gain import trie_information
 from recbias.diagnostics.attribution import AttributionResult, attribute, attribution_section
 from recbias.diagnostics.cooccurrence import cooccurrence_rates, cooccurrence_section
 from recbias.diagnostics.groups import (
@@ -43,7 +44,6 @@ from recbias.fsutil import atomic_path
 from recbias.lm.batching import encode_samples
 from recbias.metrics.concentration import concentration, exposure_counts
 from recbias.metrics.fairness import ItemGrouping, group_gap, top1_group_shares
-from recbias.objectives.information_gain import trie_information
 from recbias.pipeline import make_recommender
 from recbias.recommender import build_trie
 from recbias.report.sections import Section

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from recbias import distributed
 from recbias.audit import analyses
 from recbias.audit.config import AuditConfig
 from recbias.audit.context import AuditContext
@@ -28,7 +29,6 @@ from recbias.errors import DataError
 from recbias.fsutil import atomic_dir
 from recbias.report.sections import Section, Table, save_sections
 from recbias.runs import git_commit, package_versions
-from recbias.train import distributed
 
 log = logging.getLogger(__name__)
 AUDIT_FILE = "audit.json"

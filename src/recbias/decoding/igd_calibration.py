@@ -27,6 +27,7 @@ import torch
 
 from recbias.config import Config, spec
 from recbias.decoding.config import EdgeScores, ScoreHook
+from recbias.decoding.information_gain import trie_information
 from recbias.decoding.trie import ItemTrie
 
 
@@ -61,9 +62,6 @@ def igd_score_hook(
     trie: ItemTrie, item_counts: np.ndarray, cfg: IGDDecodeConfig | None = None
 ) -> ScoreHook:
     """A score hook that multiplies each edge's log-prob by ``w_d`` (see the module docstring)."""
-    # Imported here: the objectives package imports the decoding package.
-    from recbias.objectives.information_gain import trie_information
-
     cfg = cfg or IGDDecodeConfig()
     cfg.validate()
     gain = trie_information(trie, item_counts).gain.float()  # [N] IG of the edge into each node

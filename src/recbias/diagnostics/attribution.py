@@ -53,6 +53,7 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
+from recbias import distributed
 from recbias.config import Config, invalid, spec
 from recbias.decoding.kv import eval_mode, model_device
 from recbias.errors import ModelError, RecbiasError
@@ -63,7 +64,6 @@ from recbias.prompts import EncodedPrompt, PromptBuilder
 from recbias.report.format import round_cell
 from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
-from recbias.train import distributed
 
 if TYPE_CHECKING:
     from recbias.data.dataset import PreparedDataset

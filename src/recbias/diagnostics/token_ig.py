@@ -1,7 +1,7 @@
 """Token-level information-gain diagnostics (IGD §4.2): IG token shares, loss per IG group and
 the entropy of the remaining candidate set per decoding step.
 
-IG is IGD's (Eq. 5-6, :mod:`recbias.objectives.information_gain`): ``p_r`` = training-target
+IG is IGD's (Eq. 5-6, :mod:`recbias.decoding.information_gain`): ``p_r`` = training-target
 popularity, ``S(node) = Σ_{i under node} −p_i log p_i``, ``IG = S(parent) − S(node)``. Target
 tokens fall into three groups:
 
@@ -40,20 +40,20 @@ import torch
 import torch.nn.functional as F
 
 from recbias.config import Config, spec
-from recbias.decoding.kv import eval_mode, model_device
-from recbias.decoding.trie import ItemTrie
-from recbias.errors import RecbiasError
-from recbias.lm.batching import TokenizedSample, collate
-from recbias.lm.loading import autocast
-from recbias.objectives.information_gain import (
+from recbias.decoding.information_gain import (
     TrieInformation,
     token_gain,
     walk_samples,
     zero_gain_tokens,
 )
+from recbias.decoding.kv import eval_mode, model_device
+from recbias.decoding.trie import ItemTrie
+from recbias.errors import RecbiasError
+from recbias.lm.batching import TokenizedSample, collate
+from recbias.lm.forward import target_logits
+from recbias.lm.loading import autocast
 from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
-from recbias.train.loop import target_logits
 
 IG_GROUPS = ("zero", "low", "high")
 EntropyKind = Literal["igd", "conditional"]

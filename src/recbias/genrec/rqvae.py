@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbias.genrec.config import GenRecConfig
-from recbias.genrec.semantic_ids import residual_kmeans
+from recbias.genrec.rkmeans import residual_kmeans
 
 
 class RQVAE(nn.Module):

@@ -117,7 +117,7 @@ class CFTObjective(ObjectiveBase):
     def _no_history_logits(
         self, meta: dict[str, torch.Tensor], labels: torch.Tensor
     ) -> torch.Tensor:
-        from recbias.train.loop import target_logits  # the loop imports the objectives
+        from recbias.lm.forward import target_logits
 
         assert self._model is not None
         ids, mask, cf_labels = (meta[k] for k in _CF_KEYS)

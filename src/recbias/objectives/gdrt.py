@@ -56,6 +56,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from recbias import distributed
 from recbias.config import Config, spec
 from recbias.errors import RecbiasError
 from recbias.lm.batching import Batch
@@ -67,7 +68,6 @@ from recbias.objectives.relevance import (
     relevance_groups,
     token_relevance,
 )
-from recbias.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ class GDRTObjective:
         sums = group_sums(ce, meta["gdrt_group"], self.cfg.groups)
         others = [b for b in share if b.meta is not meta]
         if others:
-            from recbias.train.loop import target_logits  # the loop imports the objectives
+            from recbias.lm.forward import target_logits
 
             ctx = self._require_setup()
             with torch.no_grad(), autocast(ctx.dtype, ce.device):

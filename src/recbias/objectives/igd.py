@@ -4,7 +4,7 @@
 
 over the effective batch (IGD's ``IGMonitorTrainer`` normalises by the weight sum of the batch, not
 by the token count). IG is measured on a reference trie with ``p_r`` = training-target popularity
-(see :mod:`recbias.objectives.information_gain`); β = 1 is plain SFT.
+(see :mod:`recbias.decoding.information_gain`); β = 1 is plain SFT.
 
     [train.objective]
     name = "igd"
@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from recbias.config import Config, spec
+from recbias.decoding import information_gain as ig
 from recbias.lm.batching import Batch
-from recbias.objectives import information_gain as ig
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
+from recbias.objectives.tables import SampleTable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class IGDObjective(ObjectiveBase):
         self.cfg = cfg or IGDConfig()
         self.cfg.validate()
         self.zero_ig_share: float | None = None
-        self._weights: ig.SampleTable | None = None
+        self._weights: SampleTable | None = None
 
     def setup(self, ctx: ObjectiveContext) -> None:
         if self.cfg.reference == "train_targets":
@@ -67,7 +68,7 @@ class IGDObjective(ObjectiveBase):
         zero = ig.zero_gain_tokens(info, nodes)
         weights = torch.where(zero, self.cfg.beta, 1.0).float()
         ids = torch.tensor([s.sample_id for s in ctx.samples], dtype=torch.long)
-        self._weights = ig.SampleTable(ids, weights)
+        self._weights = SampleTable(ids, weights)
         self.zero_ig_share = ig.zero_ig_share(zero, lengths)
         log.info("IGD: %.1f%% of the training-target tokens are zero-IG", 100 * self.zero_ig_share)
 

@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recbias import distributed
 from recbias.config import Config, invalid, spec
+from recbias.decoding import information_gain as ig
 from recbias.decoding.trie import ItemTrie
 from recbias.lm.batching import Batch
-from recbias.objectives import information_gain as ig
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
-from recbias.train import distributed
+from recbias.objectives.tables import SampleTable
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class MSLObjective(ObjectiveBase):
     def __init__(self, cfg: MSLConfig | None = None) -> None:
         self.cfg = cfg or MSLConfig()
         self.cfg.validate()
-        self._nodes: ig.SampleTable | None = None
+        self._nodes: SampleTable | None = None
         self._trie: ItemTrie | None = None
         self._copies: dict[str, ItemTrie] = {}  # the trie on each device it was used on
         self._device = torch.device("cpu")  # where the loss last ran: τ's updates run there
@@ -112,7 +113,7 @@ class MSLObjective(ObjectiveBase):
         self._copies = {}
         nodes, lengths = ig.walk_samples(self._trie, ctx.samples, ctx.titles, "decoding trie")
         ids = torch.tensor([s.sample_id for s in ctx.samples], dtype=torch.long)
-        self._nodes = ig.SampleTable(ids, ig.parent_nodes(nodes, lengths))
+        self._nodes = SampleTable(ids, ig.parent_nodes(nodes, lengths))
         self._first = first_branch(self._trie)
         n_first = len(self._trie.allowed(self._first))
         self._c = math.log(n_first * self.cfg.ats_eta) if n_first * self.cfg.ats_eta > 0 else 0.0

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from recbias import distributed
 from recbias.errors import ModelError
 from recbias.fsutil import atomic_dir
-from recbias.train import distributed
 
 
 @dataclass
