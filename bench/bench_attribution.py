@@ -29,9 +29,9 @@ from recbias.diagnostics.attribution import (
     AttributionConfig,
     attribute,
     build_variants,
-    load_run,
 )
 from recbias.fsutil import write_json
+from recbias.llmrec import load_run
 from recbias.lm.loading import autocast
 
 RESULTS = Path(__file__).parent / "results" / "attribution.json"

@@ -36,12 +36,11 @@ from recbias.baselines.popularity import count_items
 from recbias.config import load_config
 from recbias.decoding import constrained_beam_search
 from recbias.decoding.igd_calibration import igd_score_hook
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig, load_data, load_lm, make_recommender
 from recbias.lm.batching import collate, encode_samples
 from recbias.lm.loading import autocast
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.base import ObjectiveContext
-from recbias.pipeline import load_data, load_lm, make_recommender
 from recbias.train.loop import TrainConfig, Trainer
 
 METHODS = ["sft", "gdrt", "igd", "msl", "pos", "cft", "reweight"]

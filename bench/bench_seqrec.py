@@ -4,7 +4,7 @@
 
 Both sides use RecBole's ML-100K quick-start protocol (chronological leave-one-out, prefix
 augmentation with MAX_ITEM_LIST_LENGTH 50, full ranking without history masking; see
-``recbias.evaluation.loo``) and the same hyperparameters: RecBole's model defaults (GRU4Rec:
+``recbias.baselines.loo``) and the same hyperparameters: RecBole's model defaults (GRU4Rec:
 embedding 64, hidden 128, 1 layer, dropout 0.3; SASRec: hidden 64, 2 layers, 2 heads, inner 256,
 dropout 0.5), CE loss, batch 2048, Adam lr 1e-3, ``--epochs`` epochs. After every epoch (not timed)
 both sides are evaluated on valid and test; the table reports the last epoch, the epoch of best
@@ -35,7 +35,7 @@ Over seeds (one file per seed, each run on its own, then)::
 prints, per model and selection (last / best valid / tail mean), each side's test NDCG@10 per seed,
 mean ± std over seeds with the 95% t-interval, the per-seed difference ours − RecBole (mean and
 t-interval over seeds) and the paired bootstrap CI / sign-flip p of the per-user differences
-averaged over seeds (the same statistics as ``recbias compare``, :mod:`recbias.compare_table`).
+averaged over seeds (the same statistics as ``recbias compare``, :mod:`recbias.compare.table`).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def run_ours(
     model: str, epochs: int, seed: int, split, dtype: str, shared_prefix: bool, sasrec_norm: str
 ) -> dict:
     from recbias.baselines import GRU4RecConfig, GRU4RecRecommender, SASRecConfig, SASRecRecommender
-    from recbias.evaluation.loo import full_ranking_metrics, full_ranks
+    from recbias.baselines.loo import full_ranking_metrics, full_ranks
     from recbias.metrics import ndcg
 
     shared = {"max_len": 50, "batch_size": 2048, "lr": 1e-3, "epochs": epochs, "seed": seed,
@@ -320,7 +320,7 @@ def summarise_seeds(runs: dict[str, dict[int, dict]], tail: int) -> None:
     """The multi-seed comparison of test NDCG@10 (see the module docstring); the per-user
     values the bench records are NDCG@10."""
     metric = "NDCG@10"
-    from recbias.compare_table import seed_interval
+    from recbias.compare.table import seed_interval
     from recbias.metrics.stats import paired_comparison
 
     def interval(values: np.ndarray, sign: str = "") -> str:
@@ -404,7 +404,7 @@ def main() -> None:
         return
     import torch
 
-    from recbias.evaluation.loo import load_ml100k_loo
+    from recbias.baselines.loo import load_ml100k_loo
     from recbias.fsutil import write_json
 
     torch.set_num_threads(args.threads)

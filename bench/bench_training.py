@@ -34,9 +34,8 @@ def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, reps: int = 
 
 def quickstart_samples(n: int):
     from recbias.config import load_config
-    from recbias.experiment import RunConfig
+    from recbias.llmrec import RunConfig, load_data, load_lm
     from recbias.lm.batching import encode_samples
-    from recbias.pipeline import load_data, load_lm
 
     cfg = load_config(RunConfig, Path("configs/quickstart.toml"))
     ds = load_data(cfg)

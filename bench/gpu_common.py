@@ -18,9 +18,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from recbias.baselines import count_items
 from recbias.decoding import ItemTrie
+from recbias.llmrec import build_trie
 from recbias.lm.batching import TokenizedSample, encode_samples
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
-from recbias.recommender import build_trie
 
 SHAPES: dict[str, dict[str, int]] = {
     "smollm2-135m": dict(
@@ -94,8 +94,8 @@ def load_data(args: argparse.Namespace) -> BenchData:
 def ml100k_split(args: argparse.Namespace):
     """The quickstart's ML-100K preparation with ``--train-samples`` training samples."""
     from recbias.config import load_config
-    from recbias.experiment import RunConfig
-    from recbias.pipeline import load_data as prepared
+    from recbias.llmrec import RunConfig
+    from recbias.llmrec import load_data as prepared
 
     if args.ml100k is not None:
         os.environ["RECBIAS_ML100K_DIR"] = str(args.ml100k.resolve())

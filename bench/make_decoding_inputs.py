@@ -13,12 +13,10 @@ import json
 from pathlib import Path
 
 from recbias.config import load_config
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig, candidate_items, load_data
 from recbias.lm import loading
 from recbias.lm.loading import load_tokenizer
-from recbias.pipeline import load_data
 from recbias.prompts import PromptBuilder
-from recbias.recommender import candidate_items
 
 
 def main() -> None:

@@ -109,7 +109,7 @@ def spawn(fn: Callable[[Path], None], out: Path, world: int = 2) -> None:
 def recommender(model: torch.nn.Module, tok):
     """The LLM recommender over the 8 titles, 3 prompts per beam-search batch."""
     from recbias.decoding import BeamConfig
-    from recbias.recommender import LLMRecommender, build_trie
+    from recbias.llmrec import LLMRecommender, build_trie
 
     b = builder(tok)
     trie = build_trie(b, TITLES, range(len(TITLES)))

@@ -6,12 +6,12 @@ import pandas as pd
 
 import tiny
 from recbias.baselines import count_items
+from recbias.llmrec import build_trie
 from recbias.lm.batching import TokenizedSample, encode_samples
 from recbias.lm.forward import target_logits
 from recbias.objectives import build_objective
 from recbias.objectives.base import ObjectiveContext
 from recbias.prompts import EncodedPrompt
-from recbias.recommender import build_trie
 from recbias.train.loop import TrainConfig, Trainer
 
 TITLES = tiny.MOVIES

@@ -17,11 +17,10 @@ from recbias.diagnostics.attribution import (
     attribute,
     attribution_section,
     build_variants,
-    load_run,
     summarize_ratios,
 )
 from recbias.errors import ConfigError, ModelError
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig, load_run
 
 TITLES = tiny.DISTINCT_MOVIES
 SAMPLES = pd.DataFrame(

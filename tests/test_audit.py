@@ -18,10 +18,10 @@ from recbias.cli import main
 from recbias.config import load_config
 from recbias.diagnostics.groups import popularity_grouping
 from recbias.errors import ConfigError
-from recbias.evaluation.predictions import Recommendations, read_predictions_jsonl
-from recbias.experiment import RunConfig
+from recbias.evaluation.predictions import read_predictions_jsonl
+from recbias.llmrec import RunConfig, load_data
 from recbias.metrics.fairness import group_gap
-from recbias.pipeline import load_data
+from recbias.recs import Recommendations
 from recbias.report import build_report
 from recbias.report.sections import load_sections
 

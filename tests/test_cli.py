@@ -141,9 +141,8 @@ def test_resume_needs_a_run_dir(tmp_path, tiny_ckpt, table_data, capsys):
 
 
 def test_resume_finishes_a_killed_run_with_the_same_numbers(tmp_path, tiny_ckpt, table_data):
-    from recbias import pipeline
     from recbias.config import load_config
-    from recbias.experiment import RunConfig
+    from recbias.llmrec import RunConfig, run_experiment
     from recbias.train import loop
 
     cfg_path = write_config(tmp_path, tiny_ckpt, table_data, "")
@@ -164,7 +163,7 @@ def test_resume_finishes_a_killed_run_with_the_same_numbers(tmp_path, tiny_ckpt,
     loop.Trainer.fit, saved = killed_fit, loop.Trainer.fit
     try:
         with pytest.raises(KeyboardInterrupt):
-            pipeline.run_experiment(cfg, killed)
+            run_experiment(cfg, killed)
     finally:
         loop.Trainer.fit = saved
     argv = [

@@ -22,11 +22,12 @@ from recbias.compare import (
     run_comparison,
     select_methods,
 )
-from recbias.compare_table import MethodRuns, build_comparison, comparison_csv
+from recbias.compare.table import MethodRuns, build_comparison, comparison_csv
 from recbias.config import from_dict, load_config, read_toml
 from recbias.errors import ConfigError, RecbiasError
-from recbias.evaluation.predictions import Recommendations, write_predictions_jsonl
+from recbias.evaluation.predictions import write_predictions_jsonl
 from recbias.metrics.ranking import per_sample_metrics
+from recbias.recs import Recommendations
 
 TITLES = tiny.MOVIES_16
 ROOT = Path(__file__).parent.parent

@@ -8,7 +8,8 @@ import pytest
 
 from recbias.config import dumps, from_dict, load_config, parse_override, read_toml
 from recbias.errors import ConfigError
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig
+from recbias.workflow import audit_settings
 
 # Comparison configs (a top-level [base] table) are loaded as CompareConfig in test_compare.py.
 CONFIGS = [
@@ -21,7 +22,7 @@ CONFIGS = [
 def _kind(path: Path):
     """The config class of a shipped config, by its file name."""
     from recbias.audit.config import AuditConfig
-    from recbias.evaluation.loo import SeqRecConfig
+    from recbias.baselines.loo import SeqRecConfig
     from recbias.genrec import GenRecRunConfig
     from recbias.probes.runner import load_probe_config
     from recbias.simulate.config import SimulationConfig
@@ -136,7 +137,7 @@ def test_copied_quickstart_reads_its_audit_config_next_to_it(tmp_path, monkeypat
     cfg = load_config(RunConfig, Path("elsewhere/quickstart.toml"))
     assert cfg.finish.audit_config == str(tmp_path / "elsewhere" / "audit_quick.toml")
     shipped = Path(__file__).parent.parent / "configs" / "audit_quick.toml"
-    assert cfg.finish.audit_settings() == load_config(AuditConfig, shipped)
+    assert audit_settings(cfg.finish) == load_config(AuditConfig, shipped)
 
 
 def test_set_paths_resolve_against_the_current_directory(tmp_path, monkeypatch):
@@ -146,7 +147,7 @@ def test_set_paths_resolve_against_the_current_directory(tmp_path, monkeypatch):
     cfg = load_config(RunConfig, path, ["finish.audit_config=mine.toml", "model.path=ckpt"])
     assert cfg.finish.audit_config == str(tmp_path / "mine.toml")
     assert cfg.model.path == str(tmp_path / "ckpt")
-    assert cfg.finish.audit_settings().max_samples == 7
+    assert audit_settings(cfg.finish).max_samples == 7
 
 
 def test_paths_in_nested_sections_and_absolute_paths(tmp_path):
@@ -298,3 +299,14 @@ def test_a_recorded_run_config_keeps_its_paths_as_written(tmp_path):
     assert load_config(RunConfig, tmp_path / "run" / "config.toml").model.path == str(
         tmp_path / "run" / "ckpt"
     )
+
+
+def test_an_audit_with_a_missing_settings_file_fails_at_load_time(tmp_path, monkeypatch):
+    from recbias.workflow import load_run_config
+
+    path = _copy_quickstart(tmp_path / "cfg")
+    monkeypatch.chdir(tmp_path)
+    sets = ["finish.audit=true", "finish.audit_config=missing.toml"]
+    with pytest.raises(ConfigError, match=r"'finish\.audit_config'.*no such file"):
+        load_run_config(path, sets)
+    load_config(RunConfig, path, sets)  # the run config alone does not read the audit settings

@@ -10,6 +10,7 @@ import tiny
 from objective_helpers import tiny_train_config
 from recbias.config import from_dict
 from recbias.errors import ConfigError, RecbiasError
+from recbias.llmrec import build_trie
 from recbias.lm.batching import collate, encode_samples
 from recbias.lm.forward import target_logits
 from recbias.objectives import ObjectiveConfig, build_objective
@@ -20,7 +21,6 @@ from recbias.objectives.relevance import (
     relevance_groups,
     token_relevance,
 )
-from recbias.recommender import build_trie
 from recbias.train.loop import Trainer
 
 TITLES = tiny.MOVIES

@@ -7,7 +7,7 @@ import torch
 from recbias.baselines.gru4rec import GRU4RecConfig, GRU4RecNet, GRU4RecRecommender
 from recbias.baselines.seqtrain import history_tensor
 from recbias.errors import ConfigError
-from recbias.evaluation.predictions import Recommender
+from recbias.recs import Recommender
 from seq_helpers import N_ITEMS, next_item_samples
 
 FAST = dict(embedding=32, hidden=32, max_len=12, epochs=30, lr=1e-2, batch_size=64, dropout=0.0)

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from recbias.config import from_dict
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig, load_data, load_lm, make_recommender
 from recbias.lm.batching import encode_samples
 from recbias.objectives import ObjectiveConfig, build_objective
-from recbias.pipeline import load_data, load_lm, make_recommender
 from recbias.train.loop import TrainConfig, Trainer
 
 pytestmark = pytest.mark.integration

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbias.errors import DataError
-from recbias.evaluation.loo import (
+from recbias.baselines.loo import (
     full_ranking_metrics,
     full_ranks,
     leave_one_out,
     read_atomic_inter,
 )
+from recbias.errors import DataError
 
 
 def _table(rows):
@@ -139,8 +139,8 @@ def _cycle_interactions(n_users=40, n_items=8, length=12):
 def test_shipped_config_loads_and_validates():
     from pathlib import Path
 
+    from recbias.baselines.loo import SeqRecConfig
     from recbias.config import load_config
-    from recbias.evaluation.loo import SeqRecConfig
 
     path = Path(__file__).resolve().parents[1] / "configs" / "seqrec_ml100k.toml"
     cfg = load_config(SeqRecConfig, path)
@@ -150,8 +150,8 @@ def test_shipped_config_loads_and_validates():
 
 
 def test_config_errors_name_the_key():
+    from recbias.baselines.loo import SeqRecConfig
     from recbias.errors import ConfigError
-    from recbias.evaluation.loo import SeqRecConfig
 
     with pytest.raises(ConfigError, match=r"config key 'models\[0\]'"):
         SeqRecConfig(models=["bert4rec"]).validate()
@@ -162,7 +162,7 @@ def test_config_errors_name_the_key():
 
 
 def test_run_seqrec_end_to_end_on_a_learnable_split():
-    from recbias.evaluation.loo import SeqRecConfig, run_seqrec
+    from recbias.baselines.loo import SeqRecConfig, run_seqrec
 
     split = leave_one_out(_cycle_interactions(), max_len=5)
     cfg = SeqRecConfig(models=["popularity", "gru4rec"], max_len=5, k=1)
@@ -176,7 +176,7 @@ def test_run_seqrec_end_to_end_on_a_learnable_split():
 
 
 def test_read_atomic_items_aligns_titles_and_genres_with_our_ids(tmp_path):
-    from recbias.evaluation.loo import read_atomic_items
+    from recbias.baselines.loo import read_atomic_items
 
     path = tmp_path / "x.item"
     path.write_text(
@@ -193,7 +193,7 @@ def test_read_atomic_items_aligns_titles_and_genres_with_our_ids(tmp_path):
 def test_genrec_runs_on_the_leave_one_out_protocol():
     import dataclasses
 
-    from recbias.evaluation.loo import SeqRecConfig, run_seqrec
+    from recbias.baselines.loo import SeqRecConfig, run_seqrec
     from recbias.genrec.config import GenRecConfig
 
     split = leave_one_out(_cycle_interactions(), max_len=5)

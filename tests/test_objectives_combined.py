@@ -9,7 +9,7 @@ import tiny
 from objective_helpers import loss_and_grads, make_ctx, train
 from recbias.config import from_dict
 from recbias.errors import ConfigError
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig
 from recbias.lm.batching import collate
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.gdrt import GDRTConfig

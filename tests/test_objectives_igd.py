@@ -16,10 +16,10 @@ from recbias.decoding import BeamConfig, EdgeScores, ItemTrie, constrained_beam_
 from recbias.decoding import information_gain as ig
 from recbias.decoding.igd_calibration import IGDDecodeConfig, calibration_weights, igd_score_hook
 from recbias.errors import ConfigError, RecbiasError
+from recbias.llmrec import build_trie
 from recbias.lm.batching import collate
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.objectives.igd import IGDConfig, IGDObjective
-from recbias.recommender import build_trie
 from recbias.train.loop import TrainConfig
 
 # A hand-built catalog: item -> tokens (9 = terminator) and training-target counts (total 10).

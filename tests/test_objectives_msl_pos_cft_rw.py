@@ -15,6 +15,7 @@ from objective_helpers import TITLES, loss_and_grads, make_ctx, train
 from recbias.config import from_dict
 from recbias.decoding import ItemTrie
 from recbias.errors import ConfigError, RecbiasError
+from recbias.llmrec import build_trie
 from recbias.lm.batching import TokenizedSample, collate
 from recbias.lm.forward import target_logits
 from recbias.objectives import ObjectiveConfig, build_objective
@@ -29,7 +30,6 @@ from recbias.objectives.msl import (
 )
 from recbias.objectives.pos import PosConfig, positional_weights
 from recbias.objectives.reweight import ReweightConfig, ReweightObjective
-from recbias.recommender import build_trie
 from recbias.train.loop import TrainConfig
 
 # --- MSL core -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 
 from recbias.baselines.popularity import PopularityRecommender, count_items, popularity_order
 from recbias.errors import DataError, RecbiasError
-from recbias.evaluation.predictions import Recommender
+from recbias.recs import Recommender
 
 
 def _samples(rows):

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from recbias.errors import ConfigError
-from recbias.evaluation.predictions import Recommendations
 from recbias.probes import heads
 from recbias.probes import models as probe_models
 from recbias.probes.runner import CHANNELS, ProbeData, load_probe_config, run_probe
+from recbias.recs import Recommendations
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 N_ITEMS, TOKENS, MAX_LEN = 24, 3, 5

@@ -14,7 +14,7 @@ from recbias.baselines.sasrec import (
 )
 from recbias.baselines.seqtrain import bce_loss, sample_negatives, trim
 from recbias.errors import ConfigError
-from recbias.evaluation.predictions import Recommender
+from recbias.recs import Recommender
 from seq_helpers import N_ITEMS, next_item_samples
 
 FAST = SASRecConfig(hidden=32, epochs=40, lr=5e-3, batch_size=64, dropout=0.1)

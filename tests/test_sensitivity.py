@@ -22,8 +22,8 @@ from recbias.diagnostics.sensitivity import (
     wording_sensitivity,
 )
 from recbias.errors import ConfigError, DataError
-from recbias.evaluation.predictions import Recommendations
-from recbias.recommender import LLMRecommender, build_trie
+from recbias.llmrec import LLMRecommender, build_trie
+from recbias.recs import Recommendations
 
 TITLES = tiny.DISTINCT_MOVIES
 SAMPLES = pd.DataFrame(

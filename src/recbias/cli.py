@@ -68,10 +68,9 @@ class RichReporter:
 
 
 def _load(args: argparse.Namespace):
-    from recbias.config import load_config
-    from recbias.experiment import RunConfig
+    from recbias.workflow import load_run_config
 
-    return load_config(RunConfig, Path(args.config), args.set)
+    return load_run_config(Path(args.config), args.set)
 
 
 def _run_dir(cfg, args: argparse.Namespace) -> Path:
@@ -102,13 +101,13 @@ def _fresh_run_dir(cfg, args: argparse.Namespace) -> Iterator[Path]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from recbias.pipeline import run_experiment
+    from recbias.workflow import run_and_finish
 
     cfg = _load(args)
     t0 = time.perf_counter()
     with _fresh_run_dir(cfg, args) as run_dir:
         console.print(f"run directory: [bold]{run_dir}[/]")
-        result = run_experiment(cfg, run_dir, resume=args.resume, reporter=RichReporter())
+        result = run_and_finish(cfg, run_dir, resume=args.resume, reporter=RichReporter())
     out.print(result["summary"])
     console.print(f"finished in {time.perf_counter() - t0:.0f} s; outputs in {run_dir}")
     return 0
@@ -132,32 +131,32 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from recbias import pipeline
+    from recbias import llmrec
 
     cfg = _load(args)
     with _fresh_run_dir(cfg, args) as run_dir:
-        pipeline.setup_run(cfg, run_dir, args.resume)
-        ds = pipeline.load_data(cfg)
-        lm = pipeline.load_lm(cfg, ds)
-        info = pipeline.train(cfg, ds, lm, run_dir, args.resume, RichReporter())
+        llmrec.setup_run(cfg, run_dir, args.resume)
+        ds = llmrec.load_data(cfg)
+        lm = llmrec.load_lm(cfg, ds)
+        info = llmrec.train(cfg, ds, lm, run_dir, args.resume, RichReporter())
     out.print(info)
     console.print(f"trained weights in {run_dir}")
     return 0
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from recbias import pipeline
+    from recbias import llmrec
     from recbias.evaluation.summary import metrics_table_markdown
 
     cfg = _load(args)
     run_dir = Path(args.run_dir)
-    ds = pipeline.load_data(cfg)
-    lm = pipeline.load_lm(cfg, ds, weights=pipeline.trained_weights(cfg, run_dir))
+    ds = llmrec.load_data(cfg)
+    lm = llmrec.load_lm(cfg, ds, weights=llmrec.trained_weights(cfg, run_dir))
     lm.model.eval()
-    samples, recs, _ = pipeline.recommend(cfg, ds, lm, run_dir, args.split)
+    samples, recs, _ = llmrec.recommend(cfg, ds, lm, run_dir, args.split)
     if not _main_rank():
         return 0
-    metrics = pipeline.evaluate(cfg, samples, recs)
+    metrics = llmrec.evaluate(cfg, samples, recs)
     out.print(metrics_table_markdown(metrics["methods"], cfg.eval.ks))
     console.print(f"predictions in {run_dir / 'predictions'}")
     return 0
@@ -303,8 +302,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_seqrec(args: argparse.Namespace) -> int:
+    from recbias.baselines.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
     from recbias.config import load_config, write_resolved
-    from recbias.evaluation.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
     from recbias.fsutil import write_json
     from recbias.runs import write_environment
 

@@ -32,20 +32,20 @@ from recbias.errors import ConfigError
 #: kind -> (config class, loader, commands that read it, shipped example).
 KINDS: dict[str, tuple[str, str | None, str, str]] = {
     "run": (
-        "recbias.experiment:RunConfig",
-        None,
+        "recbias.llmrec.config:RunConfig",
+        "recbias.workflow:load_run_config",
         "run, prepare, train, recommend",
         "configs/quickstart.toml",
     ),
     "compare": (
-        "recbias.compare:CompareConfig",
-        "recbias.compare:load_compare_config",
+        "recbias.compare.run:CompareConfig",
+        "recbias.compare.run:load_compare_config",
         "compare",
         "configs/quickstart_compare.toml",
     ),
     "audit": ("recbias.audit.config:AuditConfig", None, "audit --config", "configs/audit.toml"),
     "seqrec": (
-        "recbias.evaluation.loo:SeqRecConfig",
+        "recbias.baselines.loo:SeqRecConfig",
         None,
         "seqrec",
         "configs/seqrec_ml100k.toml",

@@ -39,13 +39,13 @@ from recbias.diagnostics.token_ig import (
     token_ig_summary,
 )
 from recbias.errors import DataError
-from recbias.evaluation.predictions import Recommendations, StoredPredictions
+from recbias.evaluation.predictions import StoredPredictions
 from recbias.fsutil import atomic_path
+from recbias.llmrec import build_trie, make_recommender
 from recbias.lm.batching import encode_samples
 from recbias.metrics.concentration import concentration, exposure_counts
 from recbias.metrics.fairness import ItemGrouping, group_gap, top1_group_shares
-from recbias.pipeline import make_recommender
-from recbias.recommender import build_trie
+from recbias.recs import Recommendations
 from recbias.report.sections import Section
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,8 @@
-"""What an audit reads from a run directory: its config, dataset, models and predictions.
+"""What an audit reads from a loaded run (:class:`recbias.llmrec.LoadedRun`): its config,
+dataset, models and predictions.
 
     ctx = AuditContext.open(Path("runs/quickstart"), AuditConfig())
+    ctx = AuditContext(LoadedRun.open(run_dir), AuditConfig())   # the same
     ctx.tuned()            # LoadedModel with the run's trained weights (loaded once)
     ctx.base()             # the model the run started from (loaded once)
     ctx.predictions()      # {"llm": StoredPredictions, "popularity": ...}, checked against the split
@@ -21,49 +23,38 @@ import pandas as pd
 
 from recbias.audit.config import AuditConfig
 from recbias.baselines.popularity import count_items
-from recbias.config import load_recorded
 from recbias.data.dataset import PreparedDataset
-from recbias.errors import ConfigError, DataError, ModelError
+from recbias.errors import DataError
 from recbias.evaluation.predictions import StoredPredictions, read_predictions_jsonl
-from recbias.experiment import RunConfig
-from recbias.lm import loading
-from recbias.pipeline import LoadedModel, load_data, load_lm, trained_weights
+from recbias.llmrec import LoadedModel, LoadedRun, RunConfig
 from recbias.prompts import PromptBuilder
 
 log = logging.getLogger(__name__)
 
 
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The resolved ``config.toml`` of a run; errors say the directory is not a run."""
-    if not run_dir.is_dir():
-        raise DataError(f"run directory '{run_dir}': no such directory")
-    path = run_dir / "config.toml"
-    if not path.is_file():
-        raise DataError(
-            f"'{run_dir}' is not a recbias run directory: no config.toml "
-            "(expected the directory written by `recbias run` or `recbias train`)"
-        )
-    try:
-        return load_recorded(RunConfig, path)
-    except ConfigError as exc:
-        raise ConfigError(f"run directory '{run_dir}': {exc}") from None
-
-
 @dataclass
 class AuditContext:
-    """A run opened for auditing; models and derived arrays are loaded on first use."""
+    """A loaded run plus the audit settings; derived arrays are computed on first use."""
 
-    run_dir: Path
+    run: LoadedRun
     cfg: AuditConfig
-    run_cfg: RunConfig
-    ds: PreparedDataset
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
-    _models: dict[str, LoadedModel] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, run_dir: Path, cfg: AuditConfig) -> AuditContext:
-        run_cfg = read_run_config(Path(run_dir))
-        return cls(Path(run_dir), cfg, run_cfg, load_data(run_cfg))
+        return cls(LoadedRun.open(Path(run_dir)), cfg)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.run_dir
+
+    @property
+    def run_cfg(self) -> RunConfig:
+        return self.run.cfg
+
+    @property
+    def ds(self) -> PreparedDataset:
+        return self.run.ds
 
     # ------------------------------------------------------------------ data
 
@@ -98,46 +89,19 @@ class AuditContext:
     # ------------------------------------------------------------------ models
 
     def tuned(self) -> LoadedModel:
-        """The run's trained model (``model/`` or ``adapter/``); missing = error naming it."""
-        if "tuned" not in self._models:
-            weights = trained_weights(self.run_cfg, self.run_dir)
-            self._models["tuned"] = self._load(weights)
-        return self._models["tuned"]
+        return self.run.tuned()
 
     def base(self) -> LoadedModel:
-        """The model the run started from (fresh LoRA adapters are the identity)."""
-        if "base" not in self._models:
-            self._models["base"] = self._load(None)
-        return self._models["base"]
+        return self.run.base()
 
     def take_base(self) -> LoadedModel:
-        """The base model for in-place weight loading; later ``base()`` calls reload it."""
-        lm = self.base()
-        del self._models["base"]
-        return lm
-
-    def _load(self, weights: Path | None) -> LoadedModel:
-        try:
-            lm = load_lm(self.run_cfg, self.ds, weights)
-        except OSError as exc:
-            what = weights or self.run_cfg.model.path or "the packaged base model"
-            raise ModelError(f"cannot load the model from '{what}': {exc}") from None
-        lm.model.eval()
-        return lm
+        return self.run.take_base()
 
     def tokenizer_builder(self) -> PromptBuilder:
-        """The run's prompt builder, without loading a model if none is loaded yet."""
-        if self._models:
-            return next(iter(self._models.values())).builder
-        tok = loading.load_tokenizer(loading.resolve_path(self.run_cfg.model))
-        return PromptBuilder(tok, self.run_cfg.prompt, self.ds.domain)
+        return self.run.tokenizer_builder()
 
     def checkpoint_dir(self, name: str) -> Path:
-        """``RUN/checkpoints/NAME`` holding ``weights.pt``; missing = error naming the path."""
-        path = self.run_dir / "checkpoints" / name / "weights.pt"
-        if not path.is_file():
-            raise ModelError(f"checkpoint '{name}': {path} does not exist")
-        return path.parent
+        return self.run.checkpoint_dir(name)
 
     # ------------------------------------------------------------------ predictions
 

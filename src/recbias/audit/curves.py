@@ -34,12 +34,11 @@ from recbias.diagnostics.training_curves import (
     sample_token_groups,
     training_curves_section,
 )
+from recbias.llmrec import LLMRecommender, LoadedModel, make_recommender
 from recbias.lm.batching import encode_samples
 from recbias.lm.loading import autocast
 from recbias.metrics.fairness import ItemGrouping, top1_group_shares
 from recbias.objectives.relevance import relevance_groups, token_relevance
-from recbias.pipeline import LoadedModel, make_recommender
-from recbias.recommender import LLMRecommender
 from recbias.report.sections import Section
 from recbias.train.checkpoint import load_weights
 

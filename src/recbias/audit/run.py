@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import recbias.audit.analyses as analyses
 from recbias import distributed
-from recbias.audit import analyses
 from recbias.audit.config import AuditConfig
 from recbias.audit.context import AuditContext
 from recbias.audit.curves import curves

@@ -61,7 +61,7 @@ class GRU4RecNet(ItemSequenceNet):
 
 
 class GRU4RecRecommender(SequenceRecommender):
-    """GRU4Rec behind the :class:`recbias.evaluation.Recommender` protocol."""
+    """GRU4Rec behind the :class:`recbias.recs.Recommender` protocol."""
 
     name = "gru4rec"
     net: GRU4RecNet | None

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recbias.errors import DataError, RecbiasError
-from recbias.evaluation.predictions import Recommendations
+from recbias.recs import Recommendations
 
 CountMode = Literal["targets", "interactions"]
 

@@ -178,7 +178,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 class SASRecRecommender(SequenceRecommender):
-    """SASRec behind the :class:`recbias.evaluation.Recommender` protocol."""
+    """SASRec behind the :class:`recbias.recs.Recommender` protocol."""
 
     name = "sasrec"
     net: SASRecNet | None

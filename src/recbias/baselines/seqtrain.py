@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from recbias.baselines.sequnits import TrainUnits, build_units, history_tensor, trim
 from recbias.config import Config, spec
 from recbias.errors import DataError, RecbiasError
-from recbias.evaluation.predictions import Recommendations
+from recbias.recs import Recommendations
 
 log = logging.getLogger(__name__)
 LOSSES = ("ce", "bce")

@@ -56,8 +56,7 @@ from transformers import DynamicCache
 from recbias import distributed
 from recbias.config import Config, invalid, spec
 from recbias.decoding.kv import eval_mode, model_device
-from recbias.errors import ModelError, RecbiasError
-from recbias.experiment import RunConfig
+from recbias.errors import RecbiasError
 from recbias.lm.loading import autocast
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import EncodedPrompt, PromptBuilder
@@ -66,8 +65,7 @@ from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 
 if TYPE_CHECKING:
-    from recbias.data.dataset import PreparedDataset
-    from recbias.pipeline import LoadedModel
+    pass
 
 log = logging.getLogger(__name__)
 FeatureName = Literal["task", "history", "items", "first_token", "response_prefix"]
@@ -459,21 +457,3 @@ def _position_figure(results: Mapping[str, AttributionResult], out_dir: Path) ->
         "means the model barely uses individual history items."
     )
     return Figure(save_figure(fig, out_dir, "attribution_positions"), caption)
-
-
-# --------------------------------------------------------------------------- runs
-
-
-def load_run(run_dir: Path, trained: bool = True) -> tuple[RunConfig, PreparedDataset, LoadedModel]:
-    """A run directory's config, dataset and model: the tuned weights (``trained``) or the base
-    model the run started from. A missing config or checkpoint raises an error naming the path."""
-    from recbias.config import load_recorded
-    from recbias.pipeline import load_data, load_lm, trained_weights
-
-    path = Path(run_dir) / "config.toml"
-    if not path.is_file():
-        raise ModelError(f"run directory '{run_dir}' has no config.toml (not a recbias run)")
-    cfg = load_recorded(RunConfig, path)
-    weights = trained_weights(cfg, Path(run_dir)) if trained else None
-    ds = load_data(cfg)
-    return cfg, ds, load_lm(cfg, ds, weights)

@@ -16,7 +16,7 @@ History perturbations build a modified samples DataFrame: ``swap`` (the history 
 user's sample), ``shuffle`` (random order), ``truncate`` (keep the last n items), ``replace`` (one
 random position gets a random other catalog item). Wording perturbations rebuild the recommender
 from a factory ``make_recommender(instruction_text)``; :func:`llm_factory` does this for
-:class:`recbias.recommender.LLMRecommender` (``PromptConfig`` has no instruction field, so
+:class:`recbias.llmrec.LLMRecommender` (``PromptConfig`` has no instruction field, so
 :func:`with_instruction` builds the same template with another ``prompt.instruction``).
 
     results = history_sensitivity(rec, samples, n_items, SensitivityConfig(k=10))
@@ -38,12 +38,12 @@ import torch
 
 from recbias.config import Config, invalid, spec
 from recbias.errors import ConfigError, DataError
-from recbias.evaluation.predictions import Recommendations, Recommender
+from recbias.llmrec import LLMRecommender
 from recbias.metrics.overlap import jaccard
 from recbias.metrics.ranking import target_ranks
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import PromptBuilder
-from recbias.recommender import LLMRecommender
+from recbias.recs import Recommendations, Recommender
 from recbias.report.format import round_cell
 from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table

@@ -1,8 +1,6 @@
-"""Recommendation lists, prediction files (ours and the peers'), metric tables."""
+"""Prediction files (ours and the peers') and metric tables."""
 
 from recbias.evaluation.predictions import (
-    Recommendations,
-    Recommender,
     StoredPredictions,
     export_peer_json,
     read_predictions_jsonl,
@@ -16,8 +14,6 @@ from recbias.evaluation.summary import (
 )
 
 __all__ = [
-    "Recommendations",
-    "Recommender",
     "StoredPredictions",
     "export_peer_json",
     "format_value",

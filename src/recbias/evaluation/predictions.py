@@ -1,4 +1,4 @@
-"""Ranked recommendation lists, the recommender protocol, and prediction files.
+"""Prediction files: ranked lists (:class:`recbias.recs.Recommendations`) on disk.
 
 Two file formats:
 
@@ -30,9 +30,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,76 +39,9 @@ import pandas as pd
 from recbias.errors import DataError
 from recbias.fsutil import write_json, write_jsonl, write_text
 from recbias.metrics.ranking import target_ranks
-from recbias.metrics.stats import align_sample_ids
+from recbias.recs import Recommendations
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class Recommendations:
-    """Ranked top-k lists for n samples.
-
-    items: [n, k] int64 item ids, best first; −1 = empty slot or invalid output (a miss).
-    scores: [n, k] float64, NaN for empty slots. sample_ids: [n] int64.
-    """
-
-    items: np.ndarray
-    scores: np.ndarray
-    sample_ids: np.ndarray
-
-    def __post_init__(self) -> None:
-        items = np.asarray(self.items, dtype=np.int64)
-        scores = np.asarray(self.scores, dtype=np.float64)
-        ids = np.asarray(self.sample_ids, dtype=np.int64)
-        if items.ndim != 2 or scores.shape != items.shape or ids.shape != (items.shape[0],):
-            raise ValueError(
-                f"expected items [n, k], scores [n, k], sample_ids [n]; "
-                f"got {items.shape}, {scores.shape}, {ids.shape}"
-            )
-        object.__setattr__(self, "items", items)
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "sample_ids", ids)
-
-    @property
-    def k(self) -> int:
-        return int(self.items.shape[1])
-
-    def __len__(self) -> int:
-        return int(self.items.shape[0])
-
-    def reorder(self, sample_ids: np.ndarray) -> Recommendations:
-        """The same lists in the order of ``sample_ids`` (an error names missing ids)."""
-        idx = align_sample_ids(
-            np.asarray(sample_ids), self.sample_ids, ("samples", "recommendations")
-        )
-        return Recommendations(self.items[idx], self.scores[idx], self.sample_ids[idx])
-
-    @classmethod
-    def from_lists(
-        cls,
-        sample_ids: Sequence[int],
-        items: Sequence[Sequence[int]],
-        scores: Sequence[Sequence[float]] | None,
-        k: int,
-    ) -> Recommendations:
-        """Pad (or cut) ragged ranked lists to k slots with −1 / NaN."""
-        out_items = np.full((len(items), k), -1, dtype=np.int64)
-        out_scores = np.full((len(items), k), np.nan)
-        for row, ranked in enumerate(items):
-            m = min(len(ranked), k)
-            out_items[row, :m] = ranked[:m]
-            if scores is not None:
-                out_scores[row, :m] = scores[row][:m]
-        return cls(out_items, out_scores, np.asarray(sample_ids, dtype=np.int64))
-
-
-@runtime_checkable
-class Recommender(Protocol):
-    """Anything that turns samples into ranked top-k lists."""
-
-    name: str
-
-    def recommend(self, samples: pd.DataFrame, k: int) -> Recommendations: ...
 
 
 def _aligned(samples: pd.DataFrame, recs: Recommendations) -> Recommendations:

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from recbias.errors import DataError, RecbiasError
-from recbias.evaluation.predictions import Recommendations
 from recbias.genrec.codes import BOS, CodeTrie, TokenLayout, encode_histories
 from recbias.genrec.config import GenRecConfig
 from recbias.genrec.decode import beam_search, exact_scores, trie_mask
@@ -32,6 +31,7 @@ from recbias.genrec.encoders import item_embeddings
 from recbias.genrec.model import GenRecTransformer
 from recbias.genrec.semantic_ids import SemanticIds, build_semantic_ids
 from recbias.genrec.train import train_model
+from recbias.recs import Recommendations
 
 log = logging.getLogger(__name__)
 

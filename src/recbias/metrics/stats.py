@@ -26,6 +26,7 @@ from recbias.metrics.ranking import (
     valid_ratio,
     warn_if_truncated,
 )
+from recbias.recs import align_sample_ids
 
 # Elements per random chunk (8 MB of float64): bounds memory, not results.
 _CHUNK_ELEMS = 1 << 20
@@ -129,30 +130,6 @@ def metrics_with_ci(
     out["list_length"] = int(items.shape[1])
     out["n"] = int(items.shape[0])
     return out
-
-
-def align_sample_ids(
-    reference: np.ndarray, other: np.ndarray, names: tuple[str, str] = ("run a", "run b")
-) -> np.ndarray:
-    """Index into ``other`` that puts its sample ids in the order of ``reference``.
-
-    Raises RecbiasError when either side has duplicate ids or the id sets differ, naming how
-    many ids each side lacks (``names`` label the two sides in the message).
-    """
-    reference, other = np.asarray(reference), np.asarray(other)
-    for name, ids in zip(names, (reference, other), strict=True):
-        if len(np.unique(ids)) != len(ids):
-            raise RecbiasError(f"{name}: sample ids must be unique, found duplicates")
-    lacking_in_other = np.setdiff1d(reference, other)
-    lacking_in_ref = np.setdiff1d(other, reference)
-    if lacking_in_other.size or lacking_in_ref.size:
-        example = (lacking_in_other.tolist() + lacking_in_ref.tolist())[:3]
-        raise RecbiasError(
-            f"sample ids differ: {names[1]} lacks {lacking_in_other.size} ids of {names[0]} and "
-            f"{names[0]} lacks {lacking_in_ref.size} ids of {names[1]} (e.g. {example})"
-        )
-    order = np.argsort(other, kind="stable")
-    return order[np.searchsorted(other[order], reference)]
 
 
 def sign_flip_p_value(diff: np.ndarray, n_perm: int = 10_000, seed: int = 0) -> float:

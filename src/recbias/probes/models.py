@@ -23,8 +23,8 @@ from recbias.config import from_dict
 from recbias.data.config import DataConfig
 from recbias.data.dataset import PreparedDataset
 from recbias.errors import ConfigError, RecbiasError
-from recbias.evaluation.predictions import Recommendations
 from recbias.probes.config import ProbeModelConfig
+from recbias.recs import Recommendations
 
 logger = logging.getLogger(__name__)
 

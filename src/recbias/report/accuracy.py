@@ -11,7 +11,7 @@ comparison.
 
 Inputs are the files written by ``recbias run`` (``metrics.json``: ``metrics.methods.<name>.
 <metric> = {mean, lo, hi}`` and ``metrics.paired_vs_<ref>.<name>.<metric>``) and ``recbias compare``
-(``comparison.json``, see :mod:`recbias.compare_table`).
+(``comparison.json``, see :mod:`recbias.compare.table`).
 """
 
 from __future__ import annotations

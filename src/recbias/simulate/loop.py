@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recbias.simulate import metrics as M
+import recbias.simulate.metrics as M
 from recbias.simulate.choice import OrganicChooser
 from recbias.simulate.config import MitigationConfig, SimulationConfig
 from recbias.simulate.logs import Logs, dro_state, training_set

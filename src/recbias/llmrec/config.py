@@ -1,4 +1,4 @@
-"""The experiment config: one typed TOML file describes a whole run.
+"""The LLM run config: one typed TOML file describes a whole run.
 
 cfg = load_config(RunConfig, Path("configs/quickstart.toml"), ["train.epochs=1"])
 """
@@ -6,19 +6,51 @@ cfg = load_config(RunConfig, Path("configs/quickstart.toml"), ["train.epochs=1"]
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from recbias.baselines.sasrec import SASRecConfig
 from recbias.config import Config, invalid, spec
 from recbias.data.config import DataConfig
-from recbias.errors import ConfigError
+from recbias.decoding.config import BeamConfig
+from recbias.decoding.d3 import D3Config
+from recbias.decoding.igd_calibration import IGDDecodeConfig
 from recbias.lm.loading import ModelConfig
 from recbias.prompts import PromptConfig
-from recbias.recommender import DecodeConfig
 from recbias.train.loop import TrainConfig
 
 BASELINES = ("popularity", "sasrec")
+
+
+@dataclass
+class DecodeConfig(Config):
+    beam: BeamConfig = field(
+        default_factory=BeamConfig, metadata={"help": "beam width, length penalty, batching"}
+    )
+    candidates: Literal["catalog", "train_targets"] = field(
+        default="catalog",
+        metadata={
+            "help": "items decoding may produce: the full catalog (D3) or only items that are "
+            "training targets (IGD)"
+        },
+    )
+    calibration: list[Literal["igd", "d3"]] = field(
+        default_factory=list,
+        metadata={
+            "help": "score calibrations applied in this order at every beam step: igd (IGD "
+            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)",
+            "unique": True,
+        },
+    )
+    igd: IGDDecodeConfig = field(
+        default_factory=IGDDecodeConfig, metadata={"help": "calibration 'igd'"}
+    )
+    d3: D3Config = field(default_factory=D3Config, metadata={"help": "calibration 'd3'"})
+
+    def check(self) -> None:
+        if "d3" in self.calibration and self.d3.assistant == "none":
+            raise invalid(
+                "d3.assistant", "calibration 'd3' needs an assistant (sasrec or popularity)"
+            )
 
 
 @dataclass
@@ -50,7 +82,8 @@ class BaselinesConfig(Config):
 
 @dataclass
 class FinishConfig(Config):
-    """What ``recbias run`` does after evaluating: an audit, then the report."""
+    """What ``recbias run`` does after evaluating: an audit, then the report (run by
+    :mod:`recbias.workflow`, which also resolves and checks the audit settings)."""
 
     audit: bool = field(
         default=False, metadata={"help": "audit the finished run (recbias audit) into RUN/audit/"}
@@ -69,23 +102,6 @@ class FinishConfig(Config):
         default=True,
         metadata={"help": "write RUN/report/ (HTML, Markdown, CSV, LaTeX) of the run"},
     )
-
-    def audit_settings(self) -> Any:
-        """The resolved audit settings (``AuditConfig``); the error names the finish key."""
-        from recbias.audit.config import AuditConfig
-        from recbias.config import load_config
-
-        path = self.audit_config
-        if path is not None and not Path(path).is_file():
-            raise invalid("audit_config", "no such file", path)
-        try:
-            return load_config(AuditConfig, Path(path) if path else None, self.audit_set)
-        except ConfigError as exc:
-            raise invalid("audit_config / audit_set", f"invalid audit settings ({exc})") from None
-
-    def check(self) -> None:
-        if self.audit:
-            self.audit_settings()  # fail at load time, not after training
 
 
 @dataclass

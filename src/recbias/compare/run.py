@@ -6,7 +6,7 @@
 ``out_dir`` holds ``compare.toml`` (the resolved comparison config), one full run directory per seed
 and method (``seed-0/sft/``: config.toml, metrics.json, predictions/, model/ ...; a decode-only
 variant has no model/ nor checkpoints/) and the table ``comparison.md|.csv|.json``
-(:mod:`recbias.compare_table`).
+(:mod:`recbias.compare.table`).
 
 Every method starts from ``base`` and applies its ``set`` (dotted keys, as ``--set``). A method with
 ``reuse_model_of`` starts from that method's resolved config, loads its trained weights (same seed)
@@ -41,8 +41,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recbias import distributed, pipeline
-from recbias.compare_table import build_comparison, method_rows, write_comparison
+from recbias import distributed, llmrec
+from recbias.compare.table import build_comparison, method_rows, write_comparison
 from recbias.config import (
     Config,
     apply_overrides,
@@ -59,10 +59,11 @@ from recbias.config import (
 from recbias.data.prepare import prepare_dataset
 from recbias.errors import ConfigError
 from recbias.evaluation.summary import write_metrics_json
-from recbias.experiment import RunConfig
+from recbias.llmrec import RunConfig
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
 from recbias.train.loop import Reporter
+from recbias.workflow import check_finish, run_and_finish
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,7 @@ def resolve_methods(cfg: CompareConfig, names: Sequence[str]) -> dict[str, RunCo
         data["name"] = f"{cfg.base.name}-{name}"
         try:
             out[name] = from_dict(RunConfig, data)
+            check_finish(out[name])
         except ConfigError as exc:
             raise ConfigError(f"method '{name}' (methods[{i}].set): {exc}") from None
         dicts[name] = data
@@ -354,22 +356,22 @@ def decode_only(
     """Decode and evaluate with the trained weights of ``source_dir``; writes a full run layout
     (config, environment, predictions, metrics.json with train time 0, summary) but no model."""
     t_start = time.perf_counter()
-    pipeline.setup_run(cfg, run_dir, resume=False)
-    ds = pipeline.load_data(cfg)
-    weights = pipeline.trained_weights(source_cfg, source_dir)
-    lm = pipeline.load_lm(cfg, ds, weights=weights)
+    llmrec.setup_run(cfg, run_dir, resume=False)
+    ds = llmrec.load_data(cfg)
+    weights = llmrec.trained_weights(source_cfg, source_dir)
+    lm = llmrec.load_lm(cfg, ds, weights=weights)
     lm.model.eval()
     timing = {"prepare_and_load": time.perf_counter() - t_start, "train": 0.0}
-    samples, recs, seconds = pipeline.recommend(cfg, ds, lm, run_dir)
+    samples, recs, seconds = llmrec.recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})
     if not distributed.is_main():  # decoded its share; rank 0 evaluates and writes
         return {}
-    metrics = pipeline.evaluate(cfg, samples, recs)
+    metrics = llmrec.evaluate(cfg, samples, recs)
     result: dict[str, Any] = {"dataset": ds.card.get("name"), "training": {}, "timing": timing}
     result |= {"reused_model_of": str(weights), "metrics": metrics}
     timing["total"] = time.perf_counter() - t_start
     write_metrics_json(run_dir / "metrics.json", result)
-    result["summary"] = pipeline.write_summary(cfg, run_dir, result)
+    result["summary"] = llmrec.write_summary(cfg, run_dir, result)
     return result
 
 
@@ -398,7 +400,7 @@ def run_method(
     if source is not None:
         decode_only(cfg, run_dir, *source)
     else:
-        pipeline.run_experiment(cfg, run_dir, resume=resume, reporter=progress)
+        run_and_finish(cfg, run_dir, resume=resume, reporter=progress)
     distributed.barrier()  # rank 0's metrics.json exists before any rank looks for the next
     return "decoded" if source is not None else "resumed" if resume else "trained"
 

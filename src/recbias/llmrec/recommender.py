@@ -11,56 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
 from recbias import distributed
-from recbias.config import Config, invalid
 from recbias.decoding import BeamConfig, ItemTrie, constrained_beam_search
 from recbias.decoding.beam import batch_plan
 from recbias.decoding.config import EdgeScores, ScoreHook
-from recbias.decoding.d3 import D3Config
-from recbias.decoding.igd_calibration import IGDDecodeConfig
-from recbias.evaluation.predictions import Recommendations
 from recbias.lm.loading import autocast
 from recbias.prompts import PromptBuilder
-
-
-@dataclass
-class DecodeConfig(Config):
-    beam: BeamConfig = field(
-        default_factory=BeamConfig, metadata={"help": "beam width, length penalty, batching"}
-    )
-    candidates: Literal["catalog", "train_targets"] = field(
-        default="catalog",
-        metadata={
-            "help": "items decoding may produce: the full catalog (D3) or only items that are "
-            "training targets (IGD)"
-        },
-    )
-    calibration: list[Literal["igd", "d3"]] = field(
-        default_factory=list,
-        metadata={
-            "help": "score calibrations applied in this order at every beam step: igd (IGD "
-            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)",
-            "unique": True,
-        },
-    )
-    igd: IGDDecodeConfig = field(
-        default_factory=IGDDecodeConfig, metadata={"help": "calibration 'igd'"}
-    )
-    d3: D3Config = field(default_factory=D3Config, metadata={"help": "calibration 'd3'"})
-
-    def check(self) -> None:
-        if "d3" in self.calibration and self.d3.assistant == "none":
-            raise invalid(
-                "d3.assistant", "calibration 'd3' needs an assistant (sasrec or popularity)"
-            )
-
+from recbias.recs import Recommendations
 
 # Builds the score hook for the samples about to be decoded (None = plain beam search).
 HookFactory = Callable[[pd.DataFrame], ScoreHook | None]

@@ -1,6 +1,7 @@
-"""The stages of an experiment: prepare → load model → train → recommend → evaluate.
+"""The stages of an LLM run: prepare → load model → train → recommend → evaluate.
 
-    result = run_experiment(cfg, run_dir)      # what `recbias run CONFIG.toml` does
+    result = run_experiment(cfg, run_dir)      # `recbias run CONFIG.toml` adds the audit and
+                                               # report after it (recbias.workflow)
 
 Every stage writes into the run directory: ``config.toml`` (resolved), ``environment.json``,
 ``train_log.jsonl``, ``checkpoints/``, ``model/`` (or ``adapter/`` for LoRA), ``predictions/``,
@@ -13,11 +14,8 @@ FSDP, :mod:`recbias.distributed`), validation, the test decoding and the audit a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,47 +28,34 @@ from recbias.baselines.popularity import PopularityRecommender, count_items
 from recbias.baselines.sasrec import SASRecRecommender
 from recbias.config import write_resolved
 from recbias.data.dataset import PreparedDataset
-from recbias.data.prepare import prepare_dataset
-from recbias.decoding import ItemTrie
 from recbias.decoding import information_gain as ig
-from recbias.decoding.config import ScoreHook
-from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
-from recbias.decoding.igd_calibration import igd_score_hook
-from recbias.evaluation.predictions import (
-    Recommendations,
-    export_peer_json,
-    write_predictions_jsonl,
-)
+from recbias.evaluation.predictions import export_peer_json, write_predictions_jsonl
 from recbias.evaluation.summary import metrics_table_markdown, to_jsonable, write_metrics_json
-from recbias.experiment import RunConfig
 from recbias.fsutil import write_text
-from recbias.lm import loading
+from recbias.llmrec.assemble import LoadedModel, load_data, load_lm, make_recommender
+from recbias.llmrec.config import RunConfig
 from recbias.lm.batching import encode_samples
 from recbias.metrics.ranking import per_sample_metrics, ranking_metrics
 from recbias.metrics.stats import metrics_with_ci, paired_comparison
 from recbias.objectives import build_objective
 from recbias.objectives.base import ObjectiveContext
-from recbias.prompts import PromptBuilder
-from recbias.recommender import (
-    HookFactory,
-    LLMRecommender,
-    build_trie,
-    candidate_items,
-    chain_hooks,
-)
+from recbias.recs import Recommendations
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train.loggers import build_loggers
 from recbias.train.loop import Reporter, Trainer
 
+__all__ = [
+    "evaluate",
+    "load_data",
+    "load_lm",
+    "recommend",
+    "run_experiment",
+    "setup_run",
+    "train",
+    "write_summary",
+]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedModel:
-    model: torch.nn.Module
-    builder: PromptBuilder
-    max_length: int
-    base_path: Path
 
 
 def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
@@ -88,79 +73,6 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
     write_environment(run_dir, cfg.seed)
-
-
-def load_data(cfg: RunConfig) -> PreparedDataset:
-    """The prepared dataset (rank 0 prepares and caches it first under several processes)."""
-    if distributed.is_main():
-        prepare_dataset(cfg.data)
-    distributed.barrier()
-    return PreparedDataset.load(prepare_dataset(cfg.data))
-
-
-def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) -> LoadedModel:
-    """The model to train (or, with ``weights``, a trained one from a run directory)."""
-    base = loading.resolve_path(cfg.model)
-    tok = loading.load_tokenizer(base)
-    device = distributed.init_from_env() or loading.resolve_device(cfg.model.device)
-    attention = loading.attention_for(cfg.model.attention, device)
-    model = loading.load_model(
-        weights if weights and cfg.model.finetune == "full" else base, attention=attention
-    )
-    if cfg.model.finetune == "lora":
-        adapter = weights or (Path(cfg.model.adapter) if cfg.model.adapter else None)
-        if adapter is not None:
-            model = loading.load_adapter(model, adapter, trainable=weights is None)
-        else:
-            model = loading.add_lora(model, cfg.model.lora)
-    model.to(device)
-    builder = PromptBuilder(tok, cfg.prompt, ds.domain)
-    return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
-
-
-def make_recommender(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> LLMRecommender:
-    items = candidate_items(
-        cfg.decode.candidates, len(ds.titles), ds.split("train")["target"].tolist()
-    )
-    trie = build_trie(lm.builder, ds.titles, items)
-    hooks = score_hooks(cfg, ds, trie)
-    return LLMRecommender(
-        lm.model, lm.builder, ds.titles, trie, cfg.decode.beam, cfg.model.dtype, hooks
-    )
-
-
-def score_hooks(cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie) -> HookFactory | None:
-    """The configured beam-search score calibrations (decode.calibration), in order."""
-    if not cfg.decode.calibration:
-        return None
-    train_df = ds.split("train")
-    counts = count_items(train_df, len(ds.titles))
-    assistant = d3_assistant(cfg, train_df, counts) if "d3" in cfg.decode.calibration else None
-
-    igd = igd_score_hook(trie, counts, cfg.decode.igd) if "igd" in cfg.decode.calibration else None
-
-    def build(samples: pd.DataFrame) -> ScoreHook:
-        hooks = []
-        for name in cfg.decode.calibration:
-            if name == "igd":
-                hooks.append(igd)
-            else:
-                probs = assistant(samples) if assistant is not None else None
-                hooks.append(d3_score_hook(trie, probs, cfg.decode.d3))
-        return chain_hooks(hooks)
-
-    return build
-
-
-def d3_assistant(
-    cfg: RunConfig, train_df: pd.DataFrame, counts: np.ndarray
-) -> Callable[[pd.DataFrame], torch.Tensor]:
-    """Per-sample item distributions of D3's text-free assistant (rows follow the samples)."""
-    if cfg.decode.d3.assistant == "popularity":
-        probs = popularity_distribution(counts)
-        return lambda samples: probs
-    sasrec = SASRecRecommender(cfg.baselines.sasrec).fit(train_df, len(counts))
-    return lambda samples: item_distribution(sasrec.scores(samples))
 
 
 def train(
@@ -257,15 +169,6 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
             lm.builder.tokenizer.save_pretrained(tmp)
     distributed.barrier()
     return out
-
-
-def trained_weights(cfg: RunConfig, run_dir: Path) -> Path:
-    from recbias.errors import ModelError
-
-    path = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
-    if not path.is_dir():
-        raise ModelError(f"run directory '{run_dir}' has no trained {path.name}/ (train it first)")
-    return path
 
 
 def recommend(
@@ -370,30 +273,5 @@ def run_experiment(
         timing["total"] = time.perf_counter() - t_start
         write_metrics_json(run_dir / "metrics.json", result)
         result["summary"] = write_summary(cfg, run_dir, result)
-    distributed.barrier()  # the audit of every rank reads what rank 0 wrote
-    del lm
-    finish(cfg, run_dir, timing)
+    distributed.barrier()  # an audit of every rank (recbias.workflow) reads what rank 0 wrote
     return result
-
-
-def finish(cfg: RunConfig, run_dir: Path, timing: dict[str, float]) -> None:
-    """The optional audit (every rank: sharded), then the report (``[finish]``; rank 0); their
-    times join metrics.json."""
-    if cfg.finish.audit:
-        from recbias.audit import run_audit
-
-        t0 = time.perf_counter()
-        run_audit(run_dir, cfg.finish.audit_settings())
-        timing["audit"] = time.perf_counter() - t0
-    if not distributed.is_main():
-        return
-    if cfg.finish.report:
-        from recbias.report import build_report
-
-        t0 = time.perf_counter()
-        build_report([run_dir], run_dir / "report", title=f"recbias run {run_dir.name}")
-        timing["report"] = time.perf_counter() - t0
-    if cfg.finish.audit or cfg.finish.report:
-        doc = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        doc["timing"].update(timing)
-        write_metrics_json(run_dir / "metrics.json", doc)

@@ -1,0 +1,125 @@
+"""Assembling the LLM recommender once: the prepared dataset, the loaded model and its prompt
+builder, and the recommender with its configured score calibrations.
+
+    ds = load_data(cfg)                          # PreparedDataset (rank 0 prepares it first)
+    lm = load_lm(cfg, ds)                        # LoadedModel: model, prompt builder, context size
+    lm = load_lm(cfg, ds, weights=run_dir / "model")   # a trained one
+    rec = make_recommender(cfg, ds, lm)          # LLMRecommender over the catalog trie
+
+The pipeline (:mod:`recbias.llmrec.pipeline`) and the run loader (:mod:`recbias.llmrec.run`)
+both build their models here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recbias import distributed
+from recbias.baselines.popularity import count_items
+from recbias.baselines.sasrec import SASRecRecommender
+from recbias.data.dataset import PreparedDataset
+from recbias.data.prepare import prepare_dataset
+from recbias.decoding import ItemTrie
+from recbias.decoding.config import ScoreHook
+from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
+from recbias.decoding.igd_calibration import igd_score_hook
+from recbias.llmrec.config import RunConfig
+from recbias.llmrec.recommender import (
+    HookFactory,
+    LLMRecommender,
+    build_trie,
+    candidate_items,
+    chain_hooks,
+)
+from recbias.lm import loading
+from recbias.prompts import PromptBuilder
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM with its prompt builder; ``max_length`` = the context size in tokens,
+    ``base_path`` = the checkpoint it was loaded from (before any trained weights)."""
+
+    model: torch.nn.Module
+    builder: PromptBuilder
+    max_length: int
+    base_path: Path
+
+
+def load_data(cfg: RunConfig) -> PreparedDataset:
+    """The prepared dataset (rank 0 prepares and caches it first under several processes)."""
+    if distributed.is_main():
+        prepare_dataset(cfg.data)
+    distributed.barrier()
+    return PreparedDataset.load(prepare_dataset(cfg.data))
+
+
+def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) -> LoadedModel:
+    """The model to train (or, with ``weights``, a trained one from a run directory)."""
+    base = loading.resolve_path(cfg.model)
+    tok = loading.load_tokenizer(base)
+    device = distributed.init_from_env() or loading.resolve_device(cfg.model.device)
+    attention = loading.attention_for(cfg.model.attention, device)
+    model = loading.load_model(
+        weights if weights and cfg.model.finetune == "full" else base, attention=attention
+    )
+    if cfg.model.finetune == "lora":
+        adapter = weights or (Path(cfg.model.adapter) if cfg.model.adapter else None)
+        if adapter is not None:
+            model = loading.load_adapter(model, adapter, trainable=weights is None)
+        else:
+            model = loading.add_lora(model, cfg.model.lora)
+    model.to(device)
+    builder = PromptBuilder(tok, cfg.prompt, ds.domain)
+    return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
+
+
+def make_recommender(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> LLMRecommender:
+    items = candidate_items(
+        cfg.decode.candidates, len(ds.titles), ds.split("train")["target"].tolist()
+    )
+    trie = build_trie(lm.builder, ds.titles, items)
+    hooks = score_hooks(cfg, ds, trie)
+    return LLMRecommender(
+        lm.model, lm.builder, ds.titles, trie, cfg.decode.beam, cfg.model.dtype, hooks
+    )
+
+
+def score_hooks(cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie) -> HookFactory | None:
+    """The configured beam-search score calibrations (decode.calibration), in order."""
+    if not cfg.decode.calibration:
+        return None
+    train_df = ds.split("train")
+    counts = count_items(train_df, len(ds.titles))
+    assistant = d3_assistant(cfg, train_df, counts) if "d3" in cfg.decode.calibration else None
+
+    igd = igd_score_hook(trie, counts, cfg.decode.igd) if "igd" in cfg.decode.calibration else None
+
+    def build(samples: pd.DataFrame) -> ScoreHook:
+        hooks = []
+        for name in cfg.decode.calibration:
+            if name == "igd":
+                hooks.append(igd)
+            else:
+                probs = assistant(samples) if assistant is not None else None
+                hooks.append(d3_score_hook(trie, probs, cfg.decode.d3))
+        return chain_hooks(hooks)
+
+    return build
+
+
+def d3_assistant(
+    cfg: RunConfig, train_df: pd.DataFrame, counts: np.ndarray
+) -> Callable[[pd.DataFrame], torch.Tensor]:
+    """Per-sample item distributions of D3's text-free assistant (rows follow the samples)."""
+    if cfg.decode.d3.assistant == "popularity":
+        probs = popularity_distribution(counts)
+        return lambda samples: probs
+    sasrec = SASRecRecommender(cfg.baselines.sasrec).fit(train_df, len(counts))
+    return lambda samples: item_distribution(sasrec.scores(samples))
