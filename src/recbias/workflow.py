@@ -13,21 +13,26 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recbias import distributed
-from recbias.audit import run_audit
-from recbias.audit.config import AuditConfig
 from recbias.config import invalid, load_config
 from recbias.errors import ConfigError
 from recbias.evaluation.summary import write_metrics_json
 from recbias.llmrec import FinishConfig, RunConfig, run_experiment
-from recbias.report import build_report
 from recbias.train.loop import Reporter
+
+if TYPE_CHECKING:
+    from recbias.audit.config import AuditConfig
+
+# The audit and the report are imported when a run asks for them: `recbias run` without them
+# loads neither the analyses nor the renderer.
 
 
 def audit_settings(finish: FinishConfig) -> AuditConfig:
     """The resolved audit settings of ``[finish]``; the error names the finish key."""
+    from recbias.audit.config import AuditConfig
+
     path = finish.audit_config
     if path is not None and not Path(path).is_file():
         raise invalid("audit_config", "no such file", path).under("finish")
@@ -65,12 +70,16 @@ def finish(cfg: RunConfig, run_dir: Path, timing: dict[str, float]) -> None:
     """The optional audit (every rank: sharded), then the report (``[finish]``; rank 0); their
     times join metrics.json."""
     if cfg.finish.audit:
+        from recbias.audit import run_audit
+
         t0 = time.perf_counter()
         run_audit(run_dir, audit_settings(cfg.finish))
         timing["audit"] = time.perf_counter() - t0
     if not distributed.is_main():
         return
     if cfg.finish.report:
+        from recbias.report import build_report
+
         t0 = time.perf_counter()
         build_report([run_dir], run_dir / "report", title=f"recbias run {run_dir.name}")
         timing["report"] = time.perf_counter() - t0
