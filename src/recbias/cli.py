@@ -296,10 +296,13 @@ def cmd_seqrec(args: argparse.Namespace) -> int:
     from recbias.config import load_config, write_resolved
     from recbias.evaluation.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
     from recbias.fsutil import write_json
+    from recbias.hardware import device_for, resolve_dtype
     from recbias.runs import write_environment
 
     cfg = load_config(SeqRecConfig, Path(args.config), args.set)
     run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    for model in (cfg.baselines.gru4rec, cfg.baselines.sasrec, cfg.genrec):
+        model.dtype = resolve_dtype(model.dtype, device_for(model.device))
     write_resolved(cfg, run_dir / "config.toml")
     write_environment(run_dir, cfg.baselines.sasrec.seed)
     results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
@@ -365,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train": (cmd_train, "fine-tune the model of a config"),
         "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
-        "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
+        "doctor": (cmd_doctor, "versions, threads, measured bf16/fp32 speed, the embedded assets"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
         "simulate": (
             cmd_simulate,

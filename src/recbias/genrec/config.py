@@ -87,7 +87,10 @@ class GenRecConfig:
     patience: int = field(
         default=3, metadata=_h("epochs without validation improvement before stopping")
     )
-    bf16: bool = field(default=False, metadata=_h("bf16 autocast for training and inference"))
+    dtype: Literal["auto", "bf16", "fp32"] = field(
+        default="auto",
+        metadata=_h("bf16 autocast for training and inference, fp32, or auto (bf16 where fast)"),
+    )
     # decoding
     beam_size: int = field(default=20, metadata=_h("beam width (at least k is used)"))
     score_batch: int = field(default=16, metadata=_h("samples per batch in exact catalog scoring"))

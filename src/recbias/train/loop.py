@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    epochs: int = field(default=2, metadata={"help": "maximum number of epochs"})
+    epochs: int = field(
+        default=2, metadata={"help": "maximum number of epochs (0: decode with the base model)"}
+    )
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps (BIGRec/D3: 20)"})
@@ -90,7 +92,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         at_least = {
-            "epochs": 1,
+            "epochs": 0,
             "micro_batch_size": 1,
             "grad_accum": 1,
             "bucket_factor": 1,
