@@ -177,7 +177,7 @@ def test_bucketing_reduces_padding():
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("epochs", 0), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
+    ("key", "value"), [("epochs", -1), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
 )
 def test_bad_train_settings_name_the_key(key, value):
     from recbias.errors import ConfigError
