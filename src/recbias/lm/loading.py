@@ -31,7 +31,10 @@ class LoraSettings:
 class ModelConfig:
     path: str | None = field(
         default=None,
-        metadata={"help": "local Hugging Face checkpoint directory; unset = embedded SmolLM2-135M"},
+        metadata={
+            "help": "local Hugging Face checkpoint directory or .gguf file (converted once into "
+            "the cache); unset = embedded SmolLM2-135M"
+        },
     )
     dtype: Literal["auto", "bf16", "fp32"] = field(
         default="auto",
@@ -68,6 +71,10 @@ def resolve_path(cfg: ModelConfig, cache_dir: Path | None = None) -> Path:
 
         return ensure_checkpoint(cache_dir)
     path = Path(cfg.path).expanduser()
+    if path.suffix == ".gguf":
+        from recbias.lm.embedded import gguf_checkpoint
+
+        return gguf_checkpoint(path, cache_dir)
     if not path.is_dir():
         raise ModelError(f"model.path: checkpoint directory '{path}' does not exist")
     if not (path / "config.json").exists():
