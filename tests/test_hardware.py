@@ -126,10 +126,8 @@ def test_every_model_config_defaults_to_auto():
     from recbias.diagnostics.attribution import AttributionConfig
     from recbias.genrec.config import GenRecConfig
 
-    for cfg in (GRU4RecConfig(), SASRecConfig()):
+    for cfg in (GRU4RecConfig(), SASRecConfig(), GenRecConfig(), AttributionConfig()):
         assert cfg.dtype == "auto", type(cfg).__name__
-    # accept auto; default fp32 still (their exactness tests compare with fp32 reference loops)
-    assert GenRecConfig(dtype="auto").dtype == AttributionConfig(dtype="auto").dtype == "auto"
     GRU4RecConfig().validate()
 
 

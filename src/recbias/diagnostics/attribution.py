@@ -100,7 +100,7 @@ class AttributionConfig:
         default=64, metadata={"help": "samples whose variants are pooled and length-sorted"}
     )
     dtype: Literal["auto", "bf16", "fp32"] = field(
-        default="fp32",
+        default="auto",
         metadata={"help": "bf16 autocast, fp32, or auto (bf16 where the device runs it fast)"},
     )
     share_prefix: bool = field(

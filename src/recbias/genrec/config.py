@@ -88,7 +88,7 @@ class GenRecConfig:
         default=3, metadata=_h("epochs without validation improvement before stopping")
     )
     dtype: Literal["auto", "bf16", "fp32"] = field(
-        default="fp32",
+        default="auto",
         metadata=_h("bf16 autocast for training and inference, fp32, or auto (bf16 where fast)"),
     )
     # decoding
