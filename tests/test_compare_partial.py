@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 
@@ -10,6 +11,7 @@ import test_compare
 from recbias import compare
 from recbias.compare import CompareConfig, run_comparison
 from recbias.config import load_config
+from recbias.hardware import resolve_dtype
 
 setup = test_compare.setup  # the tiny checkpoint, CSV data and 3-method config of test_compare
 
@@ -35,7 +37,10 @@ def test_a_time_out_keeps_the_table_of_the_finished_methods(setup, tmp_path, mon
         return real(cfg, run_dir, source, reporter)
 
     monkeypatch.setattr(compare, "run_method", run_until_the_third)
-    cfg = load_config(CompareConfig, setup["config"])
+    # dtype = "auto": the runs record the resolved dtype, and the rerun must still match them
+    path = tmp_path / "auto.toml"
+    path.write_text(setup["config"].read_text().replace('dtype = "fp32"', 'dtype = "auto"'))
+    cfg = load_config(CompareConfig, path)
     with pytest.raises(TimeOut):
         run_comparison(cfg, out)
     assert seen == ["sft", "sft_lr"]
@@ -46,6 +51,8 @@ def test_a_time_out_keeps_the_table_of_the_finished_methods(setup, tmp_path, mon
     final = json.loads((out / "comparison.json").read_text())
     assert list(final["methods"]) == ["sft", "sft_lr", "sft_lp0", "popularity"]
     assert final["complete"] is True
+    recorded = tomllib.loads((out / "seed-0" / "sft" / "config.toml").read_text())
+    assert recorded["model"]["dtype"] == resolve_dtype("auto", "cpu")
 
 
 def test_partial_table_needs_the_reference(setup, tmp_path):

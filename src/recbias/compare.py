@@ -53,6 +53,7 @@ from recbias.data.prepare import prepare_dataset
 from recbias.errors import ConfigError, DataError
 from recbias.evaluation.summary import write_metrics_json
 from recbias.experiment import RunConfig
+from recbias.lm.loading import resolve_dtype
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
 from recbias.train.loop import Reporter
@@ -312,6 +313,9 @@ def resolve_methods(cfg: CompareConfig, names: Sequence[str]) -> dict[str, RunCo
             out[name] = from_dict(RunConfig, data)
         except ConfigError as exc:
             raise ConfigError(f"method '{name}' (methods[{i}].set): {exc}") from None
+        # model.dtype = "auto" -> what this machine runs, as the runs record it (and a rerun
+        # checks its finished runs against)
+        resolve_dtype(out[name].model)
         dicts[name] = data
     return out
 
