@@ -142,3 +142,17 @@ def test_doctor_says_plainly_when_bf16_would_be_slow(monkeypatch):
 def test_doctor_on_a_native_bf16_cpu(monkeypatch):
     _fake_cpu(monkeypatch, 120.0)
     assert dict(dtype_report(torch.device("cpu")))["dtype auto on cpu"].startswith("bf16")
+
+
+def test_probe_models_record_the_resolved_dtype(monkeypatch):
+    from recbias.probes.config import ProbeModelConfig
+    from recbias.probes.runner import _resolve_dtype
+
+    _fake_cpu(monkeypatch, 200.0)
+    sasrec = ProbeModelConfig(kind="sasrec")
+    assert _resolve_dtype(sasrec) == "bf16" and sasrec.sasrec.dtype == "bf16"
+    genrec = ProbeModelConfig(kind="genrec", genrec={"d_model": 16, "dtype": "fp32"})
+    assert _resolve_dtype(genrec) == "fp32" and genrec.genrec["dtype"] == "fp32"
+    genrec = ProbeModelConfig(kind="genrec", genrec={"d_model": 16})
+    assert _resolve_dtype(genrec) == "bf16" and genrec.genrec["dtype"] == "bf16"
+    assert _resolve_dtype(ProbeModelConfig(kind="none")) is None
