@@ -60,7 +60,7 @@ def dtype_report(device: torch.device) -> Iterator[tuple[str, Any]]:
         )
     else:
         yield "cuda bf16 supported", found.cuda_bf16
-    size = hw_dtype.PROBE_SIZE
+    size = hw_dtype.PROBE_SIZE.get(kind, 256)
     yield f"{kind} matmul fp32 ({size}x{size})", f"{found.fp32_gflops:.1f} GFLOP/s"
     yield (
         f"{kind} matmul bf16 ({size}x{size})",

@@ -34,8 +34,9 @@ Dtype = Literal["bf16", "fp32"]
 DTYPE_CHOICES = ("auto", "bf16", "fp32")
 #: CPU flags that mean native bf16 arithmetic (AVX512-BF16 dot products, AMX tiles).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-#: Square matmul size of the probe (small enough that a scalar bf16 fallback takes ~0.1 s).
-PROBE_SIZE = 256
+#: Square matmul size of the probe: on CPU small enough that a scalar bf16 fallback takes ~0.1 s;
+#: on a GPU big enough not to measure kernel launches.
+PROBE_SIZE = {"cpu": 256, "cuda": 4096}
 PROBE_SECONDS = 0.025  # per dtype: the whole probe takes about 50 ms
 PROBE_REPEATS = 5
 
@@ -90,10 +91,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 def matmul_gflops(
     dtype: torch.dtype, device: torch.device, seconds: float = PROBE_SECONDS
 ) -> float:
-    """GFLOP/s of a ``PROBE_SIZE`` square matmul in ``dtype`` on ``device``: the best of
-    ``PROBE_REPEATS`` timed bursts within ~``seconds`` (the best, so that a busy machine's stalls
-    do not decide the dtype). Uses its own generator: the global RNG is left as it was."""
-    n = PROBE_SIZE
+    """GFLOP/s of a ``PROBE_SIZE[device.type]`` square matmul in ``dtype`` on ``device``: the
+    best of ``PROBE_REPEATS`` timed bursts within ~``seconds`` (the best, so that a busy
+    machine's stalls do not decide the dtype). Uses its own generator: the global RNG is left
+    as it was."""
+    n = PROBE_SIZE.get(device.type, 256)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
@@ -127,10 +129,19 @@ def _measure(device: torch.device) -> Probe:
     except RuntimeError:  # a build or device with no bf16 matmul at all
         bf16 = 0.0
     flags = tuple(sorted(NATIVE_BF16_FLAGS & cpu_flags())) if device.type == "cpu" else ()
-    cuda_bf16 = device.type == "cuda" and bool(torch.cuda.is_bf16_supported())
+    cuda_bf16 = device.type == "cuda" and _cuda_native_bf16(device)
     found = Probe(str(device), round(fp32, 1), round(bf16, 1), flags, cuda_bf16)
     log.info("dtype probe on %s: %s", device, found)
     return found
+
+
+def _cuda_native_bf16(device: torch.device) -> bool:
+    """bf16 in hardware (compute capability >= 8.0), not torch's emulation on older GPUs."""
+    with torch.cuda.device(device):
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # a torch without the argument
+            return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def probe(device: torch.device | str = "cpu") -> Probe:
@@ -150,8 +161,10 @@ def resolve_dtype(requested: str, device: torch.device | str = "cpu") -> Dtype:
     if requested not in DTYPE_CHOICES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {requested!r}")
     dev = torch.device(device)
-    if requested == "fp32" or dev.type not in ("cpu", "cuda"):
-        return "fp32" if requested != "bf16" else "bf16"
+    if requested == "fp32":
+        return "fp32"
+    if dev.type not in ("cpu", "cuda"):  # no probe there: honour bf16, auto = fp32
+        return "bf16" if requested == "bf16" else "fp32"
     found = probe(dev)
     if requested == "auto":
         return found.auto
