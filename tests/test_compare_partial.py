@@ -1,4 +1,5 @@
-"""`recbias compare` writes the table after every finished method: a time-out keeps what finished."""
+"""`recbias compare` writes the table after every finished method, so a time-out keeps what
+finished."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ def _asset_line(info: dict[str, Any]) -> str:
 
 
 def dtype_report(device: torch.device) -> Iterator[tuple[str, Any]]:
-    """Measured fp32/bf16 matmul rates on ``device``, the flags, and what ``dtype = "auto"`` picks."""
+    """Measured fp32/bf16 matmul rates on ``device``, the flags, and what ``dtype = "auto"``
+    picks."""
     found = hw_dtype.probe(device)
     kind = device.type
     if kind == "cpu":

@@ -5,8 +5,8 @@ torch runs a bf16 matmul on any CPU, but only CPUs with native bf16 instructions
 slower than fp32. So ``auto`` means:
 
 * CUDA: bf16 where ``torch.cuda.is_bf16_supported()``, else fp32;
-* CPU: bf16 only when the flags say native bf16 *and* a ~50 ms matmul probe measures bf16 at least as
-  fast as fp32; else fp32.
+* CPU: bf16 only when the flags say native bf16 *and* a ~50 ms matmul probe measures bf16 at
+  least as fast as fp32; else fp32.
 
 The decision (:func:`decide_dtype`) is a pure function of the flags, the measured rates and the
 device kind; :func:`probe` measures once per device and process (cached), so every model in a run
