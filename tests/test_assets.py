@@ -93,3 +93,10 @@ def test_a_gguf_file_is_converted_once_and_model_path_may_name_it(tmp_path):
     stamp = (ckpt / "config.json").stat().st_mtime_ns
     assert resolve_path(ModelConfig(path=str(gguf)), cache) == ckpt  # reused, not reconverted
     assert (ckpt / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_model_path_naming_a_missing_gguf_file_is_one_clear_error(tmp_path):
+    from recbias.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"model.path: GGUF file '.*missing.gguf' does not exist"):
+        resolve_path(ModelConfig(path=str(tmp_path / "missing.gguf")), tmp_path / "cache")

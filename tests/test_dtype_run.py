@@ -39,8 +39,13 @@ def test_auto_dtype_is_resolved_into_config_and_environment(
     assert env["dtype_probes"]["cpu"]["bf16_gflops"] == bf16_gflops
 
 
-def test_zero_epochs_decodes_with_the_base_model(tmp_path, tiny_ckpt, table_data, capsys):
-    cfg = write_config(tmp_path, tiny_ckpt, table_data)
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_zero_epochs_decodes_with_the_base_model(tmp_path, tiny_ckpt, table_data, capsys, finetune):
+    lora = '[model.lora]\ntarget_modules = ["q_proj", "v_proj"]'
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, lora if finetune == "lora" else "")
+    cfg.write_text(
+        cfg.read_text().replace('dtype = "fp32"', f'dtype = "fp32"\nfinetune = "{finetune}"')
+    )
     run = tmp_path / "run"
     assert main(["run", str(cfg), "--run-dir", str(run), "--set", "train.epochs=0"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
