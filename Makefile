@@ -13,7 +13,7 @@ PY312_VENV ?= .venvs/py312
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python $(PIP) torch==2.13.0
 	$(BIN)/python $(PIP) -c constraints-dev.txt -e ".[dev]"
@@ -33,9 +33,10 @@ test-unit: setup
 browser:
 	bash scripts/install_chromium.sh
 
-test: lint browser test-install test-py312
+test: lint browser
 	$(BIN)/pytest -q -m "not integration"
 	$(BIN)/pytest -q -m integration
+	$(MAKE) test-install test-py312
 
 # `pip install .` (not editable) into a fresh environment that already has torch: pip must install
 # no torch/CUDA/triton package; then the installed command runs doctor and the tiny end-to-end
@@ -55,6 +56,7 @@ test-install: setup
 # dependency for 3.12, installs no torch/CUDA/triton, that the sources compile and that the modules
 # that need no torch import on 3.12. Running models on 3.12 is not checked here.
 test-py312: setup
+	@command -v $(PYTHON312) >/dev/null || { echo "test-py312: no Python 3.12 ($(PYTHON312)); set PYTHON312=" >&2; exit 1; }
 	rm -rf $(PY312_VENV) && $(PYTHON312) -m venv $(PY312_VENV)
 	$(PY312_VENV)/bin/python scripts/check_install.py --fake-torch 2.13.0 \
 		$$($(PY312_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
