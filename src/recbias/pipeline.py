@@ -76,6 +76,7 @@ class LoadedModel:
 def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     seed_everything(cfg.seed)
     set_threads(cfg.threads)
+    loading.resolve_dtype(cfg.model)  # "auto" -> bf16/fp32, recorded in config.toml
     if not distributed.is_main():
         return
     resolved = run_dir / "config.toml"
@@ -87,7 +88,7 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
 
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
-    write_environment(run_dir, cfg.seed)
+    write_environment(run_dir, cfg.seed, cfg.model.dtype)
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
@@ -259,9 +260,12 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
     return out
 
 
-def trained_weights(cfg: RunConfig, run_dir: Path) -> Path:
+def trained_weights(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """The run's trained ``model/`` or ``adapter/``; None for ``train.epochs = 0`` (the base)."""
     from recbias.errors import ModelError
 
+    if cfg.train.epochs == 0:
+        return None
     path = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
     if not path.is_dir():
         raise ModelError(f"run directory '{run_dir}' has no trained {path.name}/ (train it first)")

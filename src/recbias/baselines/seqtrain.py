@@ -18,7 +18,7 @@ Speed options (see :mod:`recbias.baselines.sequnits` for the grouping):
   sample is still supervised once, batches still hold ~``batch_size`` samples and the loss is
   still the mean over samples, so without dropout the gradient equals the per-sample one; with
   dropout the samples of one pass share their dropout masks (same distribution per sample).
-* ``dtype = "bf16"``: the net runs under CPU/CUDA autocast in bfloat16; states are cast back
+* ``dtype = "bf16"`` (or ``auto`` where bf16 is fast, see :mod:`recbias.hardware`): the net runs under CPU/CUDA autocast in bfloat16; states are cast back
   to float32 before the item dot products, so logits, losses and rankings are float32.
 * ``bucket``: units of similar length share a batch, which drops trailing padding columns.
 
@@ -51,10 +51,11 @@ from recbias.baselines.sequnits import TrainUnits, build_units, history_tensor, 
 from recbias.config import Config, spec
 from recbias.errors import DataError, RecbiasError
 from recbias.evaluation.predictions import Recommendations
+from recbias.hardware import bf16_enabled
 
 log = logging.getLogger(__name__)
 LOSSES = ("ce", "bce")
-DTYPES = ("fp32", "bf16")
+DTYPES = ("auto", "fp32", "bf16")
 __all__ = ["SeqTrainConfig", "SequenceRecommender", "history_tensor", "top_k", "trim"]
 
 
@@ -94,9 +95,11 @@ class SeqTrainConfig(Config):
         },
     )
     dtype: str = field(
-        default="bf16",
+        default="auto",
         metadata=spec(
-            "fp32, or bf16 (autocast for the net; logits and loss stay fp32)", choices=DTYPES
+            "fp32, bf16 (autocast for the net; logits and loss stay fp32), or auto = bf16 "
+            "where the device runs it fast, else fp32",
+            choices=DTYPES,
         ),
     )
     seed: int = field(default=0, metadata={"help": "initialisation, shuffling and dropout"})
@@ -190,8 +193,8 @@ def bce_loss(state: Tensor, items: Tensor, targets: Tensor, negatives: Tensor) -
 
 
 def autocast(cfg: SeqTrainConfig) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``cfg.device`` when ``cfg.dtype == "bf16"``, else nothing."""
-    if cfg.dtype != "bf16":
+    """bf16 autocast on ``cfg.device`` when ``cfg.dtype`` resolves to bf16 there, else nothing."""
+    if not bf16_enabled(cfg.dtype, cfg.device):
         return contextlib.nullcontext()
     return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
 

@@ -278,4 +278,3 @@ class FairnessConfig(Config):
     relevance_batch_size: int = field(
         default=64, metadata=spec("catalog titles per forward pass of the Eq. 2 pass", ge=1)
     )
-
