@@ -14,7 +14,7 @@ from recbias.cli import main
 from recbias.hardware import Probe
 
 # the tiny checkpoint and CSV dataset of the CLI tests
-tiny_ckpt, table_data, write_config = test_cli.tiny_ckpt, test_cli.table_data, test_cli.write_config
+write_config = test_cli.write_config  # tiny_ckpt and table_data come from conftest
 
 
 def _fake_cpu(monkeypatch, bf16_gflops: float) -> None:
