@@ -99,7 +99,28 @@ class SourceConfig:
     )
     items: str | None = field(
         default=None,
-        metadata=_help("Explicit items/metadata file; overrides the name found in path."),
+        metadata=_help(
+            "Explicit items/metadata file; overrides the name found in path (seqcsv: an id2name "
+            "JSON, or a D3/IGD info file of 'title<TAB>id' lines ending in .txt)."
+        ),
+    )
+    train: str | None = field(
+        default=None,
+        metadata=_help(
+            "split = 'given': the train file (seqcsv: sample CSV; table: interactions); default "
+            "train.csv in path."
+        ),
+    )
+    valid: str | None = field(
+        default=None,
+        metadata=_help(
+            "split = 'given': the valid file; default valid.csv in path. Missing is an error "
+            "unless prepare.given_valid = 'train_tail'."
+        ),
+    )
+    test: str | None = field(
+        default=None,
+        metadata=_help("split = 'given': the test file; default test.csv in path."),
     )
     category: str | None = field(
         default=None, metadata=_help("Amazon category, e.g. Toys_and_Games (file-name stem).")
@@ -168,11 +189,29 @@ class PrepareConfig:
     )
     max_history: int = field(default=10, metadata=_help("Most recent items kept in a history."))
     min_history: int = field(default=1, metadata=_help("Fewest history items of a sample."))
-    split: Literal["chronological", "leave_one_out"] = field(
+    split: Literal["chronological", "leave_one_out", "given"] = field(
         default="chronological",
         metadata=_help(
             "chronological: global cut of samples sorted by time (D3/BIGRec); leave_one_out: last "
-            "sample per user is test, second-last valid."
+            "sample per user is test, second-last valid; given: the source's train/valid/test "
+            "files as shipped (seqcsv rows are the samples; table rows are the targets), no "
+            "re-splitting, no k-core and no time window."
+        ),
+    )
+    given_valid: Literal["file", "train_tail"] = field(
+        default="file",
+        metadata=_help(
+            "split = 'given': validation samples come from the valid file (missing = error) or "
+            "train_tail (the latest valid_ratio share of the train file's samples by timestamp, "
+            "taken out of train)."
+        ),
+    )
+    duplicate_item_ids: Literal["error", "first", "last"] = field(
+        default="error",
+        metadata=_help(
+            "Items-file rows repeating an item id with a different title: error, or keep the "
+            "first / last row. Exact repeats (same title) are always collapsed; the card counts "
+            "both."
         ),
     )
     train_ratio: float = field(default=0.8, metadata=_help("Chronological split: train share."))
@@ -316,6 +355,22 @@ def _check_prepare(p: PrepareConfig) -> None:
         value = getattr(p, name)
         if value is not None:
             parse_date(value, name)
+    if p.split == "given":
+        _check_given(p)
+
+
+def _check_given(p: PrepareConfig) -> None:
+    """The given split uses the files as shipped: no filter may change which samples exist."""
+    if p.kcore:
+        raise ConfigError(
+            f"prepare.kcore: split = 'given' uses the shipped samples as they are; expected 0, "
+            f"got {p.kcore}"
+        )
+    for name in ("time_window_start", "time_window_end"):
+        if getattr(p, name) is not None:
+            raise ConfigError(
+                f"prepare.{name}: split = 'given' uses the shipped samples as they are; remove it"
+            )
 
 
 def _check_min(name: str, value: int, minimum: int) -> None:
