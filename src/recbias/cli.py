@@ -127,6 +127,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from recbias import pipeline
+    from recbias.run_marker import mark_finished
 
     cfg = _load(args)
     with _fresh_run_dir(cfg, args) as run_dir:
@@ -134,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ds = pipeline.load_data(cfg)
         lm = pipeline.load_lm(cfg, ds)
         info = pipeline.train(cfg, ds, lm, run_dir, args.resume, RichReporter())
+        mark_finished(run_dir)
     out.print(info)
     console.print(f"trained weights in {run_dir}")
     return 0
@@ -160,10 +162,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recbias.evaluation.summary import metrics_table_markdown
     from recbias.metrics.ranking import per_sample_metrics
     from recbias.metrics.stats import metrics_with_ci, paired_comparison
+    from recbias.run_marker import require_finished_file
 
     ks = [int(k) for k in args.ks.split(",")]
     rows, per = {}, {}
     for path in [args.predictions, *args.compare]:
+        require_finished_file(Path(path))
         p = read_predictions_jsonl(Path(path))
         rows[path] = metrics_with_ci(p.items, p.targets, ks, args.bootstrap, args.seed)
         per[path] = (p.sample_ids, per_sample_metrics(p.items, p.targets, ks))

@@ -53,6 +53,7 @@ from recbias.recommender import (
     candidate_items,
     chain_hooks,
 )
+from recbias.run_marker import mark_finished, mark_unfinished
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train import distributed
 from recbias.train.loggers import build_loggers
@@ -84,6 +85,7 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
     write_environment(run_dir, cfg.seed)
+    mark_unfinished(run_dir)
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
@@ -355,6 +357,7 @@ def run_experiment(
     write_metrics_json(run_dir / "metrics.json", result)
     result["summary"] = write_summary(cfg, run_dir, result)
     del lm
+    mark_finished(run_dir)  # results complete; the audit and report below read them as finished
     finish(cfg, run_dir, timing)
     return result
 
