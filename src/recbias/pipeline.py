@@ -30,6 +30,7 @@ from recbias.decoding import ItemTrie
 from recbias.decoding.config import ScoreHook
 from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
 from recbias.decoding.igd_calibration import igd_score_hook
+from recbias.evaluation.cutoffs import check_cutoffs
 from recbias.evaluation.predictions import (
     Recommendations,
     export_peer_json,
@@ -337,6 +338,7 @@ def run_experiment(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     ds = load_data(cfg)
+    check_cutoffs(cfg.eval.ks, cfg.decode.beam.n_return, len(ds.titles), cfg.eval.ks_beyond_list)
     lm = load_lm(cfg, ds)
     timing["prepare_and_load"] = time.perf_counter() - t0
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
