@@ -109,19 +109,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from recbias.data.card import card_lines
     from recbias.data.dataset import PreparedDataset
     from recbias.data.prepare import prepare_dataset
 
     cfg = _load(args)
     path = prepare_dataset(cfg.data, force=args.force)
     card = PreparedDataset.load(path).card
-    table = Table(title=f"prepared dataset: {path}")
-    table.add_column("field")
-    table.add_column("value")
-    for key, value in card.items():
-        if isinstance(value, int | float | str):
-            table.add_row(key, str(value))
-    out.print(table)
+    out.print(_table(f"prepared dataset: {path}", ["what", "value"], card_lines(card)))
+    console.print(f"full card: {path / 'card.json'}")
     return 0
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recbias.data.card import peer_title_caveats
 from recbias.data.config import (
     DataConfig,
     PrepareConfig,
@@ -154,6 +155,7 @@ def build_dataset(resolved: DataConfig, files: InputFiles) -> Prepared:
         samples = number_samples(sliding_windows(sequences, prep.min_history, prep.max_history))
         full = split_samples(samples, prep)
     reports["source"] = {"file_rows": raw.file_rows, **raw.notes}
+    reports["peer_titles"] = peer_title_caveats(items["title"].tolist())
     splits = subsample(full, prep)
     context = (
         f"{len(samples)} samples from {sequences['user'].nunique()} users, {len(items)} items, "
