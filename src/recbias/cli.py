@@ -294,21 +294,50 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_seqrec(args: argparse.Namespace) -> int:
     from recbias.config import load_config, write_resolved
-    from recbias.evaluation.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
-    from recbias.fsutil import write_json
-    from recbias.runs import write_environment
+    from recbias.evaluation.loo import SeqRecConfig, apply_seed
+    from recbias.evaluation.seqrec_run import check_resumable, run_seqrec_dir
+    from recbias.run_marker import mark_finished, mark_unfinished
+    from recbias.runs import new_run_dir, write_environment
 
     cfg = load_config(SeqRecConfig, Path(args.config), args.set)
-    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    given = Path(args.run_dir) if args.run_dir else None
+    run_dir = new_run_dir(Path(cfg.output_dir), cfg.name, given, args.resume)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    if args.resume:
+        cfg.validate()
+        apply_seed(cfg)
+        check_resumable(cfg, run_dir)  # before config.toml is rewritten
     write_resolved(cfg, run_dir / "config.toml")
-    write_environment(run_dir, cfg.baselines.sasrec.seed)
-    results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
-    write_json(run_dir / "metrics.json", results)
-    cols = ["model", *next(iter(results.values()))["test"]]
-    rows = [[m, *(f"{v:.4f}" for v in r["test"].values())] for m, r in results.items()]
-    out.print(_table(f"leave-one-out, full ranking @ {cfg.k} (test)", cols, rows))
+    write_environment(run_dir, cfg.seed if cfg.seed is not None else cfg.baselines.sasrec.seed)
+    mark_unfinished(run_dir, "seqrec")
+    result = run_seqrec_dir(cfg, run_dir, args.resume, _seqrec_progress)
+    mark_finished(run_dir)
+    k, ref = result["k"], result["reference"]
+    cols = ["model", *(f"{m} [95% CI]" for m in next(iter(result["test"].values())))]
+    rows = [
+        [name, *(f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]" for v in metrics.values())]
+        for name, metrics in result["test"].items()
+    ]
+    out.print(_table(f"{result['data']}: full ranking @ {k} (test)", cols, rows))
+    for name, metrics in result[f"paired_vs_{ref}"].items():
+        c = metrics[f"NDCG@{k}"]
+        out.print(f"NDCG@{k}: {name} − {ref} = {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}], "
+                  f"p = {c['p_value']:.4g}")  # fmt: skip
     console.print(f"outputs in {run_dir}")
     return 0
+
+
+def _seqrec_progress(event: dict[str, Any]) -> None:
+    """One console line per seqrec event (model start/done, each epoch with ETA)."""
+    name = event["model"]
+    if event["event"] == "epoch":
+        valid = "".join(f", {k} {v:.4f}" for k, v in event.items() if k.startswith("valid_"))
+        console.print(f"{name} epoch {event['epoch']}/{event['epochs']}: loss {event['loss']:.4f}"
+                      f"{valid}, {event['seconds']:.1f} s, ETA {event['eta_s']:.0f} s")  # fmt: skip
+    elif event["event"] == "done":
+        console.print(f"{name} done: {event['path']}")
+    elif event["event"] == "reused":
+        console.print(f"{name}: reusing {event['path']} (--resume)")
 
 
 def cmd_genrec(args: argparse.Namespace) -> int:
@@ -373,7 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "probe": (cmd_probe, "probe one bias channel: positional, popularity, latent, synthetic"),
         "genrec": (cmd_genrec, "semantic-ID generative recommender (TIGER-style): train, test"),
-        "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
+        "seqrec": (
+            cmd_seqrec,
+            "item-ID sequential baselines (popularity, GRU4Rec, SASRec, genrec) with full "
+            "ranking on [data] (default: RecBole ML-100K leave-one-out)",
+        ),
         "audit": (cmd_audit, "measure every bias of a trained run (writes RUN_DIR/audit/)"),
         "report": (
             cmd_report,
@@ -411,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
         elif name in ("simulate", "seqrec", "genrec"):
             _config_args(p)
+            if name == "seqrec":
+                p.add_argument(
+                    "--resume", action="store_true",
+                    help="continue the run in --run-dir: reuse each model whose results exist "
+                    "and were made with the same config",
+                )  # fmt: skip
         elif name == "probe":
             from recbias.probes.config import CONFIGS
 

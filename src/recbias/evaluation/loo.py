@@ -48,6 +48,7 @@ import pandas as pd
 from recbias.baselines.gru4rec import GRU4RecConfig, GRU4RecRecommender
 from recbias.baselines.popularity import count_items
 from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
+from recbias.data.config import DataConfig
 from recbias.errors import ConfigError, DataError
 from recbias.genrec.config import GenRecConfig
 from recbias.metrics.ranking import hit_rate, ndcg
@@ -256,8 +257,30 @@ class SeqRecConfig:
             "(unset = all); its exact scoring of every item is what full ranking needs"
         },
     )
+    data: DataConfig | None = field(
+        default=None,
+        metadata={
+            "help": "the dataset, the [data] section of `recbias run` (any reader); its prepared "
+            "train/valid/test samples are used as they are. Unset = RecBole's ML-100K "
+            "leave-one-out protocol (module doc)"
+        },
+    )
     max_len: int = field(default=50, metadata={"help": "LOO history window (RecBole: 50)"})
     k: int = field(default=10, metadata={"help": "cut-off of the ranking metrics"})
+    bootstrap: int = field(
+        default=1000, metadata={"help": "bootstrap resamples of the 95% CIs and paired tests"}
+    )
+    reference: str | None = field(
+        default=None,
+        metadata={"help": "model the others are compared with (paired tests); unset = the first"},
+    )
+    epoch_valid_samples: int = field(
+        default=1000,
+        metadata={
+            "help": "valid samples (seeded subset) scored after every epoch for the progress "
+            "line; 0 = no per-epoch validation"
+        },
+    )
     baselines: SeqBaselines = field(default_factory=SeqBaselines)
 
     def validate(self) -> None:
@@ -269,6 +292,13 @@ class SeqRecConfig:
             )
         for key in ("max_len", "k"):
             if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
+        if self.reference is not None and self.reference not in self.models:
+            raise ConfigError(
+                f"config key 'reference': {self.reference!r} is not one of models {self.models}"
+            )
+        for key in ("bootstrap", "epoch_valid_samples"):
+            if getattr(self, key) < (1 if key == "bootstrap" else 0):
                 raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
         if self.genrec_train_samples is not None and self.genrec_train_samples < 1:
             raise ConfigError(
@@ -283,11 +313,11 @@ def _popularity_scores(split: LOOSplit, samples: pd.DataFrame) -> np.ndarray:
     return np.broadcast_to(counts, (len(samples), split.n_items))
 
 
-def _fit_model(name: str, cfg: SeqRecConfig, split: LOOSplit) -> Any:
+def _fit_model(name: str, cfg: SeqRecConfig, split: LOOSplit, on_epoch: Any = None) -> Any:
     if name == "genrec":
         return _fit_genrec(cfg, split)
     model_cls = GRU4RecRecommender if name == "gru4rec" else SASRecRecommender
-    return model_cls(getattr(cfg.baselines, name)).fit(split.train, split.n_items)
+    return model_cls(getattr(cfg.baselines, name)).fit(split.train, split.n_items, on_epoch)
 
 
 def _fit_genrec(cfg: SeqRecConfig, split: LOOSplit) -> Any:
@@ -303,25 +333,45 @@ def _fit_genrec(cfg: SeqRecConfig, split: LOOSplit) -> Any:
     return GenerativeRecommender(cfg.genrec).fit(train, split.items, split.valid)
 
 
+def run_model(
+    name: str, cfg: SeqRecConfig, split: LOOSplit, on_epoch: Any = None
+) -> dict[str, Any]:
+    """Train one model; full-ranking metrics on valid and test, test ranks, epoch times/losses.
+
+    ``on_epoch(epoch, model)`` runs after each epoch of the item-ID nets (not popularity/genrec).
+    """
+    if name == "popularity":
+        score, seconds, losses = (lambda s: _popularity_scores(split, s)), [], []
+    else:
+        model = _fit_model(name, cfg, split, on_epoch)
+        score = model.scores
+        seconds = list(getattr(model, "epoch_seconds", []))
+        losses = list(getattr(model, "losses", []))
+    result: dict[str, Any] = {"epoch_seconds": seconds, "epoch_losses": losses}
+    for part in ("valid", "test"):
+        samples = getattr(split, part)
+        if part == "valid" and samples.empty:
+            result[part] = {}
+            continue
+        scores = score(samples)
+        scores = scores.float().numpy() if hasattr(scores, "numpy") else np.asarray(scores)
+        targets = samples["target"].to_numpy()
+        result[part] = full_ranking_metrics(scores, targets, cfg.k)
+        if part == "test":
+            result["test_ranks"] = full_ranks(scores, targets).tolist()
+            result["test_sample_ids"] = samples["sample_id"].astype(int).tolist()
+    log.info("%s: test %s", name, result["test"])
+    return result
+
+
+def apply_seed(cfg: SeqRecConfig) -> None:
+    """``seed``, when set, becomes every model's seed."""
+    if cfg.seed is not None:
+        cfg.baselines.gru4rec.seed = cfg.baselines.sasrec.seed = cfg.genrec.seed = cfg.seed
+
+
 def run_seqrec(cfg: SeqRecConfig, split: LOOSplit) -> dict[str, dict]:
     """Train each model on ``split.train``; full-ranking metrics on valid and test, epoch times."""
     cfg.validate()
-    if cfg.seed is not None:
-        cfg.baselines.gru4rec.seed = cfg.baselines.sasrec.seed = cfg.genrec.seed = cfg.seed
-    results: dict[str, dict] = {}
-    for name in cfg.models:
-        if name == "popularity":
-            score, seconds = (lambda s: _popularity_scores(split, s)), []
-        else:
-            model = _fit_model(name, cfg, split)
-            score = model.scores
-            seconds = list(getattr(model, "epoch_seconds", []))
-        results[name] = {"epoch_seconds": seconds}
-        for part in ("valid", "test"):
-            samples = getattr(split, part)
-            scores = score(samples)
-            scores = scores.float().numpy() if hasattr(scores, "numpy") else np.asarray(scores)
-            metrics = full_ranking_metrics(scores, samples["target"].to_numpy(), cfg.k)
-            results[name][part] = metrics
-        log.info("%s: test %s", name, results[name]["test"])
-    return results
+    apply_seed(cfg)
+    return {name: run_model(name, cfg, split) for name in cfg.models}
