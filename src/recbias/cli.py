@@ -303,9 +303,9 @@ def cmd_seqrec(args: argparse.Namespace) -> int:
     given = Path(args.run_dir) if args.run_dir else None
     run_dir = new_run_dir(Path(cfg.output_dir), cfg.name, given, args.resume)
     console.print(f"run directory: [bold]{run_dir}[/]")
+    cfg.validate()
+    apply_seed(cfg)  # config.toml records the seed each model trains with
     if args.resume:
-        cfg.validate()
-        apply_seed(cfg)
         check_resumable(cfg, run_dir)  # before config.toml is rewritten
     write_resolved(cfg, run_dir / "config.toml")
     write_environment(run_dir, cfg.seed if cfg.seed is not None else cfg.baselines.sasrec.seed)
