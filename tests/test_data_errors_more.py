@@ -122,3 +122,17 @@ def test_amazon_records_without_title_are_dropped_and_counted(tmp_path):
     assert data.titles == ["Toy 0", "Toy 1", "Toy 2"]
     assert data.card["reports"]["source"]["meta_records_without_title_field"] == 1
     assert data.card["reports"]["items"]["untitled_item_interactions"] == 6
+
+
+def test_header_only_recbole_inter_names_that_file(tmp_path):
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    (folder / "mini.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n")
+    (folder / "mini.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "1\tHeat\t1995\tCrime\n"
+    )
+    source = SourceConfig(kind="recbole", path=str(folder))
+    cfg = DataConfig(source, PrepareConfig(kcore=0), cache_dir=str(tmp_path / "cache"))
+    message = fails(cfg, "mini.inter", "no interactions read")
+    assert "mini.item" not in message

@@ -54,6 +54,10 @@ def _input_line(reports: dict[str, Any]) -> list[tuple[str, str]]:
     untitled = reports.get("source", {}).get("meta_records_without_title_field")
     if untitled:
         lines.append(("metadata without title", f"{untitled} records (their items are dropped)"))
+    source = reports.get("source", {})
+    if "rebuilt_interactions" in source:
+        lines.append(("sample rows", f"{source['sample_rows']} window rows -> "
+                      f"{source['rebuilt_interactions']} interactions (overlaps merged)"))  # fmt: skip
     ids = reports.get("item_ids")
     if ids:
         lines.append(("repeated item ids", f"{ids['exact_repeats']} exact repeats collapsed, "

@@ -104,7 +104,9 @@ def read_seqcsv(cfg: SourceConfig, files: InputFiles) -> RawData:
             "timestamp": pd.Series([r[1] for r in rows], dtype="int64"),
         }
     )
-    return RawData(_rebuild(rows), items, samples=samples, file_rows=file_rows)
+    interactions = _rebuild(rows)
+    notes = {"sample_rows": len(rows), "rebuilt_interactions": len(interactions)}
+    return RawData(interactions, items, samples=samples, file_rows=file_rows, notes=notes)
 
 
 def _rebuild(rows: list[Row]) -> pd.DataFrame:
