@@ -222,8 +222,8 @@ def test_section_has_tables_and_pngs(tmp_path, byte_tok):
     ],
 )
 def test_bad_config_names_the_key(kwargs, key):
-    with pytest.raises(ConfigError, match=f"diagnostics.attribution.{key}'"):
-        AttributionConfig(**kwargs).validate()
+    with pytest.raises(ConfigError, match=f"'attribution.{key}'"):
+        AttributionConfig(**kwargs).validate("attribution")
 
 
 def test_run_without_checkpoint_names_the_missing_path(tmp_path):

@@ -86,7 +86,7 @@ def test_out_of_catalog_ids_and_missing_columns_raise():
 
 
 def test_invalid_config_is_rejected_at_construction():
-    with pytest.raises(ConfigError, match="'genrec.heads'"):
+    with pytest.raises(ConfigError, match=r"config key 'heads': must be a divisor of d_model"):
         GenerativeRecommender(GenRecConfig(d_model=30, heads=4))
 
 

@@ -176,13 +176,13 @@ def test_bucketing_reduces_padding():
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("epochs", 0), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
+    ("key", "value"), [("epochs", -1), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
 )
 def test_bad_train_settings_name_the_key(key, value):
     from recbias.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"train.{key}"):
-        TrainConfig(**{key: value}).validate()
+        TrainConfig(**{key: value}).validate("train")
 
 
 def test_snapshots_keep_the_weights_of_each_epoch_and_every_n_steps(byte_tok, tmp_path):

@@ -6,7 +6,12 @@ recbias train configs/quickstart.toml --run-dir runs/qs
 recbias recommend configs/quickstart.toml --run-dir runs/qs --split test
 recbias evaluate runs/qs/predictions/llm.jsonl --compare runs/qs/predictions/popularity.jsonl
 recbias report runs/qs runs/compare --out report/
+recbias config show configs/quickstart.toml; recbias config explain train.lr
 recbias doctor
+
+Several processes: ``torchrun --nproc_per_node N -m recbias.cli run|train|recommend|audit|compare
+...`` (or ``accelerate launch --num_processes N -m recbias.cli ...``); every rank runs the command,
+rank 0 alone writes and prints (see :mod:`recbias.train.distributed`).
 """
 
 from __future__ import annotations
@@ -77,7 +82,6 @@ def _run_dir(cfg, args: argparse.Namespace) -> Path:
     if distributed.launched():
         if given is None:
             raise RecbiasError("under torchrun every process needs the same --run-dir")
-        distributed.init_from_env()
         if not distributed.is_main():
             return given
     return new_run_dir(Path(cfg.output_dir), cfg.name, given, getattr(args, "resume", False))
@@ -90,7 +94,9 @@ def _fresh_run_dir(cfg, args: argparse.Namespace) -> Iterator[Path]:
     try:
         yield run_dir
     except RecbiasError:
-        if not args.resume:
+        from recbias.train import distributed
+
+        if not args.resume and distributed.is_main():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -147,6 +153,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     lm = pipeline.load_lm(cfg, ds, weights=pipeline.trained_weights(cfg, run_dir))
     lm.model.eval()
     samples, recs, _ = pipeline.recommend(cfg, ds, lm, run_dir, args.split)
+    if not _main_rank():
+        return 0
     metrics = pipeline.evaluate(cfg, samples, recs)
     out.print(metrics_table_markdown(metrics["methods"], cfg.eval.ks))
     console.print(f"predictions in {run_dir / 'predictions'}")
@@ -232,6 +240,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         step["t"] = now
 
     out_dir = run_audit(Path(args.run_dir), cfg, Path(args.out) if args.out else None, progress)
+    if not _main_rank():
+        return 0
     _, sections = load_sections(out_dir / "audit.json")
     table = Table(title=f"bias audit of {args.run_dir}")
     table.add_column("measure")
@@ -370,6 +380,50 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from recbias import configdoc
+    from recbias.config import read_toml
+    from recbias.fsutil import write_text
+
+    if args.action == "show":
+        path = Path(args.config)
+        kind = args.kind or configdoc.infer_kind(read_toml(path))
+        cfg = configdoc.load_kind(kind, path, args.set)
+        title = (
+            f"recbias {kind} config {path}, resolved: every key with its default;\n"
+            "above each key: its help [allowed values]"
+        )
+        sys.stdout.write(configdoc.render_toml(cfg, title))
+    elif args.action == "explain":
+        sys.stdout.write(configdoc.explain(args.kind or "run", args.key) + "\n")
+    else:
+        text, target = configdoc.markdown(), Path(args.out)
+        if args.check:
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                raise RecbiasError(f"{target} is stale: regenerate it with recbias config docs")
+            console.print(f"{target} is up to date")
+        else:
+            write_text(target, text)
+            console.print(f"wrote {target}")
+    return 0
+
+
+def _config_command_args(p: argparse.ArgumentParser) -> None:
+    from recbias.configdoc import KINDS
+
+    actions = p.add_subparsers(dest="action", required=True)
+    kind_help = f"config kind: {', '.join(KINDS)}"
+    show = actions.add_parser("show", help="a config with every default and its help, as TOML")
+    _config_args(show, run_dir=False)
+    show.add_argument("--kind", choices=list(KINDS), help=kind_help + " (default: inferred)")
+    explain = actions.add_parser("explain", help="type, default, allowed values and help of a key")
+    explain.add_argument("key", help="dotted key (e.g. train.lr) or section (e.g. data.prepare)")
+    explain.add_argument("--kind", choices=list(KINDS), help=kind_help + " (default: run)")
+    docs = actions.add_parser("docs", help="write the configuration reference (Markdown)")
+    docs.add_argument("--out", default="docs/configuration.md", help="output file")
+    docs.add_argument("--check", action="store_true", help="fail if --out is not up to date")
+
+
 def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
     p.add_argument(
@@ -408,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
             "ranking on [data] (default: RecBole ML-100K leave-one-out)",
         ),
         "audit": (cmd_audit, "measure every bias of a trained run (writes RUN_DIR/audit/)"),
+        "config": (cmd_config, "show a config with its defaults and help, explain a key, docs"),
         "report": (
             cmd_report,
             "self-contained HTML + Markdown/CSV/LaTeX report of run, comparison, audit, probe "
@@ -473,9 +528,27 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
             p.add_argument("--out", default="report", help="output directory (replaced atomically)")
             p.add_argument("--title", default=None, help="report title (default: directory names)")
+        elif name == "config":
+            _config_command_args(p)
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser
+
+
+def _main_rank() -> bool:
+    from recbias.train import distributed
+
+    return distributed.is_main()
+
+
+def _join_launch() -> None:
+    """Under torchrun / accelerate launch: join the process group; only rank 0 prints."""
+    from recbias.train import distributed
+
+    if distributed.launched():
+        distributed.init_from_env()
+        quiet = not distributed.is_main()
+        console.quiet = out.quiet = quiet
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -485,15 +558,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        _join_launch()
         return args.fn(args)
     except RecbiasError as exc:
         if args.debug:
             raise
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    finally:
+        from recbias.train import distributed
+
+        distributed.shutdown()
+        console.quiet = out.quiet = False
 
 
 if __name__ == "__main__":

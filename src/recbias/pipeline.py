@@ -5,6 +5,10 @@
 Every stage writes into the run directory: ``config.toml`` (resolved), ``environment.json``,
 ``train_log.jsonl``, ``checkpoints/``, ``model/`` (or ``adapter/`` for LoRA), ``predictions/``,
 ``metrics.json`` and ``summary.md``.
+
+Under torchrun / accelerate launch every rank runs every stage: training is data-parallel (DDP or
+FSDP, :mod:`recbias.train.distributed`), validation, the test decoding and the audit are sharded
+(every rank decodes its share, all gather), and rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
+    """The prepared dataset (rank 0 prepares and caches it first under several processes)."""
+    if distributed.is_main():
+        prepare_dataset(cfg.data)
+    distributed.barrier()
     return PreparedDataset.load(prepare_dataset(cfg.data))
 
 
@@ -217,8 +225,7 @@ def train(
     state = trainer.fit(samples, validate if len(valid) else None, resume=resume)
     if logger is not None:
         logger.close()
-    if distributed.is_main():
-        save_model(cfg, lm, run_dir)
+    save_model(cfg, lm, run_dir)
     return {
         "train_seconds": time.perf_counter() - t0 - validation_seconds,
         "validation_seconds": validation_seconds,
@@ -240,13 +247,18 @@ def zero_ig_share(lm: LoadedModel, titles, samples, counts: np.ndarray) -> float
 
 
 def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
-    """Full fine-tuning saves the model; LoRA saves only the adapter."""
+    """Full fine-tuning saves the model; LoRA saves only the adapter. Every rank calls (FSDP
+    gathers the full weights); rank 0 writes."""
     from recbias.fsutil import atomic_dir
+    from recbias.train.checkpoint import full_model_state
 
     out = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
-    with atomic_dir(out) as tmp:
-        lm.model.save_pretrained(tmp)
-        lm.builder.tokenizer.save_pretrained(tmp)
+    state = full_model_state(lm.model)
+    if distributed.is_main():
+        with atomic_dir(out) as tmp:
+            lm.model.save_pretrained(tmp, **({} if state is None else {"state_dict": state}))
+            lm.builder.tokenizer.save_pretrained(tmp)
+    distributed.barrier()
     return out
 
 
@@ -268,8 +280,12 @@ def recommend(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     # Beam search returns at most num_return items; shorter lists are by design, not invalid.
-    recs["llm"] = make_recommender(cfg, ds, lm).recommend(samples, min(k, cfg.decode.beam.n_return))
+    with distributed.full_weights(lm.model):  # sharded: every rank decodes its share
+        rec = make_recommender(cfg, ds, lm)
+        recs["llm"] = rec.recommend(samples, min(k, cfg.decode.beam.n_return))
     seconds["llm"] = time.perf_counter() - t0
+    if not distributed.is_main():  # rank 0 runs the baselines and writes
+        return samples, recs, seconds
     for name in cfg.eval.baselines:
         t0 = time.perf_counter()
         recs[name] = (
@@ -344,20 +360,21 @@ def run_experiment(
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
     timing["train"] = training.get("train_seconds", 0.0)
     timing["validate"] = training.get("validation_seconds", 0.0)
-    if not distributed.is_main():
-        return {"summary": ""}
     lm.model.eval()
     samples, recs, seconds = recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})
-    result = {
-        "dataset": ds.card.get("name"),
-        "training": training,
-        "timing": timing,
-        "metrics": evaluate(cfg, samples, recs),
-    }
-    timing["total"] = time.perf_counter() - t_start
-    write_metrics_json(run_dir / "metrics.json", result)
-    result["summary"] = write_summary(cfg, run_dir, result)
+    result: dict[str, Any] = {"summary": ""}
+    if distributed.is_main():
+        result = {
+            "dataset": ds.card.get("name"),
+            "training": training,
+            "timing": timing,
+            "metrics": evaluate(cfg, samples, recs),
+        }
+        timing["total"] = time.perf_counter() - t_start
+        write_metrics_json(run_dir / "metrics.json", result)
+        result["summary"] = write_summary(cfg, run_dir, result)
+    distributed.barrier()  # the audit of every rank reads what rank 0 wrote
     del lm
     mark_finished(run_dir)  # results complete; the audit and report below read them as finished
     finish(cfg, run_dir, timing)
@@ -365,13 +382,16 @@ def run_experiment(
 
 
 def finish(cfg: RunConfig, run_dir: Path, timing: dict[str, float]) -> None:
-    """The optional audit, then the report (``[finish]``); their times join metrics.json."""
+    """The optional audit (every rank: sharded), then the report (``[finish]``; rank 0); their
+    times join metrics.json."""
     if cfg.finish.audit:
         from recbias.audit import run_audit
 
         t0 = time.perf_counter()
         run_audit(run_dir, cfg.finish.audit_settings())
         timing["audit"] = time.perf_counter() - t0
+    if not distributed.is_main():
+        return
     if cfg.finish.report:
         from recbias.report import build_report
 

@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, Self
+from typing import Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbias.baselines.sequnits import TrainUnits, build_units, history_tensor, trim
-from recbias.errors import ConfigError, DataError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import DataError, RecbiasError
 from recbias.evaluation.predictions import Recommendations
 
 log = logging.getLogger(__name__)
@@ -58,20 +59,21 @@ __all__ = ["SeqTrainConfig", "SequenceRecommender", "history_tensor", "top_k", "
 
 
 @dataclass
-class SeqTrainConfig:
+class SeqTrainConfig(Config):
     """Training fields shared by the sequential baselines (subclasses add the architecture)."""
 
-    KEY: ClassVar[str] = "baselines.seq"
-    max_len: int = field(default=10, metadata={"help": "history window (most recent items)"})
-    dropout: float = field(default=0.2, metadata={"help": "dropout rate"})
-    epochs: int = field(default=20, metadata={"help": "passes over the training samples"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    batch_size: int = field(default=256, metadata={"help": "samples per step"})
+    max_len: int = field(default=10, metadata=spec("history window (most recent items)", ge=1))
+    dropout: float = field(default=0.2, metadata=spec("dropout rate", ge=0, lt=1))
+    epochs: int = field(default=20, metadata=spec("passes over the training samples", ge=1))
+    lr: float = field(default=1e-3, metadata=spec("Adam learning rate", gt=0))
+    batch_size: int = field(default=256, metadata=spec("samples per step", ge=1))
     loss: str = field(
         default="ce",
-        metadata={"help": "ce (full softmax) or bce (sampled negatives, the SASRec paper's)"},
+        metadata=spec(
+            "ce (full softmax) or bce (sampled negatives, the SASRec paper's)", choices=LOSSES
+        ),
     )
-    negatives: int = field(default=1, metadata={"help": "bce: negatives drawn per sample"})
+    negatives: int = field(default=1, metadata=spec("bce: negatives drawn per sample", ge=1))
     bucket: bool = field(
         default=False,
         metadata={
@@ -81,7 +83,7 @@ class SeqTrainConfig:
     )
     beta2: float = field(
         default=0.999,
-        metadata={"help": "Adam β2 (RecBole and torch: 0.999; the SASRec paper: 0.98)"},
+        metadata=spec("Adam β2 (RecBole and torch: 0.999; the SASRec paper: 0.98)", gt=0, lt=1),
     )
     shared_prefix: bool = field(
         default=False,
@@ -93,36 +95,15 @@ class SeqTrainConfig:
     )
     dtype: str = field(
         default="bf16",
-        metadata={"help": "fp32, or bf16 (autocast for the net; logits and loss stay fp32)"},
+        metadata=spec(
+            "fp32, or bf16 (autocast for the net; logits and loss stay fp32)", choices=DTYPES
+        ),
     )
     seed: int = field(default=0, metadata={"help": "initialisation, shuffling and dropout"})
     exclude_history: bool = field(
         default=False, metadata={"help": "never recommend an item of the sample's history"}
     )
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
-
-    def _fail(self, key: str, expected: str) -> ConfigError:
-        return ConfigError(
-            f"config key '{self.KEY}.{key}': must be {expected}, got {getattr(self, key)!r}"
-        )
-
-    def _check_positive(self, *keys: str) -> None:
-        for key in keys:
-            if getattr(self, key) < 1:
-                raise self._fail(key, ">= 1")
-
-    def validate(self) -> None:
-        self._check_positive("max_len", "epochs", "batch_size", "negatives")
-        if not 0.0 <= self.dropout < 1.0:
-            raise self._fail("dropout", "in [0, 1)")
-        if self.lr <= 0:
-            raise self._fail("lr", "> 0")
-        if not 0.0 < self.beta2 < 1.0:
-            raise self._fail("beta2", "in (0, 1)")
-        if self.loss not in LOSSES:
-            raise self._fail("loss", "one of " + ", ".join(LOSSES))
-        if self.dtype not in DTYPES:
-            raise self._fail("dtype", "one of " + ", ".join(DTYPES))
 
 
 class SequenceNet(Protocol):

@@ -48,8 +48,9 @@ import pandas as pd
 from recbias.baselines.gru4rec import GRU4RecConfig, GRU4RecRecommender
 from recbias.baselines.popularity import count_items
 from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
+from recbias.config import Config, invalid, spec
 from recbias.data.config import DataConfig
-from recbias.errors import ConfigError, DataError
+from recbias.errors import DataError
 from recbias.genrec.config import GenRecConfig
 from recbias.metrics.ranking import hit_rate, ndcg
 
@@ -225,15 +226,19 @@ SEQ_MODELS = ("popularity", "gru4rec", "sasrec", "genrec")
 
 
 @dataclass
-class SeqBaselines:
-    gru4rec: GRU4RecConfig = field(default_factory=lambda: GRU4RecConfig(batch_size=2048))
+class SeqBaselines(Config):
+    gru4rec: GRU4RecConfig = field(
+        default_factory=lambda: GRU4RecConfig(batch_size=2048),
+        metadata={"help": "GRU4Rec (model 'gru4rec')"},
+    )
     sasrec: SASRecConfig = field(
-        default_factory=lambda: SASRecConfig(max_len=50, batch_size=2048, ffn=256, dropout=0.5)
+        default_factory=lambda: SASRecConfig(max_len=50, batch_size=2048, ffn=256, dropout=0.5),
+        metadata={"help": "SASRec (model 'sasrec')"},
     )
 
 
 @dataclass
-class SeqRecConfig:
+class SeqRecConfig(Config):
     """Item-ID baselines on chronological leave-one-out with full ranking."""
 
     name: str = field(default="seqrec", metadata={"help": "run name (prefix of the run dir)"})
@@ -244,7 +249,7 @@ class SeqRecConfig:
     )
     models: list[str] = field(
         default_factory=lambda: ["popularity", "gru4rec", "sasrec"],
-        metadata={"help": "models to train and evaluate: popularity, gru4rec, sasrec, genrec"},
+        metadata=spec("models to train and evaluate", choices=SEQ_MODELS, min_len=1),
     )
     genrec: GenRecConfig = field(
         default_factory=GenRecConfig,
@@ -254,7 +259,8 @@ class SeqRecConfig:
         default=20000,
         metadata={
             "help": "genrec trains on this many training samples drawn with `seed` "
-            "(unset = all); its exact scoring of every item is what full ranking needs"
+            "(unset = all); its exact scoring of every item is what full ranking needs",
+            "ge": 1,
         },
     )
     data: DataConfig | None = field(
@@ -265,10 +271,10 @@ class SeqRecConfig:
             "leave-one-out protocol (module doc)"
         },
     )
-    max_len: int = field(default=50, metadata={"help": "LOO history window (RecBole: 50)"})
-    k: int = field(default=10, metadata={"help": "cut-off of the ranking metrics"})
+    max_len: int = field(default=50, metadata=spec("LOO history window (RecBole: 50)", ge=1))
+    k: int = field(default=10, metadata=spec("cut-off of the ranking metrics", ge=1))
     bootstrap: int = field(
-        default=1000, metadata={"help": "bootstrap resamples of the 95% CIs and paired tests"}
+        default=1000, metadata=spec("bootstrap resamples of the 95% CIs and paired tests", ge=1)
     )
     reference: str | None = field(
         default=None,
@@ -276,36 +282,19 @@ class SeqRecConfig:
     )
     epoch_valid_samples: int = field(
         default=1000,
-        metadata={
-            "help": "valid samples (seeded subset) scored after every epoch for the progress "
-            "line; 0 = no per-epoch validation"
-        },
+        metadata=spec(
+            "valid samples (seeded subset) scored after every epoch for the progress line; "
+            "0 = no per-epoch validation",
+            ge=0,
+        ),
     )
-    baselines: SeqBaselines = field(default_factory=SeqBaselines)
+    baselines: SeqBaselines = field(
+        default_factory=SeqBaselines, metadata={"help": "settings of the item-ID models"}
+    )
 
-    def validate(self) -> None:
-        unknown = [m for m in self.models if m not in SEQ_MODELS]
-        if unknown or not self.models:
-            raise ConfigError(
-                f"config key 'models': must be a non-empty list of {', '.join(SEQ_MODELS)}, "
-                f"got {self.models}"
-            )
-        for key in ("max_len", "k"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
+    def check(self) -> None:
         if self.reference is not None and self.reference not in self.models:
-            raise ConfigError(
-                f"config key 'reference': {self.reference!r} is not one of models {self.models}"
-            )
-        for key in ("bootstrap", "epoch_valid_samples"):
-            if getattr(self, key) < (1 if key == "bootstrap" else 0):
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
-        if self.genrec_train_samples is not None and self.genrec_train_samples < 1:
-            raise ConfigError(
-                f"config key 'genrec_train_samples': must be >= 1, got {self.genrec_train_samples}"
-            )
-        self.baselines.gru4rec.validate()
-        self.baselines.sasrec.validate()
+            raise invalid("reference", f"must be one of models {self.models}", self.reference)
 
 
 def _popularity_scores(split: LOOSplit, samples: pd.DataFrame) -> np.ndarray:

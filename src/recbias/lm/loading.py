@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoraSettings:
-    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    r: int = field(default=8, metadata={"help": "LoRA rank", "ge": 1})
     alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha"})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout", "ge": 0, "lt": 1})
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "v_proj"],
         metadata={"help": "module names to adapt (BIGRec/MSL: q_proj, v_proj)"},
@@ -30,7 +30,10 @@ class LoraSettings:
 class ModelConfig:
     path: str | None = field(
         default=None,
-        metadata={"help": "local Hugging Face checkpoint directory; unset = embedded SmolLM2-135M"},
+        metadata={
+            "help": "local Hugging Face checkpoint directory; unset = embedded SmolLM2-135M",
+            "path": True,
+        },
     )
     dtype: Literal["bf16", "fp32"] = field(
         default="bf16",
@@ -42,7 +45,10 @@ class ModelConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     max_length: int | None = field(
         default=None,
-        metadata={"help": "longest prompt+target in tokens; unset = the model's context size"},
+        metadata={
+            "help": "longest prompt+target in tokens; unset = the model's context size",
+            "ge": 1,
+        },
     )
     attention: Literal["auto", "eager", "sdpa"] = field(
         default="auto",
@@ -54,7 +60,10 @@ class ModelConfig:
     )
     adapter: str | None = field(
         default=None,
-        metadata={"help": "a saved LoRA adapter directory to load on top of the model"},
+        metadata={
+            "help": "a saved LoRA adapter directory to load on top of the model",
+            "path": True,
+        },
     )
 
 

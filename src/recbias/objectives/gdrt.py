@@ -56,7 +56,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import RecbiasError
 from recbias.lm.batching import Batch
 from recbias.lm.loading import autocast
 from recbias.objectives.base import ObjectiveContext
@@ -69,26 +70,27 @@ from recbias.objectives.relevance import (
 from recbias.train import distributed
 
 log = logging.getLogger(__name__)
-_KEY = "train.objective.gdrt"
 
 
 @dataclass
-class GDRTConfig:
+class GDRTConfig(Config):
     """GDRT (Group-DRO tuning) settings; defaults are the paper's reading (module docstring)."""
 
     groups: int = field(
-        default=5, metadata={"help": "number of relevance groups G (paper tunes 2, 5, 10)"}
+        default=5, metadata=spec("number of relevance groups G (paper tunes 2, 5, 10)", ge=1)
     )
     grouping: GroupMethod = field(
         default="kmeans",
         metadata={"help": "kmeans (paper) or quantile (equal-frequency bins, footnote 2)"},
     )
     tau: float = field(
-        default=0.5, metadata={"help": "temperature τ of Q = softmax(L/τ) (paper tunes 0.1-1.0)"}
+        default=0.5, metadata=spec("temperature τ of Q = softmax(L/τ) (paper tunes 0.1-1.0)", gt=0)
     )
     ema: float | None = field(
         default=None,
-        metadata={"help": "η of a running estimate of the group losses used for Q; none = off"},
+        metadata=spec(
+            "η of a running estimate of the group losses used for Q; none = off", gt=0, le=1
+        ),
     )
     weights_from: Literal["auto", "batch", "previous"] = field(
         default="auto",
@@ -105,40 +107,16 @@ class GDRTConfig:
             "r and the groups with the current model every refresh_every epochs"
         },
     )
-    refresh_every: int = field(default=1, metadata={"help": "epochs between relevance refreshes"})
+    refresh_every: int = field(default=1, metadata=spec("epochs between relevance refreshes", ge=1))
     placeholder: str | None = field(
         default=None,
         metadata={"help": "text replacing the history in Eq. 3 (default: prompt's placeholder)"},
     )
     relevance_batch_size: int = field(
-        default=32, metadata={"help": "target items per forward pass of the relevance pass"}
+        default=32, metadata=spec("target items per forward pass of the relevance pass", ge=1)
     )
-    kmeans_n_init: int = field(default=10, metadata={"help": "K-means restarts (scikit-learn)"})
+    kmeans_n_init: int = field(default=10, metadata=spec("K-means restarts (scikit-learn)", ge=1))
     seed: int = field(default=0, metadata={"help": "K-means random_state"})
-
-    def validate(self) -> None:
-        checks = [
-            ("groups", self.groups >= 1, "must be >= 1"),
-            ("grouping", self.grouping in ("kmeans", "quantile"), "must be kmeans or quantile"),
-            ("tau", self.tau > 0, "must be > 0"),
-            ("ema", self.ema is None or 0 < self.ema <= 1, "must be in (0, 1]"),
-            (
-                "weights_from",
-                self.weights_from in ("auto", "batch", "previous"),
-                "must be auto, batch or previous",
-            ),
-            (
-                "relevance_model",
-                self.relevance_model in ("initial", "refresh"),
-                "must be initial or refresh",
-            ),
-            ("refresh_every", self.refresh_every >= 1, "must be >= 1"),
-            ("relevance_batch_size", self.relevance_batch_size >= 1, "must be >= 1"),
-            ("kmeans_n_init", self.kmeans_n_init >= 1, "must be >= 1"),
-        ]
-        for key, ok, need in checks:
-            if not ok:
-                raise ConfigError(f"config key '{_KEY}.{key}': {need}, got {getattr(self, key)!r}")
 
 
 def group_weights(losses: torch.Tensor, present: torch.Tensor, tau: float) -> torch.Tensor:

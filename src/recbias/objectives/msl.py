@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recbias.config import Config, invalid, spec
 from recbias.decoding.trie import ItemTrie
-from recbias.errors import ConfigError
 from recbias.lm.batching import Batch
 from recbias.objectives import information_gain as ig
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
@@ -58,31 +58,25 @@ def restricted_cross_entropy(
 
 
 @dataclass
-class MSLConfig:
+class MSLConfig(Config):
     """Defaults: τ = 4.5 (MSL README); ATS off, with MSL's code defaults when on."""
 
-    tau: float = field(default=4.5, metadata={"help": "softmax temperature (> 0); 1 = no scaling"})
+    tau: float = field(default=4.5, metadata=spec("softmax temperature; 1 = no scaling", gt=0))
     ats: bool = field(default=False, metadata={"help": "adaptive temperature (MSL's ATS)"})
-    ats_initial_tau: float = field(default=1.5, metadata={"help": "ATS: starting temperature"})
-    ats_eta: float = field(default=0.25, metadata={"help": "ATS: η in C = log(N_first·η)"})
-    ats_ema: float = field(default=0.05, metadata={"help": "ATS: EMA rate α of τ, in (0, 1]"})
-    ats_min_tau: float = field(default=1.5, metadata={"help": "ATS: lower clamp of τ*"})
-    ats_max_tau: float = field(default=5.0, metadata={"help": "ATS: upper clamp of τ*"})
+    ats_initial_tau: float = field(default=1.5, metadata=spec("ATS: starting temperature", gt=0))
+    ats_eta: float = field(default=0.25, metadata=spec("ATS: η in C = log(N_first·η)", gt=0))
+    ats_ema: float = field(default=0.05, metadata=spec("ATS: EMA rate α of τ", gt=0, le=1))
+    ats_min_tau: float = field(default=1.5, metadata=spec("ATS: lower clamp of τ*", gt=0))
+    ats_max_tau: float = field(default=5.0, metadata=spec("ATS: upper clamp of τ*; >= ats_min_tau"))
     ats_warmup_steps: int = field(
-        default=0, metadata={"help": "ATS: optimiser steps that keep the initial τ"}
+        default=0, metadata=spec("ATS: optimiser steps that keep the initial τ", ge=0)
     )
 
-    def validate(self) -> None:
-        key = "config key 'train.objective.msl."
-        for name in ("tau", "ats_initial_tau", "ats_eta", "ats_min_tau"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{key}{name}': must be > 0, got {getattr(self, name)}")
-        if not 0 < self.ats_ema <= 1:
-            raise ConfigError(f"{key}ats_ema': must be in (0, 1], got {self.ats_ema}")
+    def check(self) -> None:
         if self.ats_max_tau < self.ats_min_tau:
-            raise ConfigError(f"{key}ats_max_tau': must be >= ats_min_tau, got {self.ats_max_tau}")
-        if self.ats_warmup_steps < 0:
-            raise ConfigError(f"{key}ats_warmup_steps': must be >= 0")
+            raise invalid(
+                "ats_max_tau", f"must be >= ats_min_tau ({self.ats_min_tau})", self.ats_max_tau
+            )
 
 
 def ats_temperature(diff: torch.Tensor, var_neg: torch.Tensor, c: float) -> torch.Tensor:
