@@ -238,6 +238,8 @@ class GDRTObjective:
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         step = self._close()
+        if step.counts.device != logits.device:  # counted on the host by prepare: moved once
+            step.counts = step.counts.to(logits.device, non_blocking=True)
         ce = self._token_losses(logits, labels, meta)
         group = meta["gdrt_group"]
         if step.weights is None:
@@ -249,7 +251,7 @@ class GDRTObjective:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The running group-loss estimate and the groups in use (``refresh`` changes them)."""
-        state = {"estimate": self._estimate.clone()}
+        state = {"estimate": self._estimate.detach().cpu().clone()}
         if self._table is not None:
             state["table"] = self._table.detach().cpu().clone()
         return state
@@ -306,7 +308,7 @@ class GDRTObjective:
             self._observe(sums / step.counts.clamp_min(1), step)
             losses = self._estimate.to(ce.device)
         else:
-            losses = self._filled_estimate(present.cpu()).to(ce.device)
+            losses = self._filled_estimate(present)
         q = group_weights(losses, present, self.cfg.tau)
         self._last["weight"] = q.detach()
         return token_weights(q, step.counts)
@@ -339,9 +341,9 @@ class GDRTObjective:
 
     def _observe(self, losses: torch.Tensor, step: _Step) -> None:
         """Record the step's group losses [G] (present groups) into the running estimate L̂."""
-        present = (step.counts > 0).cpu()
-        losses = losses.detach().float().cpu()
-        old = self._estimate
+        present = step.counts > 0
+        losses = losses.detach().float()
+        old = self._estimate.to(losses.device)
         eta = self.cfg.ema
         new = (
             losses
@@ -350,10 +352,12 @@ class GDRTObjective:
         )
         self._estimate = torch.where(present, new, old)
         self._last["loss"] = torch.where(present, losses, 0.0)
-        self._last["tokens"] = step.counts.detach().cpu()
+        self._last["tokens"] = step.counts.detach()
 
     def _filled_estimate(self, present: torch.Tensor) -> torch.Tensor:
         """L̂ with unseen groups set to the mean estimate of the present ones (0 if none known)."""
-        known = present & ~self._estimate.isnan()
-        fill = self._estimate[known].mean() if bool(known.any()) else torch.tensor(0.0)
-        return torch.where(self._estimate.isnan(), fill, self._estimate)
+        estimate = self._estimate.to(present.device)
+        known = present & ~estimate.isnan()
+        # the mean over the known groups, 0 if there are none; no host synchronisation
+        fill = torch.where(known, estimate, 0.0).sum() / known.sum().clamp_min(1)
+        return torch.where(estimate.isnan(), fill, estimate)

@@ -100,6 +100,8 @@ class MSLObjective(ObjectiveBase):
         self.cfg.validate()
         self._nodes: ig.SampleTable | None = None
         self._trie: ItemTrie | None = None
+        self._copies: dict[str, ItemTrie] = {}  # the trie on each device it was used on
+        self._device = torch.device("cpu")  # where the loss last ran: τ's updates run there
         self.tau = torch.tensor(self.cfg.ats_initial_tau if self.cfg.ats else self.cfg.tau)
         self._sums: torch.Tensor | None = None  # ATS: [n_pos, Σpos, n_neg, Σneg, Σneg²]
         self._step_open = False  # ATS: a step's normalisers ran; its EMA update is pending
@@ -107,6 +109,7 @@ class MSLObjective(ObjectiveBase):
 
     def setup(self, ctx: ObjectiveContext) -> None:
         self._trie = ctx.trie.to("cpu")
+        self._copies = {}
         nodes, lengths = ig.walk_samples(self._trie, ctx.samples, ctx.titles, "decoding trie")
         ids = torch.tensor([s.sample_id for s in ctx.samples], dtype=torch.long)
         self._nodes = ig.SampleTable(ids, ig.parent_nodes(nodes, lengths))
@@ -120,10 +123,13 @@ class MSLObjective(ObjectiveBase):
         return {"msl_tau": self.tau.detach().clone()} if self.cfg.ats else {}
 
     def _trie_on(self, device: torch.device) -> ItemTrie:
+        """The trie on ``device``: one copy per device, kept (prepare runs on the host, the loss on
+        the accelerator; moving one copy back and forth would copy it twice per micro-batch)."""
         assert self._trie is not None
-        if self._trie.device != device:
-            self._trie = self._trie.to(device)
-        return self._trie
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = self._trie if self._trie.device == device else self._trie.to(device)
+        return self._copies[key]
 
     def prepare(self, batch: Batch) -> None:
         if self._nodes is None:
@@ -174,6 +180,7 @@ class MSLObjective(ObjectiveBase):
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         node = meta["msl_node"]
+        self._device = logits.device
         allowed, _, valid = self._trie_on(logits.device).edges(node)
         tau = self.tau.to(logits.device)
         loss = restricted_cross_entropy(logits.float(), labels, allowed, valid, tau).sum()
@@ -199,7 +206,7 @@ class MSLObjective(ObjectiveBase):
 
     def _update_tau(self) -> None:
         """One EMA step of τ from the summed statistics of the last optimiser step."""
-        device = self._trie.device if self._trie is not None else torch.device("cpu")
+        device = self._device
         sums = torch.zeros(5, dtype=torch.float64) if self._sums is None else self._sums
         sums = sums.to(device)
         n_pos, s_pos, n_neg, s_neg, ss_neg = distributed.sum_scalar(sums)  # all ranks, in step

@@ -32,7 +32,14 @@ import torch
 
 from recbias.config import Config
 from recbias.errors import ConfigError
-from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
+from recbias.lm.batching import (
+    Batch,
+    TokenizedSample,
+    bucketed_batches,
+    collate,
+    precompute_targets,
+    to_device,
+)
 from recbias.lm.loading import autocast
 from recbias.objectives import Objective, ObjectiveConfig
 from recbias.train import checkpoint, distributed
@@ -87,7 +94,8 @@ class TrainConfig(Config):
         default=True,
         metadata={
             "help": "compute the prompt tokens that all rows of a micro-batch share (the task "
-            "description) once per micro-batch instead of once per row; same result"
+            "description) once per micro-batch instead of once per row; same result (CPU only: "
+            "on a GPU the extra forward call costs more than it saves)"
         },
     )
     compile: bool = field(
@@ -183,18 +191,31 @@ def target_logits(
 
     ``decoder`` replaces the model's own decoder stack (e.g. a ``torch.compile``d wrapper of it).
     ``share_prefix`` computes the rows' common leading tokens once (:func:`shared_prefix_length`);
-    the result equals the plain forward up to floating-point summation order.
+    the result equals the plain forward up to floating-point summation order. A batch prepared
+    with :func:`~recbias.lm.batching.precompute_targets` uses the prefix and target positions
+    recorded there (no device synchronisation).
     """
     lm = causal_lm(model)
     stack = decoder if decoder is not None else lm.get_decoder()
-    n = shared_prefix_length(batch) if share_prefix else 0
-    if n >= MIN_SHARED_PREFIX:
+    known = batch.precomputed.get("prefix")
+    n = known if known is not None else (shared_prefix_length(batch) if share_prefix else 0)
+    if not share_prefix or n < MIN_SHARED_PREFIX:
+        n = 0
+    if n:
         hidden = _decode_with_shared_prefix(stack, batch, n)
-        return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask[:, n:]])
-    hidden = stack(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
-    ).last_hidden_state
-    return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask])
+    else:
+        hidden = stack(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        ).last_hidden_state
+    return lm.get_output_embeddings()(_target_states(hidden[:, :-1], batch, n))
+
+
+def _target_states(hidden: torch.Tensor, batch: Batch, n: int) -> torch.Tensor:
+    """``hidden [batch, seq-1-n, H]`` -> ``[n_tok, H]`` at the supervised positions."""
+    pre = batch.precomputed
+    if pre.get("prefix") == n and "target_rows" in pre:
+        return hidden[pre["target_rows"], pre["target_cols"]]
+    return hidden[batch.target_mask[:, n:]]
 
 
 @functools.cache
@@ -272,7 +293,15 @@ class Trainer:
                 "train.parallel = 'fsdp'; use 'auto' or 'previous', or ddp"
             )
         # Under FSDP every forward is a collective: one forward per micro-batch on every rank.
-        share = cfg.share_prompt_prefix and not cfg.compile and self.mode != "fsdp"
+        # Sharing the prompt prefix saves FLOPs but costs a second forward and backward call: it
+        # pays on CPUs, which are bound by FLOPs; a GPU step of these models is bound by the host
+        # launching kernels, which the second call doubles.
+        share = (
+            cfg.share_prompt_prefix
+            and not cfg.compile
+            and self.mode != "fsdp"
+            and self.device.type == "cpu"
+        )
         self.train_forward = TrainForward(model, share)
         self.forward = distributed.wrap(self.train_forward, self.mode, self.device)
         if self.mode == "fsdp":
@@ -308,16 +337,19 @@ class Trainer:
         begin_step = getattr(self.objective, "begin_step", None)
         if begin_step is not None:
             begin_step()
+        # Everything data-dependent is settled on the host before the copies: the objective's
+        # per-token metadata, the normaliser, the shared prefix and the target positions. The
+        # micro-batches then run without waiting on the device.
         for b in batches:
-            b.input_ids, b.attention_mask = (
-                b.input_ids.to(self.device),
-                b.attention_mask.to(self.device),
-            )
-            b.labels = b.labels.to(self.device)
-            b.meta = {k: v.to(self.device) for k, v in b.meta.items()}
             self.objective.prepare(b)
         total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in batches)
-        total = torch.as_tensor(total, dtype=torch.float32, device=self.device).clamp_min(1e-12)
+        share = self.train_forward.share_prefix
+        for b in batches:
+            n = shared_prefix_length(b) if share else 0
+            precompute_targets(b, n if n >= MIN_SHARED_PREFIX else 0)
+            to_device(b, self.device)
+        total = torch.as_tensor(total, dtype=torch.float32).to(self.device, non_blocking=True)
+        total = total.clamp_min(1e-12)
         loss_sum = self._backward(batches, total)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.cfg.max_grad_norm > 0:  # DTensor-aware: the global norm under FSDP too
@@ -325,9 +357,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        release_free_memory()
+        if self.device.type == "cpu":  # the CUDA caching allocator keeps its own pool
+            release_free_memory()
         return {
-            "loss": float(loss_sum / total),
+            "loss": float(loss_sum / total),  # the step's one synchronisation
             "tokens": sum(b.n_tokens for b in batches),
             "samples": sum(len(idx) for idx in group),
         }
