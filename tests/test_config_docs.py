@@ -72,7 +72,7 @@ def test_explain_uses_the_defaults_of_the_kind():
 
 def test_explain_accepts_sections_list_items_and_named_tables():
     text = configdoc.explain("run", "data.prepare")
-    assert text.startswith("[data.prepare] (run config, PrepareConfig): 19 keys")
+    assert text.startswith("[data.prepare] (run config, PrepareConfig): 21 keys")
     assert "data.prepare.kcore = 5" in text
     assert "default  required" in configdoc.explain("compare", "methods[0].name")
     assert "allowed  in [0, 1]" in configdoc.explain("simulate", "compare.eps.epsilon")

@@ -63,6 +63,7 @@ from recbias.experiment import RunConfig
 from recbias.lm.loading import resolve_dtype
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
+from recbias.run_marker import UNFINISHED, mark_finished
 from recbias.train import distributed
 from recbias.train.loop import Reporter
 
@@ -375,6 +376,7 @@ def decode_only(
     timing["total"] = time.perf_counter() - t_start
     write_metrics_json(run_dir / "metrics.json", result)
     result["summary"] = pipeline.write_summary(cfg, run_dir, result)
+    mark_finished(run_dir)
     return result
 
 
@@ -389,7 +391,7 @@ def run_method(
     ``source`` = (config, run dir) of the method whose model a decode-only variant reuses;
     ``reporter()`` is called only when something runs.
     """
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / "metrics.json").is_file() and not (run_dir / UNFINISHED).is_file():
         _check_recorded(cfg, run_dir)
         log.info("%s: finished earlier, skipped", run_dir)
         return "skipped"

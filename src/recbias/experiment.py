@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from recbias.baselines.sasrec import SASRecConfig
 from recbias.config import Config, invalid, spec
@@ -37,6 +37,13 @@ class EvalConfig(Config):
     )
     peer_export: bool = field(
         default=True, metadata={"help": "also write the peers' {output, predict} JSON"}
+    )
+    ks_beyond_list: Literal["repeat", "error"] = field(
+        default="repeat",
+        metadata={
+            "help": "a K above the list length (decode.beam.num_return): repeat (@K = @length, "
+            "as D3/IGD calc.py) or error; K above the catalog is always an error"
+        },
     )
 
 

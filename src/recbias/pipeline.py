@@ -34,6 +34,7 @@ from recbias.decoding import ItemTrie
 from recbias.decoding.config import ScoreHook
 from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
 from recbias.decoding.igd_calibration import igd_score_hook
+from recbias.evaluation.cutoffs import check_cutoffs
 from recbias.evaluation.predictions import (
     Recommendations,
     export_peer_json,
@@ -57,6 +58,7 @@ from recbias.recommender import (
     candidate_items,
     chain_hooks,
 )
+from recbias.run_marker import mark_finished, mark_unfinished
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train import distributed
 from recbias.train.loggers import build_loggers
@@ -89,6 +91,7 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
     write_environment(run_dir, cfg.seed, cfg.model.dtype)
+    mark_unfinished(run_dir)
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
@@ -355,6 +358,7 @@ def run_experiment(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     ds = load_data(cfg)
+    check_cutoffs(cfg.eval.ks, cfg.decode.beam.n_return, len(ds.titles), cfg.eval.ks_beyond_list)
     lm = load_lm(cfg, ds)
     timing["prepare_and_load"] = time.perf_counter() - t0
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
@@ -376,6 +380,7 @@ def run_experiment(
         result["summary"] = write_summary(cfg, run_dir, result)
     distributed.barrier()  # the audit of every rank reads what rank 0 wrote
     del lm
+    mark_finished(run_dir)  # results complete; the audit and report below read them as finished
     finish(cfg, run_dir, timing)
     return result
 

@@ -251,15 +251,19 @@ def train_epochs(
     n_items: int,
     cfg: SeqTrainConfig,
     on_epoch: Callable[[int], None] | None = None,
+    losses: list[float] | None = None,
+    seconds: list[float] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Train on ``units`` for ``cfg.epochs`` -> (mean loss per sample, seconds) per epoch.
 
     ``on_epoch(epoch)`` runs after each epoch with the net in eval mode, outside the timed
     span (e.g. a validation curve), under a forked global RNG so it cannot change training.
+    ``losses``/``seconds``, when given, are filled in place, so ``on_epoch`` can read them.
     """
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses, seconds = [], []
+    losses = [] if losses is None else losses
+    seconds = [] if seconds is None else seconds
     net.train()
     for epoch in range(cfg.epochs):
         start, total = time.perf_counter(), torch.zeros(())
@@ -309,7 +313,8 @@ class SequenceRecommender:
         on_epoch: Callable[[int, Self], None] | None = None,
     ) -> Self:
         """Train on ``(history, target)`` samples; ``on_epoch(epoch, self)`` after each epoch
-        (net in eval mode, not timed): e.g. ``self.scores(valid)`` for a validation curve."""
+        (net in eval mode, not timed; ``self.losses``/``self.epoch_seconds`` already hold that
+        epoch): e.g. ``self.scores(valid)`` for a validation curve."""
         cfg = self.cfg
         if cfg.loss == "bce" and n_items < 2:
             raise DataError(f"{self.name}: loss 'bce' needs at least 2 items, got {n_items}")
@@ -327,7 +332,8 @@ class SequenceRecommender:
             torch.manual_seed(cfg.seed)
             self.net = self.build_net(n_items).to(cfg.device)
             hook = None if on_epoch is None else (lambda epoch: on_epoch(epoch, self))
-            self.losses, self.epoch_seconds = train_epochs(self.net, units, n_items, cfg, hook)
+            self.losses, self.epoch_seconds = [], []
+            train_epochs(self.net, units, n_items, cfg, hook, self.losses, self.epoch_seconds)
         self.net.eval()
         return self
 
