@@ -28,6 +28,8 @@ LAYERS: dict[str, int] = {
     "recbias.runs": 0,
     "recbias.distributed": 0,
     "recbias.recs": 0,
+    "recbias.hardware": 0,
+    "recbias.run_marker": 0,
     # 1 rendering: report sections, tables, figures, HTML (imports only the core)
     "recbias.report": 1,
     # 2-7 the LLM data path: data → prompts → lm → decoding → objectives → train

@@ -44,7 +44,7 @@ def successor_samples(n: int, seed: int) -> pd.DataFrame:
 def small_cfg(**kw) -> GenRecConfig:
     base = dict(encoder="tfidf", tfidf_dim=16, levels=2, codebook_size=6, max_suffix=20,
                 d_model=32, heads=2, ff_dim=64, max_len=5, epochs=15, lr=3e-3, dropout=0.0,
-                augment_prefixes=False, beam_size=10)  # fmt: skip
+                augment_prefixes=False, beam_size=10, dtype="fp32")  # fmt: skip
     return GenRecConfig(**{**base, **kw})
 
 

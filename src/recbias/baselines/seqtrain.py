@@ -18,7 +18,7 @@ Speed options (see :mod:`recbias.baselines.sequnits` for the grouping):
   sample is still supervised once, batches still hold ~``batch_size`` samples and the loss is
   still the mean over samples, so without dropout the gradient equals the per-sample one; with
   dropout the samples of one pass share their dropout masks (same distribution per sample).
-* ``dtype = "bf16"``: the net runs under CPU/CUDA autocast in bfloat16; states are cast back
+* ``dtype = "bf16"`` (or ``auto`` where bf16 is fast, see :mod:`recbias.hardware`): the net runs under CPU/CUDA autocast in bfloat16; states are cast back
   to float32 before the item dot products, so logits, losses and rankings are float32.
 * ``bucket``: units of similar length share a batch, which drops trailing padding columns.
 
@@ -50,11 +50,12 @@ from torch import Tensor, nn
 from recbias.baselines.sequnits import TrainUnits, build_units, history_tensor, trim
 from recbias.config import Config, spec
 from recbias.errors import DataError, RecbiasError
+from recbias.hardware import bf16_enabled
 from recbias.recs import Recommendations
 
 log = logging.getLogger(__name__)
 LOSSES = ("ce", "bce")
-DTYPES = ("fp32", "bf16")
+DTYPES = ("auto", "fp32", "bf16")
 __all__ = ["SeqTrainConfig", "SequenceRecommender", "history_tensor", "top_k", "trim"]
 
 
@@ -94,9 +95,11 @@ class SeqTrainConfig(Config):
         },
     )
     dtype: str = field(
-        default="bf16",
+        default="auto",
         metadata=spec(
-            "fp32, or bf16 (autocast for the net; logits and loss stay fp32)", choices=DTYPES
+            "fp32, bf16 (autocast for the net; logits and loss stay fp32), or auto = bf16 "
+            "where the device runs it fast, else fp32",
+            choices=DTYPES,
         ),
     )
     seed: int = field(default=0, metadata={"help": "initialisation, shuffling and dropout"})
@@ -190,8 +193,8 @@ def bce_loss(state: Tensor, items: Tensor, targets: Tensor, negatives: Tensor) -
 
 
 def autocast(cfg: SeqTrainConfig) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``cfg.device`` when ``cfg.dtype == "bf16"``, else nothing."""
-    if cfg.dtype != "bf16":
+    """bf16 autocast on ``cfg.device`` when ``cfg.dtype`` resolves to bf16 there, else nothing."""
+    if not bf16_enabled(cfg.dtype, cfg.device):
         return contextlib.nullcontext()
     return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
 
@@ -248,15 +251,19 @@ def train_epochs(
     n_items: int,
     cfg: SeqTrainConfig,
     on_epoch: Callable[[int], None] | None = None,
+    losses: list[float] | None = None,
+    seconds: list[float] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Train on ``units`` for ``cfg.epochs`` -> (mean loss per sample, seconds) per epoch.
 
     ``on_epoch(epoch)`` runs after each epoch with the net in eval mode, outside the timed
     span (e.g. a validation curve), under a forked global RNG so it cannot change training.
+    ``losses``/``seconds``, when given, are filled in place, so ``on_epoch`` can read them.
     """
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses, seconds = [], []
+    losses = [] if losses is None else losses
+    seconds = [] if seconds is None else seconds
     net.train()
     for epoch in range(cfg.epochs):
         start, total = time.perf_counter(), torch.zeros(())
@@ -306,7 +313,8 @@ class SequenceRecommender:
         on_epoch: Callable[[int, Self], None] | None = None,
     ) -> Self:
         """Train on ``(history, target)`` samples; ``on_epoch(epoch, self)`` after each epoch
-        (net in eval mode, not timed): e.g. ``self.scores(valid)`` for a validation curve."""
+        (net in eval mode, not timed; ``self.losses``/``self.epoch_seconds`` already hold that
+        epoch): e.g. ``self.scores(valid)`` for a validation curve."""
         cfg = self.cfg
         if cfg.loss == "bce" and n_items < 2:
             raise DataError(f"{self.name}: loss 'bce' needs at least 2 items, got {n_items}")
@@ -324,7 +332,8 @@ class SequenceRecommender:
             torch.manual_seed(cfg.seed)
             self.net = self.build_net(n_items).to(cfg.device)
             hook = None if on_epoch is None else (lambda epoch: on_epoch(epoch, self))
-            self.losses, self.epoch_seconds = train_epochs(self.net, units, n_items, cfg, hook)
+            self.losses, self.epoch_seconds = [], []
+            train_epochs(self.net, units, n_items, cfg, hook, self.losses, self.epoch_seconds)
         self.net.eval()
         return self
 

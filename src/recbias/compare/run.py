@@ -57,11 +57,13 @@ from recbias.config import (
     write_resolved,
 )
 from recbias.data.prepare import prepare_dataset
-from recbias.errors import ConfigError
+from recbias.errors import ConfigError, DataError
 from recbias.evaluation.summary import write_metrics_json
 from recbias.llmrec import RunConfig
+from recbias.lm.loading import resolve_dtype
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
+from recbias.run_marker import UNFINISHED, mark_finished
 from recbias.train.loop import Reporter
 from recbias.workflow import check_finish, run_and_finish
 
@@ -336,6 +338,9 @@ def resolve_methods(cfg: CompareConfig, names: Sequence[str]) -> dict[str, RunCo
             check_finish(out[name])
         except ConfigError as exc:
             raise ConfigError(f"method '{name}' (methods[{i}].set): {exc}") from None
+        # model.dtype = "auto" -> what this machine runs, as the runs record it (and a rerun
+        # checks its finished runs against)
+        resolve_dtype(out[name].model)
         dicts[name] = data
     return out
 
@@ -372,6 +377,7 @@ def decode_only(
     timing["total"] = time.perf_counter() - t_start
     write_metrics_json(run_dir / "metrics.json", result)
     result["summary"] = llmrec.write_summary(cfg, run_dir, result)
+    mark_finished(run_dir)
     return result
 
 
@@ -386,7 +392,7 @@ def run_method(
     ``source`` = (config, run dir) of the method whose model a decode-only variant reuses;
     ``reporter()`` is called only when something runs.
     """
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / "metrics.json").is_file() and not (run_dir / UNFINISHED).is_file():
         _check_recorded(cfg, run_dir)
         log.info("%s: finished earlier, skipped", run_dir)
         return "skipped"
@@ -462,12 +468,39 @@ def run_comparison(
         announce = partial(reporter, run.seed, run.name, run.run_dir) if reporter else None
         key = f"seed-{run.seed}/{run.name}"
         status[key] = run_method(run.cfg, run.run_dir, run.source, announce)
+        if run is not plan[-1] and distributed.is_main():  # a time-out keeps what finished
+            try:
+                write_table(cfg, out_dir, names, seeds)
+            except DataError as exc:
+                log.warning("comparison table not updated after %s: %s", key, exc)
     if not distributed.is_main():
         return {"comparison": {}, "markdown": "", "status": status}
-    rows = [(m.name, m.reuse_model_of) for m in cfg.methods if m.name in names]
-    runs = method_rows(out_dir, rows, cfg.reference, seeds, BASELINE_ROW)
-    meta = {"name": cfg.name, "seeds": seeds}
+    table, markdown = write_table(cfg, out_dir, names, seeds)
+    return {"comparison": table, "markdown": markdown, "status": status}
+
+
+def write_table(
+    cfg: CompareConfig, out_dir: Path, names: Sequence[str], seeds: Sequence[int]
+) -> tuple[dict[str, Any], str]:
+    """Write comparison.{json,md,csv} of the finished runs: the seeds whose reference run has
+    finished, and the methods finished for all of them (``complete`` says whether that is the
+    whole plan). Raises DataError when the reference has not finished for any seed."""
+
+    def done(name: str, seed: int) -> bool:
+        return (out_dir / f"seed-{seed}" / name / "metrics.json").is_file()
+
+    seeds_done = [s for s in seeds if done(cfg.reference, s)]
+    if not seeds_done:
+        raise DataError(f"the reference method '{cfg.reference}' has not finished yet")
+    rows = [
+        (m.name, m.reuse_model_of)
+        for m in cfg.methods
+        if m.name in names and all(done(m.name, s) for s in seeds_done)
+    ]
+    runs = method_rows(out_dir, rows, cfg.reference, seeds_done, BASELINE_ROW)
+    complete = len(seeds_done) == len(seeds) and len(rows) == len(names)
+    meta = {"name": cfg.name, "seeds": seeds_done, "complete": complete}
     table = build_comparison(
         runs, cfg.reference, cfg.ks, cfg.paired_metric, cfg.base.eval.bootstrap, meta
     )
-    return {"comparison": table, "markdown": write_comparison(out_dir, table), "status": status}
+    return table, write_comparison(out_dir, table)

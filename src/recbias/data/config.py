@@ -98,7 +98,31 @@ class SourceConfig(Config):
     )
     items: str | None = field(
         default=None,
-        metadata=spec("Explicit items/metadata file; overrides the name found in path.", path=True),
+        metadata=spec(
+            "Explicit items/metadata file; overrides the name found in path (seqcsv: an id2name "
+            "JSON, or a D3/IGD info file of 'title<TAB>id' lines ending in .txt).",
+            path=True,
+        ),
+    )
+    train: str | None = field(
+        default=None,
+        metadata=spec(
+            "split = 'given': the train file (seqcsv: sample CSV; table: interactions); default "
+            "train.csv in path.",
+            path=True,
+        ),
+    )
+    valid: str | None = field(
+        default=None,
+        metadata=spec(
+            "split = 'given': the valid file; default valid.csv in path. Missing is an error "
+            "unless prepare.given_valid = 'train_tail'.",
+            path=True,
+        ),
+    )
+    test: str | None = field(
+        default=None,
+        metadata=spec("split = 'given': the test file; default test.csv in path.", path=True),
     )
     category: str | None = field(
         default=None, metadata=spec("Amazon category, e.g. Toys_and_Games (file-name stem).")
@@ -175,11 +199,29 @@ class PrepareConfig(Config):
         default=10, metadata=spec("Most recent items kept in a history; >= min_history.", ge=1)
     )
     min_history: int = field(default=1, metadata=spec("Fewest history items of a sample.", ge=1))
-    split: Literal["chronological", "leave_one_out"] = field(
+    split: Literal["chronological", "leave_one_out", "given"] = field(
         default="chronological",
         metadata=spec(
             "chronological: global cut of samples sorted by time (D3/BIGRec); leave_one_out: last "
-            "sample per user is test, second-last valid."
+            "sample per user is test, second-last valid; given: the source's train/valid/test "
+            "files as shipped (seqcsv rows are the samples; table rows are the targets), no "
+            "re-splitting, no k-core and no time window."
+        ),
+    )
+    given_valid: Literal["file", "train_tail"] = field(
+        default="file",
+        metadata=spec(
+            "split = 'given': validation samples come from the valid file (missing = error) or "
+            "train_tail (the latest valid_ratio share of the train file's samples by timestamp, "
+            "taken out of train)."
+        ),
+    )
+    duplicate_item_ids: Literal["error", "first", "last"] = field(
+        default="error",
+        metadata=spec(
+            "Items-file rows repeating an item id with a different title: error, or keep the "
+            "first / last row. Exact repeats (same title) are always collapsed; the card counts "
+            "both."
         ),
     )
     train_ratio: float = field(
@@ -284,6 +326,9 @@ def _resolve_source(src: SourceConfig) -> SourceConfig:
         path=_abs(src.path),
         interactions=_abs(src.interactions),
         items=_abs(src.items),
+        train=_abs(src.train),
+        valid=_abs(src.valid),
+        test=_abs(src.test),
         columns=_columns(src),
         name=src.name or _default_name(src),
         domain_item=src.domain_item or item,
@@ -325,3 +370,17 @@ def _check_prepare(p: PrepareConfig) -> None:
         value = getattr(p, name)
         if value is not None:
             parse_date(value, name)
+    if p.split == "given":
+        _check_given(p)
+
+
+def _check_given(p: PrepareConfig) -> None:
+    """The given split uses the files as shipped: no filter may change which samples exist."""
+    if p.kcore:
+        raise invalid("kcore", "must be 0 with split = 'given' (the shipped samples are used "
+                      "as they are)", p.kcore)  # fmt: skip
+    for name in ("time_window_start", "time_window_end"):
+        value = getattr(p, name)
+        if value is not None:
+            raise invalid(name, "must be unset with split = 'given' (the shipped samples are "
+                          "used as they are)", value)  # fmt: skip

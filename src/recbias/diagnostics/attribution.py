@@ -104,8 +104,9 @@ class AttributionConfig(Config):
     sample_chunk: int = field(
         default=64, metadata=spec("samples whose variants are pooled and length-sorted", ge=1)
     )
-    dtype: Literal["bf16", "fp32"] = field(
-        default="fp32", metadata={"help": "bf16 autocast or fp32 forward passes"}
+    dtype: Literal["auto", "bf16", "fp32"] = field(
+        default="auto",
+        metadata={"help": "bf16 autocast, fp32, or auto (bf16 where the device runs it fast)"},
     )
     share_prefix: bool = field(
         default=True,

@@ -88,7 +88,10 @@ class GenRecConfig(Config):
     patience: int = field(
         default=3, metadata=spec("epochs without validation improvement before stopping", ge=1)
     )
-    bf16: bool = field(default=False, metadata=spec("bf16 autocast for training and inference"))
+    dtype: Literal["auto", "bf16", "fp32"] = field(
+        default="auto",
+        metadata=spec("bf16 autocast for training and inference, fp32, or auto (bf16 where fast)"),
+    )
     # decoding
     beam_size: int = field(default=20, metadata=spec("beam width (at least k is used)", ge=1))
     score_batch: int = field(

@@ -70,6 +70,13 @@ class EvalConfig(Config):
     peer_export: bool = field(
         default=True, metadata={"help": "also write the peers' {output, predict} JSON"}
     )
+    ks_beyond_list: Literal["repeat", "error"] = field(
+        default="repeat",
+        metadata={
+            "help": "a K above the list length (decode.beam.num_return): repeat (@K = @length, "
+            "as D3/IGD calc.py) or error; K above the catalog is always an error"
+        },
+    )
 
 
 @dataclass

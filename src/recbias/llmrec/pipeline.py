@@ -29,17 +29,20 @@ from recbias.baselines.sasrec import SASRecRecommender
 from recbias.config import write_resolved
 from recbias.data.dataset import PreparedDataset
 from recbias.decoding import information_gain as ig
+from recbias.evaluation.cutoffs import check_cutoffs
 from recbias.evaluation.predictions import export_peer_json, write_predictions_jsonl
 from recbias.evaluation.summary import metrics_table_markdown, to_jsonable, write_metrics_json
 from recbias.fsutil import write_text
 from recbias.llmrec.assemble import LoadedModel, load_data, load_lm, make_recommender
 from recbias.llmrec.config import RunConfig
+from recbias.lm import loading
 from recbias.lm.batching import encode_samples
 from recbias.metrics.ranking import per_sample_metrics, ranking_metrics
 from recbias.metrics.stats import metrics_with_ci, paired_comparison
 from recbias.objectives import build_objective
 from recbias.objectives.base import ObjectiveContext
 from recbias.recs import Recommendations
+from recbias.run_marker import mark_finished, mark_unfinished
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train.loggers import build_loggers
 from recbias.train.loop import Reporter, Trainer
@@ -61,6 +64,7 @@ log = logging.getLogger(__name__)
 def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     seed_everything(cfg.seed)
     set_threads(cfg.threads)
+    loading.resolve_dtype(cfg.model)  # "auto" -> bf16/fp32, recorded in config.toml
     if not distributed.is_main():
         return
     resolved = run_dir / "config.toml"
@@ -72,7 +76,8 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
 
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
-    write_environment(run_dir, cfg.seed)
+    write_environment(run_dir, cfg.seed, cfg.model.dtype)
+    mark_unfinished(run_dir)
 
 
 def train(
@@ -254,6 +259,7 @@ def run_experiment(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     ds = load_data(cfg)
+    check_cutoffs(cfg.eval.ks, cfg.decode.beam.n_return, len(ds.titles), cfg.eval.ks_beyond_list)
     lm = load_lm(cfg, ds)
     timing["prepare_and_load"] = time.perf_counter() - t0
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
@@ -274,4 +280,5 @@ def run_experiment(
         write_metrics_json(run_dir / "metrics.json", result)
         result["summary"] = write_summary(cfg, run_dir, result)
     distributed.barrier()  # an audit of every rank (recbias.workflow) reads what rank 0 wrote
+    mark_finished(run_dir)  # results complete; the audit and report after it read them as finished
     return result

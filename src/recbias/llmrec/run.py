@@ -39,8 +39,10 @@ def read_run_config(run_dir: Path) -> RunConfig:
         raise ConfigError(f"run directory '{run_dir}': {exc}") from None
 
 
-def trained_weights(cfg: RunConfig, run_dir: Path) -> Path:
-    """The run's trained weights: ``model/`` (full fine-tuning) or ``adapter/`` (LoRA)."""
+def trained_weights(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """The run's trained ``model/`` or ``adapter/``; None for ``train.epochs = 0`` (the base)."""
+    if cfg.train.epochs == 0:
+        return None
     path = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
     if not path.is_dir():
         raise ModelError(f"run directory '{run_dir}' has no trained {path.name}/ (train it first)")

@@ -52,7 +52,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig(Config):
-    epochs: int = field(default=2, metadata={"help": "maximum number of epochs", "ge": 0})
+    epochs: int = field(
+        default=2,
+        metadata={"help": "maximum number of epochs (0: decode with the base model)", "ge": 0},
+    )
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)", "gt": 0})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(
