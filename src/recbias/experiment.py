@@ -15,6 +15,7 @@ from recbias.errors import ConfigError
 from recbias.lm.loading import ModelConfig
 from recbias.prompts import PromptConfig
 from recbias.recommender import DecodeConfig
+from recbias.sprec import SPRecConfig
 from recbias.train.loop import TrainConfig
 
 BASELINES = ("popularity", "sasrec")
@@ -104,3 +105,10 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     finish: FinishConfig = field(default_factory=FinishConfig)
+    sprec: SPRecConfig = field(
+        default_factory=SPRecConfig,
+        metadata={"help": "SPRec self-play DPO iterations after SFT (sprec.iterations = 0: off)"},
+    )
+
+    def validate(self) -> None:
+        self.sprec.check_decode(self.decode.beam.n_return)

@@ -340,6 +340,13 @@ def run_experiment(
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
     timing["train"] = training.get("train_seconds", 0.0)
     timing["validate"] = training.get("validation_seconds", 0.0)
+    if cfg.sprec.iterations:  # SPRec: self-play DPO iterations on the SFT model
+        from recbias.sprec import self_play
+
+        training["sprec"] = self_play(cfg, ds, lm, run_dir, reporter)
+        timing["sprec"] = training["sprec"]["seconds"]
+        if distributed.is_main():
+            save_model(cfg, lm, run_dir)
     if not distributed.is_main():
         return {"summary": ""}
     lm.model.eval()
