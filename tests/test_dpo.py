@@ -244,7 +244,7 @@ def test_one_step_raises_the_chosen_minus_rejected_log_ratio(byte_tok, tmp_path,
     trainer.fit(samples, validate=None)
     assert trainer.state.step == 1
     # The step's loss was measured with policy = reference: -log σ(-log K) = log(1 + K).
-    assert float(obj.stats()["loss"]) == pytest.approx(math.log(1 + k), abs=1e-5)
+    assert float(obj.stats()["dpo_loss"]) == pytest.approx(math.log(1 + k), abs=1e-5)
     assert margins_before == pytest.approx([0.0] * 6, abs=1e-5)
     assert _log_ratio_margin(model, samples, pad) > 1e-3
 

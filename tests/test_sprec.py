@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import tiny
 from recbias.cli import main
 from recbias.config import from_dict
 from recbias.errors import ConfigError
@@ -117,3 +118,33 @@ def test_sdpo_with_sampled_rejections_and_lora(tmp_path, tiny_ckpt, table_data):
     assert "sft_steps" not in it and it["dpo_steps"] > 0
     first = [r for r in _log_records(run) if r.get("phase") == "dpo" and r.get("step") == 1]
     assert first[0]["loss"] == pytest.approx(math.log(4), abs=1e-4)  # log(1 + K), K = 3
+
+
+def test_compare_and_audit_an_sprec_method(tmp_path, tiny_ckpt):
+    from test_audit import GENRES, QUICK
+    from test_compare import write_config as write_compare
+
+    data = tiny.write_table(tmp_path / "data", tiny.MOVIES_16, users=24, per_user=8, genres=GENRES)
+    paths = {"root": tmp_path, "ckpt": tiny_ckpt, "data": data}
+    methods = """
+[[methods]]
+name = "sft"
+
+[[methods]]
+name = "sprec"
+set = { "sprec.iterations" = 1, "sprec.samples" = 16, "sprec.lr" = 0.01, "sprec.warmup_steps" = 0 }
+"""
+    cfg = write_compare(paths, tmp_path / "cmp.toml", methods)
+    out = tmp_path / "out"
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    rows = table["methods"]
+    assert set(rows) >= {"sft", "sprec"} and rows["sprec"]["paired_vs_reference"]
+    sft_run, sprec_run = out / "seed-0" / "sft", out / "seed-0" / "sprec"
+    timing = json.loads((sprec_run / "metrics.json").read_text())["timing"]
+    assert rows["sprec"]["train_seconds"] == pytest.approx(timing["train"] + timing["sprec"])
+    sft_pred = (sft_run / "predictions" / "llm.jsonl").read_text()
+    assert (sprec_run / "predictions" / "llm.jsonl").read_text() != sft_pred  # it trained further
+    assert main(["audit", str(sprec_run), *[a for s in QUICK for a in ("--set", s)]]) == 0
+    audit = json.loads((sprec_run / "audit" / "audit.json").read_text())
+    assert "fairness_llm" in json.dumps(audit) and "mgu" in json.dumps(audit)

@@ -229,12 +229,12 @@ class DPOObjective(ObjectiveBase):
     ``stats()`` are the means over the prompts of the last optimiser step on this process:
     ``rewards/chosen``, ``rewards/rejected`` (β·log-ratio), ``rewards/margins`` (chosen minus the
     best rejected), ``rewards/accuracies`` (chosen above every rejected), ``logps/chosen``,
-    ``logps/rejected`` and ``loss``; for K = 1 these are TRL's logged quantities.
+    ``logps/rejected`` and ``dpo_loss`` (this process's loss); for K = 1 these are TRL's logged quantities.
     """
 
     name = "dpo"
     _KEYS = (
-        "loss",
+        "dpo_loss",
         "rewards/chosen",
         "rewards/rejected",
         "rewards/margins",
