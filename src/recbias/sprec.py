@@ -312,7 +312,8 @@ def run_iteration(
         for p in pairs:
             p.ref_logps = torch.zeros(1 + s.n_rejected)
     else:
-        reference_logps(lm.model, pairs, pad, cfg.model.dtype, cfg.decode.beam.batch_size)
+        batch, share = cfg.decode.beam.batch_size, cfg.train.share_prompt_prefix
+        reference_logps(lm.model, pairs, pad, cfg.model.dtype, batch, share)
     record["reference_seconds"] = time.perf_counter() - t0
     objective = DPOObjective(s.dpo)
     with dropout_disabled(lm.model, s.dpo.disable_dropout):

@@ -182,8 +182,13 @@ def reference_logps(
     pad_id: int,
     dtype: str = "fp32",
     batch_size: int = 8,
+    share_prefix: bool = True,
 ) -> None:
-    """Fill every sample's ``ref_logps`` with ``model``'s sequence log-probs (eval mode)."""
+    """Fill every sample's ``ref_logps`` with ``model``'s sequence log-probs (eval mode).
+
+    ``share_prefix``: compute the rows' common prompt tokens once per batch, as the trainer does
+    (:func:`recbias.train.loop.target_logits`; same result up to summation order).
+    """
     from recbias.train.loop import target_logits
 
     was_training = model.training
@@ -196,7 +201,7 @@ def reference_logps(
         batch.attention_mask = batch.attention_mask.to(device)
         batch.labels = batch.labels.to(device)
         with autocast(dtype, device):
-            logits = target_logits(model, batch)
+            logits = target_logits(model, batch, share_prefix=share_prefix)
         rows = batch.meta["sample"].to(device)
         seq = sequence_logps(logits, batch.target_labels, rows, batch.input_ids.shape[0])
         for i, s in enumerate(seq.cpu().view(len(chunk), -1)):
