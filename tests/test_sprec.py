@@ -65,7 +65,7 @@ def test_draw_samples_is_seeded_per_iteration_and_without_replacement():
     [
         ({"sprec": {"iterations": -1}}, "sprec.iterations"),
         ({"sprec": {"rejected": "sample", "top_k": 1, "n_rejected": 2}}, "sprec.top_k"),
-        ({"sprec": {"dpo": {"label_smoothing": 0.5}}}, "label_smoothing"),
+        ({"sprec": {"dpo": {"label_smoothing": 0.5}}}, "sprec.dpo.label_smoothing"),
         ({"sprec": {"iterations": 1, "top_k": 12, "rejected": "sample"}}, "decode.beam.num_return"),
     ],
 )

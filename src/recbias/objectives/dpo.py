@@ -50,7 +50,7 @@ from recbias.prompts import EncodedPrompt, PromptBuilder, Span
 
 @dataclass
 class DPOConfig:
-    """DPO / S-DPO settings (TRL's names and defaults where TRL has the option)."""
+    """DPO / S-DPO settings, ``[sprec.dpo]`` (TRL's names and defaults where TRL has them)."""
 
     beta: float = field(
         default=0.1, metadata={"help": "β: strength of the KL anchor to the reference", "gt": 0}
@@ -77,10 +77,11 @@ class DPOConfig:
 
     def validate(self) -> None:
         if not self.beta > 0:
-            raise ConfigError(f"config key 'beta': must be > 0, got {self.beta}")
+            raise ConfigError(f"config key 'sprec.dpo.beta': must be > 0, got {self.beta}")
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(
-                f"config key 'label_smoothing': must be in [0, 0.5), got {self.label_smoothing}"
+                "config key 'sprec.dpo.label_smoothing': must be in [0, 0.5), "
+                f"got {self.label_smoothing}"
             )
 
 
