@@ -148,3 +148,29 @@ set = { "sprec.iterations" = 1, "sprec.samples" = 16, "sprec.lr" = 0.01, "sprec.
     assert main(["audit", str(sprec_run), *[a for s in QUICK for a in ("--set", s)]]) == 0
     audit = json.loads((sprec_run / "audit" / "audit.json").read_text())
     assert "fairness_llm" in json.dumps(audit) and "mgu" in json.dumps(audit)
+
+
+def test_torchrun_with_two_processes_matches_one_process(tmp_path, tiny_ckpt, table_data):
+    """Rank 0 decodes and broadcasts the rejected items; every phase runs on the trainer."""
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = write_config(
+        tmp_path, tiny_ckpt, table_data, SPREC.replace("iterations = 2", "iterations = 1")
+    )
+    args = ["run", str(cfg), "--set", "train.grad_accum=2", "--set", "train.micro_batch_size=4"]
+    assert main([*args, "--run-dir", str(tmp_path / "single")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29541", "-m", "recbias.cli", *args, "--run-dir", str(tmp_path / "ddp")]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = load_file(tmp_path / "single" / "model" / "model.safetensors")
+    two = load_file(tmp_path / "ddp" / "model" / "model.safetensors")
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, atol=1e-5, rtol=1e-4, msg=name)
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("single", "ddp"))
+    (ia,), (ib,) = a["training"]["sprec"]["iterations"], b["training"]["sprec"]["iterations"]
+    assert ia["pairs"] == ib["pairs"] and ia["dpo_steps"] == ib["dpo_steps"]
