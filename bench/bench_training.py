@@ -127,7 +127,7 @@ def run_hf(
             output_dir=str(tmp / "hf"),
             per_device_train_batch_size=batch,
             max_steps=n_steps,
-            bf16=True,
+            dtype="bf16",
             use_cpu=True,
             learning_rate=1e-4,
             report_to=[],

@@ -33,6 +33,11 @@ SAMPLES = pd.DataFrame(
 )
 
 
+def fp32_cfg(**kw) -> AttributionConfig:
+    """The references below are fp32 forward passes: attribute in fp32 too."""
+    return AttributionConfig(dtype="fp32", **kw)
+
+
 def _encode(builder, row):
     hist = list(SAMPLES.history[row])
     return builder.encode([TITLES[i] for i in hist], hist, TITLES[SAMPLES.target[row]])
@@ -58,7 +63,7 @@ def _ignoring_model(vocab: int) -> torch.nn.Module:
 def test_placeholder_history_is_the_masked_prompt_of_eq2(any_tok):
     builder = tiny.movie_builder(any_tok)
     enc = _encode(builder, 0)
-    variants = {v.feature: v for v in build_variants(builder, enc, 0, AttributionConfig())}
+    variants = {v.feature: v for v in build_variants(builder, enc, 0, fp32_cfg())}
     masked = builder.encode([], None, TITLES[3]).full_ids
     assert list(variants["history"].ids) == masked
     assert [variants["history"].ids[p] for p in variants["history"].scored] == enc.target_ids
@@ -68,7 +73,7 @@ def test_placeholder_history_is_the_masked_prompt_of_eq2(any_tok):
 def test_removing_an_item_equals_the_prompt_without_it(any_tok, j):
     builder = tiny.movie_builder(any_tok)
     enc = _encode(builder, 0)
-    cfg = AttributionConfig(ablation="remove")
+    cfg = fp32_cfg(ablation="remove")
     variants = {v.feature: v for v in build_variants(builder, enc, 0, cfg)}
     rest = [i for k, i in enumerate([0, 1, 2]) if k != j]
     expected = builder.encode([TITLES[i] for i in rest], rest, TITLES[3]).full_ids
@@ -79,7 +84,7 @@ def test_removing_an_item_equals_the_prompt_without_it(any_tok, j):
 def test_first_token_variant_scores_only_later_tokens(byte_tok):
     builder = tiny.movie_builder(byte_tok)
     enc = _encode(builder, 1)
-    cfg = AttributionConfig(ablation="remove")
+    cfg = fp32_cfg(ablation="remove")
     v = next(v for v in build_variants(builder, enc, 0, cfg) if v.feature == "first_token")
     assert list(v.ids) == enc.input_ids + enc.target_ids[1:]
     assert v.steps == tuple(range(1, len(enc.target_ids)))
@@ -90,7 +95,7 @@ def test_first_token_variant_scores_only_later_tokens(byte_tok):
 def test_batched_scores_match_plain_forward(any_tok, ablation):
     builder = tiny.movie_builder(any_tok)
     model = tiny.tiny_llama(len(any_tok))
-    cfg = AttributionConfig(ablation=ablation, batch_size=3, sample_chunk=2)
+    cfg = fp32_cfg(ablation=ablation, batch_size=3, sample_chunk=2)
     table = attribute(model, builder, SAMPLES, TITLES, cfg).table
     for row in range(len(SAMPLES)):
         enc = _encode(builder, row)
@@ -104,13 +109,13 @@ def test_batched_scores_match_plain_forward(any_tok, ablation):
 
 def test_batch_size_and_prefix_sharing_do_not_change_results(byte_tok):
     builder, model = tiny.movie_builder(byte_tok), tiny.tiny_llama(len(byte_tok))
-    a = attribute(model, builder, SAMPLES, TITLES, AttributionConfig(batch_size=16)).table
+    a = attribute(model, builder, SAMPLES, TITLES, fp32_cfg(batch_size=16)).table
     b = attribute(
         model,
         builder,
         SAMPLES,
         TITLES,
-        AttributionConfig(batch_size=1, sample_chunk=1, share_prefix=False),
+        fp32_cfg(batch_size=1, sample_chunk=1, share_prefix=False),
     ).table
     assert list(a.columns) == TABLE_COLUMNS
     np.testing.assert_allclose(a.attr_sum, b.attr_sum, atol=1e-5)
@@ -119,9 +124,9 @@ def test_batch_size_and_prefix_sharing_do_not_change_results(byte_tok):
 
 def test_empty_history_has_no_history_features(byte_tok):
     builder, model = tiny.movie_builder(byte_tok), tiny.tiny_llama(len(byte_tok))
-    table = attribute(model, builder, SAMPLES, TITLES, AttributionConfig()).table
+    table = attribute(model, builder, SAMPLES, TITLES, fp32_cfg()).table
     assert set(table[table.sample_id == 13].feature) == {"task", "first_token"}
-    res = AttributionResult(table, AttributionConfig())
+    res = AttributionResult(table, fp32_cfg())
     assert np.isnan(res.ratios().set_index("sample_id").task_history[13])
 
 
@@ -145,7 +150,7 @@ def _captum(model, enc, features: dict[str, list[int]], baseline: int) -> dict[s
 
 def test_agrees_with_captum_feature_ablation(any_tok):
     builder, model = tiny.movie_builder(any_tok), tiny.tiny_llama(len(any_tok), seed=1)
-    cfg = AttributionConfig(placeholder_token=3)
+    cfg = fp32_cfg(placeholder_token=3)
     table = attribute(model, builder, SAMPLES.iloc[:3], TITLES, cfg).table
     for row in range(3):
         enc = _encode(builder, row)
@@ -166,7 +171,7 @@ def test_agrees_with_captum_feature_ablation(any_tok):
 @pytest.mark.parametrize("ablation", ["remove", "placeholder"])
 def test_segments_the_model_ignores_get_exactly_zero(byte_tok, ablation):
     builder, model = tiny.movie_builder(byte_tok), _ignoring_model(len(byte_tok))
-    table = attribute(model, builder, SAMPLES, TITLES, AttributionConfig(ablation=ablation)).table
+    table = attribute(model, builder, SAMPLES, TITLES, fp32_cfg(ablation=ablation)).table
     context = table[table.feature != "first_token"]
     assert (context.attr_sum == 0.0).all()
     assert (table[table.feature == "first_token"].attr_sum.abs() > 1e-4).all()
@@ -174,7 +179,7 @@ def test_segments_the_model_ignores_get_exactly_zero(byte_tok, ablation):
 
 def _fake_result(rows: list[tuple[int, str, float, float]]) -> AttributionResult:
     data = [[sid, feat, feat, -1, -1, 3, 0.0, 0.0, a, a / 3, a2] for sid, feat, a, a2 in rows]
-    return AttributionResult(pd.DataFrame(data, columns=TABLE_COLUMNS), AttributionConfig())
+    return AttributionResult(pd.DataFrame(data, columns=TABLE_COLUMNS), fp32_cfg())
 
 
 def test_ratios_hand_computed():
@@ -200,7 +205,7 @@ def test_section_has_tables_and_pngs(tmp_path, byte_tok):
     builder = tiny.movie_builder(byte_tok)
     results = {
         name: attribute(tiny.tiny_llama(len(byte_tok), seed=s), builder, SAMPLES, TITLES,
-                        AttributionConfig())
+                        fp32_cfg())
         for name, s in (("base", 0), ("sft", 1))
     }  # fmt: skip
     sec = attribution_section(results, tmp_path, n_boot=50)
@@ -222,8 +227,8 @@ def test_section_has_tables_and_pngs(tmp_path, byte_tok):
     ],
 )
 def test_bad_config_names_the_key(kwargs, key):
-    with pytest.raises(ConfigError, match=f"diagnostics.attribution.{key}'"):
-        AttributionConfig(**kwargs).validate()
+    with pytest.raises(ConfigError, match=f"'attribution.{key}'"):
+        AttributionConfig(**kwargs).validate("attribution")
 
 
 def test_run_without_checkpoint_names_the_missing_path(tmp_path):

@@ -259,7 +259,7 @@ def test_out_refuses_a_directory_that_is_not_an_audit(run_dir, tmp_path, capsys)
 def test_shipped_config_loads_and_bad_keys_are_named():
     cfg = load_config(AuditConfig, ROOT / "configs" / "audit.toml")
     assert cfg == AuditConfig()
-    with pytest.raises(ConfigError, match="config key 'ks'"):
+    with pytest.raises(ConfigError, match=r"config key 'ks\[0\]'"):
         load_config(AuditConfig, None, ["ks=[0]"])
     with pytest.raises(ConfigError, match="curves.checkpoints"):
         load_config(AuditConfig, None, ['curves.checkpoints=["auto", "epoch-1"]'])

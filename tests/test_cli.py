@@ -379,6 +379,8 @@ def test_seqrec_command_runs_popularity_on_recboles_leave_one_out(tmp_path):
     assert main([*args, "--run-dir", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert (
-        0.0 < metrics["popularity"]["test"]["NDCG@10"] < metrics["popularity"]["test"]["Recall@10"]
+        0.0
+        < metrics["models"]["popularity"]["test"]["NDCG@10"]
+        < metrics["models"]["popularity"]["test"]["Recall@10"]
     )
     assert (run / "config.toml").is_file() and (run / "environment.json").is_file()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -106,10 +108,193 @@ def test_missing_config_file_is_an_error(tmp_path):
 
 
 def test_unknown_objective_is_rejected():
-    with pytest.raises(ConfigError, match="unknown objective 'sfft'"):
+    with pytest.raises(ConfigError, match=r"'train.objective.name': must be one of .*got 'sfft'"):
         from_dict(RunConfig, {"train": {"objective": {"name": "sfft"}}})
 
 
 def test_invalid_beam_settings_name_the_section():
     with pytest.raises(ConfigError, match="decode.beam"):
         from_dict(RunConfig, {"decode": {"beam": {"num_beams": 0}}})
+
+
+# --- relative paths -------------------------------------------------------------------------
+
+
+def _copy_quickstart(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    root = Path(__file__).parent.parent / "configs"
+    for name in ("quickstart.toml", "audit_quick.toml"):
+        (folder / name).write_bytes((root / name).read_bytes())
+    return folder / "quickstart.toml"
+
+
+def test_copied_quickstart_reads_its_audit_config_next_to_it(tmp_path, monkeypatch):
+    from recbias.audit.config import AuditConfig
+
+    _copy_quickstart(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)  # not the repository, not the config's folder
+    cfg = load_config(RunConfig, Path("elsewhere/quickstart.toml"))
+    assert cfg.finish.audit_config == str(tmp_path / "elsewhere" / "audit_quick.toml")
+    shipped = Path(__file__).parent.parent / "configs" / "audit_quick.toml"
+    assert cfg.finish.audit_settings() == load_config(AuditConfig, shipped)
+
+
+def test_set_paths_resolve_against_the_current_directory(tmp_path, monkeypatch):
+    path = _copy_quickstart(tmp_path / "cfg")
+    (tmp_path / "mine.toml").write_text("max_samples = 7\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(RunConfig, path, ["finish.audit_config=mine.toml", "model.path=ckpt"])
+    assert cfg.finish.audit_config == str(tmp_path / "mine.toml")
+    assert cfg.model.path == str(tmp_path / "ckpt")
+    assert cfg.finish.audit_settings().max_samples == 7
+
+
+def test_paths_in_nested_sections_and_absolute_paths(tmp_path):
+    from recbias.simulate.config import SimulationConfig
+
+    path = tmp_path / "sim.toml"
+    path.write_text(
+        '[world]\nkind = "dataset"\n[world.data.source]\nkind = "table"\n'
+        'path = "../data"\ninteractions = "/abs/inter.csv"\nitems = "~/items.csv"\n'
+    )
+    src = load_config(SimulationConfig, path).world.data.source
+    assert src.path == str(tmp_path.parent / "data")
+    assert src.interactions == "/abs/inter.csv"
+    assert src.items == str(Path.home() / "items.csv")
+
+
+def test_output_locations_stay_relative_to_the_current_directory(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('output_dir = "runs"\n[data]\ncache_dir = "cache"\n')
+    cfg = load_config(RunConfig, path)
+    assert (cfg.output_dir, cfg.data.cache_dir) == ("runs", "cache")
+
+
+def test_compare_resolves_base_and_method_paths_against_its_folder(tmp_path):
+    from recbias.compare import load_compare_config, resolve_methods
+
+    path = tmp_path / "cmp.toml"
+    path.write_text(
+        'reference = "a"\n[base.model]\npath = "ckpt"\n'
+        '[[methods]]\nname = "a"\n[[methods]]\nname = "b"\nset = {"model.adapter" = "ad"}\n'
+    )
+    cfg = load_compare_config(path)
+    runs = resolve_methods(cfg, ["a", "b"])
+    assert runs["a"].model.path == str(tmp_path / "ckpt")
+    assert runs["b"].model.adapter == str(tmp_path / "ad")
+
+
+# --- constraints ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "message"),
+    [
+        ("run", {"data": {"prepare": {"kcore": -1}}}, "'data.prepare.kcore': must be >= 0, got -1"),
+        ("run", {"train": {"lr": 0}}, "'train.lr': must be > 0, got 0.0"),
+        ("run", {"eval": {"ks": [5, 0]}}, "'eval.ks[1]': must be >= 1, got 0"),
+        (
+            "run",
+            {"baselines": {"sasrec": {"heads": 3}}},
+            "'baselines.sasrec.heads': must be a divisor",
+        ),
+        ("run", {"decode": {"beam": {"num_beams": 0}}}, "'decode.beam.num_beams': must be >= 1"),
+        ("run", {"data": {"prepare": {"train_ratio": 0.5}}}, "'data.prepare.train_ratio/valid_"),
+        ("run", {"data": {"source": {"kind": "amazon2023"}}}, "'data.source.category': required"),
+        ("simulate", {"world": {"data": {"prepare": {"kcore": -2}}}}, "'world.data.prepare.kcore'"),
+        (
+            "simulate",
+            {"scorer": {"sasrec": {"dropout": 1.0}}},
+            "'scorer.sasrec.dropout': must be in [0, 1)",
+        ),
+        (
+            "seqrec",
+            {"baselines": {"gru4rec": {"hidden": 0}}},
+            "'baselines.gru4rec.hidden': must be >= 1",
+        ),
+        (
+            "seqrec",
+            {"genrec": {"d_model": 30}},
+            "'genrec.heads': must be a divisor of d_model (30)",
+        ),
+        ("audit", {"attribution": {"batch_size": 0}}, "'attribution.batch_size': must be >= 1"),
+        ("audit", {"sensitivity": {"instructions": [" "]}}, "'sensitivity.instructions[0]'"),
+        ("audit", {"ks": [5, 5]}, "'ks': must not repeat entries, got [5, 5]"),
+        ("probe-positional", {"positional": {"window": 20}}, "'positional.window': must be <="),
+        (
+            "probe-popularity",
+            {"popularity": {"sgd": {"dim": 2}}},
+            "'popularity.sgd.dim': must be >= 6",
+        ),
+    ],
+)
+def test_errors_are_one_line_naming_the_full_key(kind, data, message):
+    from recbias.configdoc import config_class
+
+    with pytest.raises(ConfigError) as info:
+        from_dict(config_class(kind), data)
+    text = str(info.value)
+    assert text.startswith("config key ") and "\n" not in text
+    assert message in text
+
+
+def test_defaults_of_every_config_kind_are_valid():
+    from recbias.configdoc import KINDS, config_class
+
+    for kind in KINDS:
+        if kind != "compare":  # a comparison needs its methods
+            config_class(kind)().validate()
+
+
+def test_every_section_declares_only_known_metadata_and_no_hand_written_validate():
+    from recbias.config import METADATA_KEYS, Config
+    from recbias.configdoc import KINDS, config_class, sections
+
+    for kind in KINDS:
+        for key, cls, _ in sections(config_class(kind)):
+            assert "validate" not in vars(cls) or cls is Config, f"{kind} {key}"
+            for f in dataclasses.fields(cls):
+                unknown = set(f.metadata) - set(METADATA_KEYS)
+                assert not unknown, f"{kind} {key}{f.name}: {unknown}"
+
+
+def test_constraints_are_described_and_checked_by_hand():
+    from recbias.config import check_value, describe, spec
+
+    assert describe(spec("x", ge=0, lt=1)) == "in [0, 1)"
+    assert describe(spec("x", gt=0, le=1)) == "in (0, 1]"
+    assert describe(spec("x", gt=0)) == "> 0"
+    assert describe(spec("x", le=5)) == "<= 5"
+    assert describe(spec("x", choices=("a", "b"), min_len=1, unique=True)) == (
+        "one of a, b, non-empty, no repeated entries"
+    )
+    check_value("k", spec("x", ge=0, lt=1), 0.0)
+    check_value("k", spec("x", ge=1), None)  # unset optional values are not checked
+    for value, message in [(1.0, "'k': must be in [0, 1), got 1.0"), ([0.5, -1], "'k[1]'")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_value("k", spec("x", ge=0, lt=1), value)
+
+
+def test_literal_fields_are_checked_on_configs_built_in_python():
+    from recbias.decoding.d3 import D3Config
+
+    with pytest.raises(ConfigError, match=r"'assistant': must be one of none, sasrec, popularity"):
+        D3Config(assistant="knn").validate()  # type: ignore[arg-type]
+
+
+def test_every_key_a_user_can_set_has_help():
+    from recbias.configdoc import KINDS, config_class, field_docs
+
+    missing = [(k, d.key) for k in KINDS for d in field_docs(config_class(k)) if not d.help]
+    assert missing == []
+
+
+def test_a_recorded_run_config_keeps_its_paths_as_written(tmp_path):
+    from recbias.config import load_recorded, write_resolved
+
+    cfg = from_dict(RunConfig, {"model": {"path": "ckpt"}})  # an older run: relative to its cwd
+    write_resolved(cfg, tmp_path / "run" / "config.toml")
+    assert load_recorded(RunConfig, tmp_path / "run" / "config.toml").model.path == "ckpt"
+    assert load_config(RunConfig, tmp_path / "run" / "config.toml").model.path == str(
+        tmp_path / "run" / "ckpt"
+    )

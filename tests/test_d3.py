@@ -138,7 +138,7 @@ def test_d3_beam_has_no_length_normalisation():
 )
 def test_invalid_config_names_the_key(cfg, key):
     with pytest.raises(ConfigError, match=rf"decode\.d3\.{key}"):
-        cfg.validate()
+        cfg.validate("decode.d3")
 
 
 def test_bad_item_probs_are_rejected():

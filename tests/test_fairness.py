@@ -120,7 +120,7 @@ def test_grouping_rows_must_sum_to_one_or_zero():
 
 def test_config_validation_names_the_key():
     FairnessConfig().validate()
-    with pytest.raises(ConfigError, match=r"'fairness\.ks'"):
-        FairnessConfig(ks=[0, 5]).validate()
+    with pytest.raises(ConfigError, match=r"'fairness\.ks\[0\]'"):
+        FairnessConfig(ks=[0, 5]).validate("fairness")
     with pytest.raises(ConfigError, match=r"'fairness\.head_fraction'"):
-        FairnessConfig(head_fraction=1.0).validate()
+        FairnessConfig(head_fraction=1.0).validate("fairness")

@@ -334,7 +334,7 @@ def test_too_many_groups_names_the_key():
 )
 def test_invalid_config_is_rejected_naming_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"train\.objective\.gdrt\.{key}"):
-        GDRTConfig(**change).validate()
+        GDRTConfig(**change).validate("train.objective.gdrt")
 
 
 def test_config_loader_validates_gdrt():

@@ -25,7 +25,9 @@ def hand_codes() -> SemanticIds:
 
 
 def untrained(**kw) -> GenerativeRecommender:
-    cfg = GenRecConfig(d_model=16, heads=2, ff_dim=32, max_len=4, dropout=0.0, beam_size=4, **kw)
+    cfg = GenRecConfig(
+        d_model=16, heads=2, ff_dim=32, max_len=4, dropout=0.0, beam_size=4, dtype="fp32", **kw
+    )
     return GenerativeRecommender(cfg).fit_semantic_ids(hand_codes())
 
 

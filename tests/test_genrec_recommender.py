@@ -44,7 +44,7 @@ def successor_samples(n: int, seed: int) -> pd.DataFrame:
 def small_cfg(**kw) -> GenRecConfig:
     base = dict(encoder="tfidf", tfidf_dim=16, levels=2, codebook_size=6, max_suffix=20,
                 d_model=32, heads=2, ff_dim=64, max_len=5, epochs=15, lr=3e-3, dropout=0.0,
-                augment_prefixes=False, beam_size=10)  # fmt: skip
+                augment_prefixes=False, beam_size=10, dtype="fp32")  # fmt: skip
     return GenRecConfig(**{**base, **kw})
 
 
@@ -86,7 +86,7 @@ def test_out_of_catalog_ids_and_missing_columns_raise():
 
 
 def test_invalid_config_is_rejected_at_construction():
-    with pytest.raises(ConfigError, match="'genrec.heads'"):
+    with pytest.raises(ConfigError, match=r"config key 'heads': must be a divisor of d_model"):
         GenerativeRecommender(GenRecConfig(d_model=30, heads=4))
 
 

@@ -111,7 +111,7 @@ def test_suffix_beyond_max_suffix_raises_naming_the_key():
 )  # fmt: skip
 def test_bad_config_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=f"'genrec.{key}'"):
-        GenRecConfig(**override).validate()
+        GenRecConfig(**override).validate("genrec")
 
 
 def test_item_texts_use_title_year_and_genres():

@@ -64,4 +64,4 @@ def test_same_seed_same_model_and_bucketing_keeps_the_data():
 )
 def test_invalid_config_names_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"config key 'baselines\.gru4rec\.{key}'"):
-        GRU4RecConfig(**change).validate()
+        GRU4RecConfig(**change).validate("baselines.gru4rec")

@@ -153,7 +153,7 @@ def test_config_errors_name_the_key():
     from recbias.errors import ConfigError
     from recbias.evaluation.loo import SeqRecConfig
 
-    with pytest.raises(ConfigError, match="config key 'models'"):
+    with pytest.raises(ConfigError, match=r"config key 'models\[0\]'"):
         SeqRecConfig(models=["bert4rec"]).validate()
     cfg = SeqRecConfig()
     cfg.baselines.gru4rec.loss = "bpr"

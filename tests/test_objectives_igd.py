@@ -160,11 +160,11 @@ def test_igd_target_outside_reference_trie_raises(byte_tok):
 @pytest.mark.parametrize("beta", [-0.1, 1.5])
 def test_igd_beta_outside_unit_interval_rejected_at_load(beta):
     with pytest.raises(ConfigError, match=r"train\.objective\.igd\.beta"):
-        from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": beta}}})
+        from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": beta}}}, "train")
 
 
 def test_igd_is_selectable_from_config():
-    cfg = from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": 0.3}}})
+    cfg = from_dict(TrainConfig, {"objective": {"name": "igd", "igd": {"beta": 0.3}}}, "train")
     obj = build_objective(cfg.objective)
     assert isinstance(obj, IGDObjective) and obj.cfg.beta == 0.3
 
@@ -205,7 +205,7 @@ def test_calibration_single_child_and_padding_keep_weight_one():
 
 def test_calibration_alpha_rejected_outside_unit_interval():
     with pytest.raises(ConfigError, match="decode.igd.alpha"):
-        IGDDecodeConfig(alpha=-0.1).validate()
+        IGDDecodeConfig(alpha=-0.1).validate("decode.igd")
 
 
 def test_beam_search_with_calibration_returns_catalog_items(byte_tok):

@@ -137,7 +137,7 @@ def test_msl_target_off_the_trie_raises(byte_tok):
 @pytest.mark.parametrize("value", [0.0, -1.0])
 def test_msl_nonpositive_temperature_rejected_at_load(key, value):
     with pytest.raises(ConfigError, match=rf"train\.objective\.msl\.{key}"):
-        from_dict(TrainConfig, {"objective": {"name": "msl", "msl": {key: value}}})
+        from_dict(TrainConfig, {"objective": {"name": "msl", "msl": {key: value}}}, "train")
 
 
 def test_ats_adapts_tau_within_its_clamp(byte_tok, tmp_path):
@@ -161,7 +161,7 @@ def test_positional_weights_by_hand():
 @pytest.mark.parametrize("value", [-0.5, 1.01])
 def test_beta_outside_unit_interval_rejected_at_load(name, key, value):
     with pytest.raises(ConfigError, match=rf"train\.objective\.{name}\.{key}"):
-        from_dict(TrainConfig, {"objective": {"name": name, name: {key: value}}})
+        from_dict(TrainConfig, {"objective": {"name": name, name: {key: value}}}, "train")
 
 
 # --- neutral settings are SFT ---------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_cft_configurable_placeholder_text(byte_tok):
 
 def test_cft_negative_alpha_rejected_at_load():
     with pytest.raises(ConfigError, match=r"train\.objective\.cft\.alpha"):
-        from_dict(TrainConfig, {"objective": {"name": "cft", "cft": {"alpha": -0.1}}})
+        from_dict(TrainConfig, {"objective": {"name": "cft", "cft": {"alpha": -0.1}}}, "train")
 
 
 # --- Reweight -------------------------------------------------------------------------------
@@ -256,7 +256,9 @@ def test_reweight_weights_every_token_by_inverse_popularity(byte_tok):
 
 def test_reweight_negative_gamma_rejected_at_load():
     with pytest.raises(ConfigError, match=r"train\.objective\.reweight\.gamma"):
-        from_dict(TrainConfig, {"objective": {"name": "reweight", "reweight": {"gamma": -1.0}}})
+        from_dict(
+            TrainConfig, {"objective": {"name": "reweight", "reweight": {"gamma": -1.0}}}, "train"
+        )
 
 
 def test_reweight_target_without_count_raises(byte_tok):

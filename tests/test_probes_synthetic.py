@@ -78,7 +78,7 @@ def test_bad_lambda_and_rounds_are_rejected():
         synthetic.split_logs(10, 1.5)
     with pytest.raises(ConfigError, match=r"synthetic\.rounds"):
         synthetic.expected_hhi(P, LOGS, 0.5, 0)
-    with pytest.raises(ConfigError, match=r"synthetic\.lambdas.*\[0\.0, 1\.0\].*-0\.1"):
+    with pytest.raises(ConfigError, match=r"synthetic\.lambdas\[1\].*\[0, 1\].*-0\.1"):
         from_dict(SyntheticProbeConfig, {"synthetic": {"lambdas": [0.5, -0.1]}})
     with pytest.raises(ConfigError, match=r"synthetic\.rounds.*got 0"):
         from_dict(SyntheticProbeConfig, {"synthetic": {"rounds": 0}})

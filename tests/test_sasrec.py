@@ -116,7 +116,7 @@ def test_each_position_is_the_state_of_its_prefix(norm):
 )
 def test_invalid_config_names_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"baselines\.sasrec\.{key}"):
-        SASRecConfig(**change).validate()
+        SASRecConfig(**change).validate("baselines.sasrec")
 
 
 def test_bce_loss_learns_the_rule_too():
@@ -167,7 +167,7 @@ def test_dropping_padding_columns_changes_nothing(fitted):
 )
 def test_invalid_training_config_names_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"config key 'baselines\.sasrec\.{key}'"):
-        SASRecConfig(**change).validate()
+        SASRecConfig(**change).validate("baselines.sasrec")
 
 
 def recbole_sasrec_reference(net: SASRecNet, seq: torch.Tensor) -> torch.Tensor:

@@ -173,8 +173,8 @@ def test_user_paraphrases_are_appended():
     ],
 )
 def test_bad_config_names_the_key(kwargs, key):
-    with pytest.raises(ConfigError, match=f"diagnostics.sensitivity.{key}'"):
-        SensitivityConfig(**kwargs).validate()
+    with pytest.raises(ConfigError, match=f"'sensitivity.{key}'"):
+        SensitivityConfig(**kwargs).validate("sensitivity")
 
 
 def test_section(tmp_path):

@@ -147,13 +147,13 @@ def test_fast_dropout_has_the_law_of_dropout():
 
 def test_invalid_dtype_names_the_key():
     with pytest.raises(ConfigError, match=r"config key 'baselines\.gru4rec\.dtype'"):
-        GRU4RecConfig(dtype="fp16").validate()
+        GRU4RecConfig(dtype="fp16").validate("baselines.gru4rec")
 
 
 @pytest.mark.parametrize("beta2", [0.0, 1.0])
 def test_adam_beta2_outside_0_1_names_the_key(beta2):
     with pytest.raises(ConfigError, match=r"config key 'baselines\.gru4rec\.beta2'"):
-        GRU4RecConfig(beta2=beta2).validate()
+        GRU4RecConfig(beta2=beta2).validate("baselines.gru4rec")
 
 
 def test_adam_uses_the_configured_beta2():

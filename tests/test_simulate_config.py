@@ -45,7 +45,7 @@ def test_shipped_configs_exist():
         ({"choice": {"per_round": 11}}, "choice.per_round"),
         ({"mitigation": {"epsilon": 2.0}}, "mitigation.epsilon"),
         ({"mitigation": {"organic_share": 1.0}}, "mitigation.organic_share"),
-        ({"compare": {"x": {"exposure_cap": 0.0}}}, "mitigation.exposure_cap"),
+        ({"compare": {"x": {"exposure_cap": 0.0}}}, "compare.x.exposure_cap"),
         ({"loop": {"lamdas": [0.5]}}, "loop.lamdas"),
     ],
 )

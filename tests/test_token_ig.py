@@ -133,8 +133,8 @@ def test_target_token_losses_equal_plain_forward(which, byte_tok, meta_tok):
 
 def test_config_validation_names_the_key():
     TokenIGConfig().validate()
-    with pytest.raises(ConfigError, match=r"'diagnostics\.token_ig\.low_quantile'"):
-        TokenIGConfig(low_quantile=1.5).validate()
+    with pytest.raises(ConfigError, match=r"'token_ig\.low_quantile'"):
+        TokenIGConfig(low_quantile=1.5).validate("token_ig")
 
 
 def test_section_with_losses_and_curves(trie, tmp_path):

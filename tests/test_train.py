@@ -176,13 +176,13 @@ def test_bucketing_reduces_padding():
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("epochs", 0), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
+    ("key", "value"), [("epochs", -1), ("grad_accum", 0), ("lr", 0.0), ("snapshot_every", -1)]
 )
 def test_bad_train_settings_name_the_key(key, value):
     from recbias.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"train.{key}"):
-        TrainConfig(**{key: value}).validate()
+        TrainConfig(**{key: value}).validate("train")
 
 
 def test_snapshots_keep_the_weights_of_each_epoch_and_every_n_steps(byte_tok, tmp_path):
@@ -236,3 +236,22 @@ def test_a_run_resumed_mid_epoch_does_not_start_that_epoch_again(byte_tok, tmp_p
     run(first, stop_after_steps=8)  # 6 steps per epoch: killed inside epoch 2
     run(resumed, resume=True)
     assert first.epochs == [0, 1] and resumed.epochs == []
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_precomputed_targets_give_the_same_logits(any_tok, share):
+    """The host-side target positions and prefix (no device syncs) select exactly the states
+    that the boolean-mask path selects."""
+    from recbias.lm.batching import precompute_targets, to_device
+
+    samples = _samples(any_tok)[:6]
+    model = tiny.tiny_llama(len(any_tok))
+    plain = collate(samples, any_tok.pad_token_id)
+    fast = collate(samples, any_tok.pad_token_id)
+    n = shared_prefix_length(fast) if share else 0
+    precompute_targets(fast, n)
+    to_device(fast, torch.device("cpu"))
+    assert fast.n_tokens == int(plain.attention_mask.sum())
+    assert torch.equal(fast.target_labels, plain.target_labels)
+    expected = target_logits(model, plain, share_prefix=share)
+    assert torch.equal(target_logits(model, fast, share_prefix=share), expected)

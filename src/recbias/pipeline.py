@@ -5,6 +5,10 @@
 Every stage writes into the run directory: ``config.toml`` (resolved), ``environment.json``,
 ``train_log.jsonl``, ``checkpoints/``, ``model/`` (or ``adapter/`` for LoRA), ``predictions/``,
 ``metrics.json`` and ``summary.md``.
+
+Under torchrun / accelerate launch every rank runs every stage: training is data-parallel (DDP or
+FSDP, :mod:`recbias.train.distributed`), validation, the test decoding and the audit are sharded
+(every rank decodes its share, all gather), and rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from recbias.decoding import ItemTrie
 from recbias.decoding.config import ScoreHook
 from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
 from recbias.decoding.igd_calibration import igd_score_hook
+from recbias.evaluation.cutoffs import check_cutoffs
 from recbias.evaluation.predictions import (
     Recommendations,
     export_peer_json,
@@ -53,6 +58,7 @@ from recbias.recommender import (
     candidate_items,
     chain_hooks,
 )
+from recbias.run_marker import mark_finished, mark_unfinished
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.train import distributed
 from recbias.train.loggers import build_loggers
@@ -72,6 +78,7 @@ class LoadedModel:
 def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
     seed_everything(cfg.seed)
     set_threads(cfg.threads)
+    loading.resolve_dtype(cfg.model)  # "auto" -> bf16/fp32, recorded in config.toml
     if not distributed.is_main():
         return
     resolved = run_dir / "config.toml"
@@ -83,10 +90,15 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
 
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
-    write_environment(run_dir, cfg.seed)
+    write_environment(run_dir, cfg.seed, cfg.model.dtype)
+    mark_unfinished(run_dir)
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
+    """The prepared dataset (rank 0 prepares and caches it first under several processes)."""
+    if distributed.is_main():
+        prepare_dataset(cfg.data)
+    distributed.barrier()
     return PreparedDataset.load(prepare_dataset(cfg.data))
 
 
@@ -214,8 +226,7 @@ def train(
     state = trainer.fit(samples, validate if len(valid) else None, resume=resume)
     if logger is not None:
         logger.close()
-    if distributed.is_main():
-        save_model(cfg, lm, run_dir)
+    save_model(cfg, lm, run_dir)
     return {
         "train_seconds": time.perf_counter() - t0 - validation_seconds,
         "validation_seconds": validation_seconds,
@@ -237,19 +248,27 @@ def zero_ig_share(lm: LoadedModel, titles, samples, counts: np.ndarray) -> float
 
 
 def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
-    """Full fine-tuning saves the model; LoRA saves only the adapter."""
+    """Full fine-tuning saves the model; LoRA saves only the adapter. Every rank calls (FSDP
+    gathers the full weights); rank 0 writes."""
     from recbias.fsutil import atomic_dir
+    from recbias.train.checkpoint import full_model_state
 
     out = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
-    with atomic_dir(out) as tmp:
-        lm.model.save_pretrained(tmp)
-        lm.builder.tokenizer.save_pretrained(tmp)
+    state = full_model_state(lm.model)
+    if distributed.is_main():
+        with atomic_dir(out) as tmp:
+            lm.model.save_pretrained(tmp, **({} if state is None else {"state_dict": state}))
+            lm.builder.tokenizer.save_pretrained(tmp)
+    distributed.barrier()
     return out
 
 
-def trained_weights(cfg: RunConfig, run_dir: Path) -> Path:
+def trained_weights(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """The run's trained ``model/`` or ``adapter/``; None for ``train.epochs = 0`` (the base)."""
     from recbias.errors import ModelError
 
+    if cfg.train.epochs == 0:
+        return None
     path = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
     if not path.is_dir():
         raise ModelError(f"run directory '{run_dir}' has no trained {path.name}/ (train it first)")
@@ -265,8 +284,12 @@ def recommend(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     # Beam search returns at most num_return items; shorter lists are by design, not invalid.
-    recs["llm"] = make_recommender(cfg, ds, lm).recommend(samples, min(k, cfg.decode.beam.n_return))
+    with distributed.full_weights(lm.model):  # sharded: every rank decodes its share
+        rec = make_recommender(cfg, ds, lm)
+        recs["llm"] = rec.recommend(samples, min(k, cfg.decode.beam.n_return))
     seconds["llm"] = time.perf_counter() - t0
+    if not distributed.is_main():  # rank 0 runs the baselines and writes
+        return samples, recs, seconds
     for name in cfg.eval.baselines:
         t0 = time.perf_counter()
         recs[name] = (
@@ -335,6 +358,7 @@ def run_experiment(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     ds = load_data(cfg)
+    check_cutoffs(cfg.eval.ks, cfg.decode.beam.n_return, len(ds.titles), cfg.eval.ks_beyond_list)
     lm = load_lm(cfg, ds)
     timing["prepare_and_load"] = time.perf_counter() - t0
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
@@ -345,35 +369,39 @@ def run_experiment(
 
         training["sprec"] = self_play(cfg, ds, lm, run_dir, reporter)
         timing["sprec"] = training["sprec"]["seconds"]
-        if distributed.is_main():
-            save_model(cfg, lm, run_dir)
-    if not distributed.is_main():
-        return {"summary": ""}
+        save_model(cfg, lm, run_dir)  # every rank (collective)
     lm.model.eval()
     samples, recs, seconds = recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})
-    result = {
-        "dataset": ds.card.get("name"),
-        "training": training,
-        "timing": timing,
-        "metrics": evaluate(cfg, samples, recs),
-    }
-    timing["total"] = time.perf_counter() - t_start
-    write_metrics_json(run_dir / "metrics.json", result)
-    result["summary"] = write_summary(cfg, run_dir, result)
+    result: dict[str, Any] = {"summary": ""}
+    if distributed.is_main():
+        result = {
+            "dataset": ds.card.get("name"),
+            "training": training,
+            "timing": timing,
+            "metrics": evaluate(cfg, samples, recs),
+        }
+        timing["total"] = time.perf_counter() - t_start
+        write_metrics_json(run_dir / "metrics.json", result)
+        result["summary"] = write_summary(cfg, run_dir, result)
+    distributed.barrier()  # the audit of every rank reads what rank 0 wrote
     del lm
+    mark_finished(run_dir)  # results complete; the audit and report below read them as finished
     finish(cfg, run_dir, timing)
     return result
 
 
 def finish(cfg: RunConfig, run_dir: Path, timing: dict[str, float]) -> None:
-    """The optional audit, then the report (``[finish]``); their times join metrics.json."""
+    """The optional audit (every rank: sharded), then the report (``[finish]``; rank 0); their
+    times join metrics.json."""
     if cfg.finish.audit:
         from recbias.audit import run_audit
 
         t0 = time.perf_counter()
         run_audit(run_dir, cfg.finish.audit_settings())
         timing["audit"] = time.perf_counter() - t0
+    if not distributed.is_main():
+        return
     if cfg.finish.report:
         from recbias.report import build_report
 

@@ -1,4 +1,11 @@
-"""The LLM recommender: prompts → catalog-constrained beam search → ranked item ids."""
+"""The LLM recommender: prompts → catalog-constrained beam search → ranked item ids.
+
+Under several processes (torchrun) :meth:`LLMRecommender.recommend` is sharded: the forward batches
+of the beam search are dealt round-robin to the ranks, each rank decodes its batches and every
+rank receives all results, in the samples' order. A prompt is decoded in the same batch as in one
+process, so the results are identical (bit for bit on the same hardware). Every rank must call
+``recommend`` with the same samples.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +18,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbias.config import Config, invalid
 from recbias.decoding import BeamConfig, ItemTrie, constrained_beam_search
+from recbias.decoding.beam import batch_plan
 from recbias.decoding.config import EdgeScores, ScoreHook
 from recbias.decoding.d3 import D3Config
 from recbias.decoding.igd_calibration import IGDDecodeConfig
-from recbias.errors import ConfigError
 from recbias.evaluation.predictions import Recommendations
 from recbias.lm.loading import autocast
 from recbias.prompts import PromptBuilder
+from recbias.train import distributed
 
 
 @dataclass
-class DecodeConfig:
-    beam: BeamConfig = field(default_factory=BeamConfig)
+class DecodeConfig(Config):
+    beam: BeamConfig = field(
+        default_factory=BeamConfig, metadata={"help": "beam width, length penalty, batching"}
+    )
     candidates: Literal["catalog", "train_targets"] = field(
         default="catalog",
         metadata={
@@ -35,19 +46,19 @@ class DecodeConfig:
         default_factory=list,
         metadata={
             "help": "score calibrations applied in this order at every beam step: igd (IGD "
-            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)"
+            "Eq. 10, settings in decode.igd), d3 (D3's text-free assistant, decode.d3)",
+            "unique": True,
         },
     )
-    igd: IGDDecodeConfig = field(default_factory=IGDDecodeConfig)
-    d3: D3Config = field(default_factory=D3Config)
+    igd: IGDDecodeConfig = field(
+        default_factory=IGDDecodeConfig, metadata={"help": "calibration 'igd'"}
+    )
+    d3: D3Config = field(default_factory=D3Config, metadata={"help": "calibration 'd3'"})
 
-    def validate(self) -> None:
-        if len(set(self.calibration)) != len(self.calibration):
-            raise ConfigError(f"config key 'decode.calibration': repeated entry {self.calibration}")
+    def check(self) -> None:
         if "d3" in self.calibration and self.d3.assistant == "none":
-            raise ConfigError(
-                "config key 'decode.d3.assistant': calibration 'd3' needs an assistant "
-                "(sasrec or popularity)"
+            raise invalid(
+                "d3.assistant", "calibration 'd3' needs an assistant (sasrec or popularity)"
             )
 
 
@@ -103,16 +114,22 @@ class LLMRecommender:
         return out
 
     def recommend(self, samples: pd.DataFrame, k: int) -> Recommendations:
+        """Top-``k`` items of every sample (this rank's share decoded, all gathered)."""
         device = next(self.model.parameters()).device
         pad = self.builder.tokenizer.pad_token_id
         hook = self.hooks(samples) if self.hooks is not None else None
+        prompts = self.prompts(samples)
+        plan = batch_plan(prompts, self.beam.batch_size)
+        mine = distributed.shard(plan)
         with autocast(self.dtype, device):
             results = constrained_beam_search(
-                self.model, self.prompts(samples), self.trie, self.beam, pad, hook
+                self.model, prompts, self.trie, self.beam, pad, hook, batches=mine
             )
+        found = [[(results[i].items, results[i].scores) for i in chunk] for chunk in mine]
+        ranked: list[tuple[list[int], list[float]]] = [([], [])] * len(prompts)
+        for chunk, part in zip(plan, distributed.gather_shards(found, len(plan)), strict=True):
+            for i, res in zip(chunk, part, strict=True):
+                ranked[i] = res
         return Recommendations.from_lists(
-            np.asarray(samples["sample_id"]),
-            [r.items for r in results],
-            [r.scores for r in results],
-            k,
+            np.asarray(samples["sample_id"]), [r[0] for r in ranked], [r[1] for r in ranked], k
         )

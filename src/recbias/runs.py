@@ -73,16 +73,6 @@ def git_commit(path: Path | None = None) -> dict[str, Any]:
     return {"commit": sha, "dirty": bool(dirty)}
 
 
-def bf16_supported() -> bool:
-    """Whether a bf16 matmul runs (and agrees with fp32) on this CPU."""
-    try:
-        a = torch.randn(64, 64)
-        got = (a.bfloat16() @ a.bfloat16()).float()
-    except RuntimeError:
-        return False
-    return bool(torch.allclose(got, a @ a, atol=1.0, rtol=0.05))
-
-
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -113,7 +103,11 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def environment(seed: int) -> dict[str, Any]:
+def environment(seed: int, dtype: str | None = None) -> dict[str, Any]:
+    """Versions, commit, hardware and seed; ``dtype``: the run's resolved compute dtype, with the
+    matmul probes behind ``auto`` (:mod:`recbias.hardware`) that this process ran."""
+    from recbias.hardware import probes_record
+
     return {
         "time_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -121,6 +115,8 @@ def environment(seed: int) -> dict[str, Any]:
         "git": git_commit(),
         "hardware": hardware(),
         "seed": seed,
+        "dtype": dtype,
+        "dtype_probes": probes_record(),
     }
 
 
@@ -142,5 +138,5 @@ def new_run_dir(output_dir: Path, name: str, run_dir: Path | None, resume: bool)
     return run_dir
 
 
-def write_environment(run_dir: Path, seed: int) -> None:
-    write_json(run_dir / "environment.json", environment(seed))
+def write_environment(run_dir: Path, seed: int, dtype: str | None = None) -> None:
+    write_json(run_dir / "environment.json", environment(seed, dtype))

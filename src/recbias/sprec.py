@@ -31,9 +31,11 @@ and one epoch each; these are the defaults here. Where we differ, and why:
   phase keeps its last weights and, with ``validate_each_iteration``, NDCG@``eval.validation_k``
   on the validation split is recorded after every iteration (in metrics.json).
 
-Under ``torchrun`` every phase is a :class:`recbias.train.loop.Trainer` run, so gradient
-synchronisation is the trainer's; rank 0 decodes and broadcasts the rejected items, every rank
-computes the (identical) reference log-probs. A killed run restarts its self-play iterations from
+Under ``torchrun`` (``train.parallel = "ddp"``) every phase is a
+:class:`recbias.train.loop.Trainer` run, so gradient synchronisation is the trainer's; decoding is
+sharded over the ranks as in evaluation, rank 0's rejected items go to every rank, and every rank
+computes the (identical) reference log-probs. FSDP is refused for now: each phase builds a new
+trainer, and sharding the same model a second time is untested. A killed run restarts its self-play iterations from
 the SFT model (phases are not resumable one by one).
 
     [sprec]
@@ -59,6 +61,7 @@ import pandas as pd
 import torch
 
 from recbias.baselines.popularity import count_items
+from recbias.config import Config, invalid, spec
 from recbias.errors import ConfigError
 from recbias.lm.batching import TokenizedSample, encode_samples
 from recbias.metrics.ranking import ranking_metrics
@@ -85,15 +88,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SPRecConfig:
+class SPRecConfig(Config):
     """Self-play iterations after SFT (SPRec); ``iterations = 0`` turns them off."""
 
     iterations: int = field(
-        default=0, metadata={"help": "self-play iterations after SFT (0 = off)", "ge": 0}
+        default=0, metadata=spec("self-play iterations after SFT (0 = off)", ge=0)
     )
     samples: int = field(
         default=2048,
-        metadata={"help": "training samples drawn (and decoded) per iteration", "ge": 1},
+        metadata=spec("training samples drawn (and decoded) per iteration", ge=1),
     )
     rejected: Literal["top1", "sample"] = field(
         default="top1",
@@ -103,59 +106,41 @@ class SPRecConfig:
     )
     top_k: int = field(
         default=5,
-        metadata={"help": "candidates of rejected = 'sample' (<= decode.beam's items)", "ge": 1},
+        metadata=spec("candidates of rejected = 'sample' (<= decode.beam's items)", ge=1),
     )
     n_rejected: int = field(
-        default=1, metadata={"help": "rejected items per prompt; > 1 = S-DPO", "ge": 1}
+        default=1, metadata=spec("rejected items per prompt; > 1 = S-DPO", ge=1)
     )
     sft_epochs: int = field(
-        default=1, metadata={"help": "SFT epochs per iteration before DPO (0 = none)", "ge": 0}
+        default=1, metadata=spec("SFT epochs per iteration before DPO (0 = none)", ge=0)
     )
-    dpo_epochs: int = field(default=1, metadata={"help": "DPO epochs per iteration", "ge": 1})
-    lr: float = field(default=2e-5, metadata={"help": "learning rate of both phases", "gt": 0})
-    warmup_steps: int = field(
-        default=20, metadata={"help": "linear warm-up steps of each phase", "ge": 0}
-    )
+    dpo_epochs: int = field(default=1, metadata=spec("DPO epochs per iteration", ge=1))
+    lr: float = field(default=2e-5, metadata=spec("learning rate of both phases", gt=0))
+    warmup_steps: int = field(default=20, metadata=spec("linear warm-up steps of each phase", ge=0))
     dpo_micro_batch_size: int = field(
-        default=2, metadata={"help": "prompts per DPO forward pass", "ge": 1}
+        default=2, metadata=spec("prompts per DPO forward pass", ge=1)
     )
     dpo_grad_accum: int = field(
-        default=4, metadata={"help": "DPO micro-batches per optimiser step", "ge": 1}
+        default=4, metadata=spec("DPO micro-batches per optimiser step", ge=1)
     )
     validate_each_iteration: bool = field(
         default=True, metadata={"help": "record validation NDCG after every iteration"}
     )
-    dpo: DPOConfig = field(default_factory=DPOConfig)
+    dpo: DPOConfig = field(
+        default_factory=DPOConfig, metadata={"help": "the DPO / S-DPO loss of every iteration"}
+    )
 
-    def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            meta, value = f.metadata, getattr(self, f.name)
-            if "ge" in meta and value < meta["ge"]:
-                raise ConfigError(
-                    f"config key 'sprec.{f.name}': must be >= {meta['ge']}, got {value}"
-                )
-            if "gt" in meta and not value > meta["gt"]:
-                raise ConfigError(
-                    f"config key 'sprec.{f.name}': must be > {meta['gt']}, got {value}"
-                )
+    def check(self) -> None:
         if self.rejected == "sample" and self.top_k < self.n_rejected:
-            raise ConfigError(
-                f"config key 'sprec.top_k': must be >= sprec.n_rejected ({self.n_rejected}) "
-                f"to sample rejected items, got {self.top_k}"
+            raise invalid(
+                "top_k",
+                f"must be >= sprec.n_rejected ({self.n_rejected}) to sample from",
+                self.top_k,
             )
 
     def candidates(self) -> int:
         """Ranked items the rejected ones are taken from (the target may be among them)."""
         return (self.top_k if self.rejected == "sample" else self.n_rejected) + 1
-
-    def check_decode(self, n_return: int) -> None:
-        """The beam search must return enough items to pick the rejected ones from."""
-        if self.iterations and n_return < self.candidates():
-            raise ConfigError(
-                f"config key 'decode.beam.num_return': SPRec needs {self.candidates()} ranked "
-                f"items per prompt (sprec.n_rejected/top_k + the target), the beam returns "
-                f"{n_return}"
-            )
 
 
 def draw_samples(train: pd.DataFrame, n: int, seed: int, iteration: int) -> pd.DataFrame:
@@ -270,14 +255,13 @@ class _Phase:
 def decode_rejected(
     cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel, samples: pd.DataFrame, rng
 ) -> list[list[int] | None]:
-    """Rank 0 decodes ``samples`` with the current model; every rank gets the rejected items."""
+    """Decode ``samples`` with the current model (every rank its share, all gathered) and pick
+    the rejected items; rank 0's picks go to every rank."""
     from recbias.pipeline import make_recommender
 
-    picked = None
-    if distributed.is_main():
-        lm.model.eval()
-        recs = make_recommender(cfg, ds, lm).recommend(samples, cfg.sprec.candidates())
-        picked = pick_rejected(recs.items, samples["target"].to_numpy(), ds.titles, cfg.sprec, rng)
+    lm.model.eval()
+    recs = make_recommender(cfg, ds, lm).recommend(samples, cfg.sprec.candidates())
+    picked = pick_rejected(recs.items, samples["target"].to_numpy(), ds.titles, cfg.sprec, rng)
     return _broadcast(picked)
 
 
@@ -312,7 +296,9 @@ def run_iteration(
         for p in pairs:
             p.ref_logps = torch.zeros(1 + s.n_rejected)
     else:
-        batch, share = cfg.decode.beam.batch_size, cfg.train.share_prompt_prefix
+        batch = cfg.decode.beam.batch_size
+        on_cpu = next(lm.model.parameters()).device.type == "cpu"
+        share = cfg.train.share_prompt_prefix and on_cpu  # as the trainer does
         reference_logps(lm.model, pairs, pad, cfg.model.dtype, batch, share)
     record["reference_seconds"] = time.perf_counter() - t0
     objective = DPOObjective(s.dpo)
@@ -323,11 +309,12 @@ def run_iteration(
 
 
 def validation_ndcg(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> float | None:
-    """NDCG@``eval.validation_k`` on the validation split (rank 0; None elsewhere or if empty)."""
+    """NDCG@``eval.validation_k`` on the validation split (None if it is empty); every rank
+    decodes its share, as the trainer's validation does."""
     from recbias.pipeline import make_recommender
 
     valid = ds.split("valid")
-    if not distributed.is_main() or not len(valid):
+    if not len(valid):
         return None
     lm.model.eval()
     k = cfg.eval.validation_k

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from recbias.config import Config, invalid, spec
 from recbias.diagnostics.attribution import AttributionConfig
 from recbias.diagnostics.sensitivity import SensitivityConfig
 from recbias.diagnostics.token_ig import TokenIGConfig
@@ -27,12 +28,8 @@ ANALYSES: tuple[str, ...] = (
 SPLITS = ("train", "valid", "test")
 
 
-def _fail(key: str, need: str, value: object) -> ConfigError:
-    return ConfigError(f"config key '{key}': {need}, got {value!r}")
-
-
 @dataclass
-class CurvesConfig:
+class CurvesConfig(Config):
     """Training curves over weight snapshots (GDRT Figures 4, 6, 9)."""
 
     checkpoints: list[str] = field(
@@ -43,13 +40,13 @@ class CurvesConfig:
         },
     )
     max_prompts: int = field(
-        default=100, metadata={"help": "split samples whose top-1 recommendation is tracked"}
+        default=100, metadata=spec("split samples whose top-1 recommendation is tracked", ge=1)
     )
     token_samples: int = field(
-        default=200, metadata={"help": "training samples whose target-token losses are tracked"}
+        default=200, metadata=spec("training samples whose target-token losses are tracked", ge=1)
     )
     token_groups: int = field(
-        default=3, metadata={"help": "token-relevance groups (GDRT Eq. 3) of the loss curves"}
+        default=3, metadata=spec("token-relevance groups (GDRT Eq. 3) of the loss curves", ge=2)
     )
     grouping: Literal["kmeans", "quantile"] = field(
         default="quantile", metadata={"help": "how token relevance is cut into groups"}
@@ -62,20 +59,13 @@ class CurvesConfig:
         },
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not self.checkpoints or ("auto" in self.checkpoints and len(self.checkpoints) > 1):
-            raise _fail(
-                "curves.checkpoints", "must be ['auto'] or a list of names", self.checkpoints
-            )
-        for key in ("max_prompts", "token_samples"):
-            if getattr(self, key) < 1:
-                raise _fail(f"curves.{key}", "must be >= 1", getattr(self, key))
-        if self.token_groups < 2:
-            raise _fail("curves.token_groups", "must be >= 2", self.token_groups)
+            raise invalid("checkpoints", "must be ['auto'] or a list of names", self.checkpoints)
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(Config):
     """Every analysis of ``recbias audit`` and its settings."""
 
     split: Literal["train", "valid", "test"] = field(
@@ -83,20 +73,24 @@ class AuditConfig:
     )
     ks: list[int] = field(
         default_factory=lambda: [5, 10],
-        metadata={"help": "cut-offs K of the fairness and concentration metrics"},
+        metadata=spec(
+            "cut-offs K of the fairness and concentration metrics", ge=1, min_len=1, unique=True
+        ),
     )
     groupings: list[GroupingKind] = field(
         default_factory=lambda: ["relevance", "genre", "popularity"],
         metadata={
             "help": "item groupings: relevance (GDRT Eq. 2, needs the LM), genre (skipped when "
-            "the dataset has none), popularity (training-count quantiles)"
+            "the dataset has none), popularity (training-count quantiles)",
+            "min_len": 1,
+            "unique": True,
         },
     )
     mode: Literal["both", "pooled", "per_user"] = field(
         default="both",
         metadata={"help": "MGU/DGU pooled over samples (SPRec), per_user (mean of gaps) or both"},
     )
-    n_groups: int = field(default=5, metadata={"help": "relevance and popularity groups"})
+    n_groups: int = field(default=5, metadata=spec("relevance and popularity groups", ge=2))
     relevance_model: Literal["base", "tuned"] = field(
         default="base",
         metadata={
@@ -105,21 +99,21 @@ class AuditConfig:
         },
     )
     head_fraction: float = field(
-        default=0.2, metadata={"help": "share of most popular items that is the short head"}
+        default=0.2, metadata=spec("share of most popular items that is the short head", gt=0, lt=1)
     )
-    or_top: int = field(default=3, metadata={"help": "most-recommended items counted by ORRatio"})
+    or_top: int = field(default=3, metadata=spec("most-recommended items counted by ORRatio", ge=1))
     batch_size: int = field(
-        default=64, metadata={"help": "titles (or samples) per forward pass of scoring passes"}
+        default=64, metadata=spec("titles (or samples) per forward pass of scoring passes", ge=1)
     )
     max_samples: int | None = field(
         default=None,
-        metadata={"help": "if set, caps the samples of every LM-heavy analysis (quick audits)"},
+        metadata=spec("if set, caps the samples of every LM-heavy analysis (quick audits)", ge=1),
     )
     attribution_samples: int = field(
-        default=200, metadata={"help": "split samples attributed (GDRT Figures 2, 7)"}
+        default=200, metadata=spec("split samples attributed (GDRT Figures 2, 7)", ge=1)
     )
     sensitivity_samples: int = field(
-        default=100, metadata={"help": "split samples whose lists are perturbed"}
+        default=100, metadata=spec("split samples whose lists are perturbed", ge=1)
     )
     compare_base: bool = field(
         default=True,
@@ -127,35 +121,26 @@ class AuditConfig:
     )
     analyses: list[Analysis] = field(
         default_factory=lambda: list(ANALYSES),
-        metadata={"help": "analyses to run, in report order: " + ", ".join(ANALYSES)},
+        metadata=spec("analyses to run, in report order", min_len=1, unique=True),
     )
     seed: int = field(default=0, metadata={"help": "seed of the sample subsets and bootstraps"})
-    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples of the CIs"})
-    attribution: AttributionConfig = field(default_factory=AttributionConfig)
-    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
-    token_ig: TokenIGConfig = field(default_factory=TokenIGConfig)
-    curves: CurvesConfig = field(default_factory=CurvesConfig)
-
-    def validate(self) -> None:
-        if not self.ks or min(self.ks) < 1 or len(set(self.ks)) != len(self.ks):
-            raise _fail("ks", "must be distinct integers >= 1", self.ks)
-        if not self.groupings or len(set(self.groupings)) != len(self.groupings):
-            raise _fail("groupings", "must be a non-empty list without repeats", self.groupings)
-        if not self.analyses or len(set(self.analyses)) != len(self.analyses):
-            raise _fail("analyses", "must be a non-empty list without repeats", self.analyses)
-        checks = [
-            ("n_groups", self.n_groups >= 2, "must be >= 2"),
-            ("head_fraction", 0 < self.head_fraction < 1, "must be in (0, 1)"),
-            ("or_top", self.or_top >= 1, "must be >= 1"),
-            ("batch_size", self.batch_size >= 1, "must be >= 1"),
-            ("max_samples", self.max_samples is None or self.max_samples >= 1, "must be >= 1"),
-            ("attribution_samples", self.attribution_samples >= 1, "must be >= 1"),
-            ("sensitivity_samples", self.sensitivity_samples >= 1, "must be >= 1"),
-            ("n_boot", self.n_boot >= 1, "must be >= 1"),
-        ]
-        for key, ok, need in checks:
-            if not ok:
-                raise _fail(key, need, getattr(self, key))
+    n_boot: int = field(default=1000, metadata=spec("bootstrap resamples of the CIs", ge=1))
+    attribution: AttributionConfig = field(
+        default_factory=AttributionConfig,
+        metadata={"help": "feature-ablation attribution (analysis 'attribution')"},
+    )
+    sensitivity: SensitivityConfig = field(
+        default_factory=SensitivityConfig,
+        metadata={"help": "history and instruction perturbations (analysis 'sensitivity')"},
+    )
+    token_ig: TokenIGConfig = field(
+        default_factory=TokenIGConfig,
+        metadata={"help": "token-level information gain (analysis 'token_ig')"},
+    )
+    curves: CurvesConfig = field(
+        default_factory=CurvesConfig,
+        metadata={"help": "training curves over weight snapshots (analysis 'curves')"},
+    )
 
     def limit(self, n: int) -> int:
         """``n`` capped by ``max_samples``."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 from recbias.audit.config import AuditConfig
 from recbias.baselines.popularity import count_items
-from recbias.config import load_config
+from recbias.config import load_recorded
 from recbias.data.dataset import PreparedDataset
 from recbias.errors import ConfigError, DataError, ModelError
 from recbias.evaluation.predictions import StoredPredictions, read_predictions_jsonl
@@ -44,7 +44,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
             "(expected the directory written by `recbias run` or `recbias train`)"
         )
     try:
-        return load_config(RunConfig, path)
+        return load_recorded(RunConfig, path)
     except ConfigError as exc:
         raise ConfigError(f"run directory '{run_dir}': {exc}") from None
 

@@ -1,5 +1,8 @@
 """``run_audit``: every selected analysis of a run, written atomically to ``RUN/audit/``.
 
+Under torchrun every rank runs every analysis (the decoding passes of attribution, sensitivity and
+curves are sharded across ranks) and rank 0 alone writes.
+
 out = run_audit(Path("runs/quickstart"), AuditConfig(), progress=print)
 meta, sections = load_sections(out / "audit.json")
 headline(sections)          # [(label, value)] of the headline numbers
@@ -7,10 +10,12 @@ headline(sections)          # [(label, value)] of the headline numbers
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from recbias.errors import DataError
 from recbias.fsutil import atomic_dir
 from recbias.report.sections import Section, Table, save_sections
 from recbias.runs import git_commit, package_versions
+from recbias.train import distributed
 
 log = logging.getLogger(__name__)
 AUDIT_FILE = "audit.json"
@@ -65,9 +71,10 @@ def run_audit(
     cfg.validate()
     ctx = AuditContext.open(run_dir, cfg)
     check_out_dir(out_dir, run_dir)
+    distributed.barrier()  # every rank checked before rank 0 replaces it
     timings: dict[str, float] = {}
     sections: list[Section] = []
-    with atomic_dir(out_dir) as tmp:
+    with _output(out_dir) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; an audit is meant to be read
         for name in cfg.selected():
             if progress is not None:
@@ -79,7 +86,20 @@ def run_audit(
         heads = headline(sections)
         sections.insert(0, overview_section(heads, timings))
         save_sections(tmp / AUDIT_FILE, sections, _meta(ctx, timings, heads))
+    distributed.barrier()
     return out_dir
+
+
+@contextlib.contextmanager
+def _output(out_dir: Path) -> Iterator[Path]:
+    """Rank 0 writes ``out_dir`` atomically; other ranks (which run every analysis to take part
+    in the sharded decoding passes) write into a scratch directory that is removed."""
+    if distributed.is_main():
+        with atomic_dir(out_dir) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix="recbias-audit-") as tmp:
+        yield Path(tmp)
 
 
 def _meta(ctx: AuditContext, timings: dict[str, float], heads: list[tuple[str, str]]) -> dict:

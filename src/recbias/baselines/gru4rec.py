@@ -16,7 +16,6 @@ is the state of the prefix ending there, which lets one pass train every prefix
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -27,20 +26,16 @@ from recbias.baselines.seqtrain import (
     SequenceRecommender,
     fast_dropout,
 )
+from recbias.config import spec
 
 
 @dataclass
 class GRU4RecConfig(SeqTrainConfig):
-    KEY: ClassVar[str] = "baselines.gru4rec"
-    max_len: int = field(default=50, metadata={"help": "history window (most recent items)"})
-    dropout: float = field(default=0.3, metadata={"help": "dropout on the item embeddings"})
-    embedding: int = field(default=64, metadata={"help": "item embedding width"})
-    hidden: int = field(default=128, metadata={"help": "GRU state width"})
-    layers: int = field(default=1, metadata={"help": "stacked GRU layers"})
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive("embedding", "hidden", "layers")
+    max_len: int = field(default=50, metadata=spec("history window (most recent items)", ge=1))
+    dropout: float = field(default=0.3, metadata=spec("dropout on the item embeddings", ge=0, lt=1))
+    embedding: int = field(default=64, metadata=spec("item embedding width", ge=1))
+    hidden: int = field(default=128, metadata=spec("GRU state width", ge=1))
+    layers: int = field(default=1, metadata=spec("stacked GRU layers", ge=1))
 
 
 class GRU4RecNet(ItemSequenceNet):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +41,7 @@ from recbias.baselines.seqtrain import (
     history_tensor,
     top_k,
 )
+from recbias.config import invalid, spec
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -53,42 +53,36 @@ __all__ = [
     "top_k",
 ]
 
+NORMS = ("pre", "post")
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
 
 @dataclass
 class SASRecConfig(SeqTrainConfig):
-    KEY: ClassVar[str] = "baselines.sasrec"
-    hidden: int = field(default=64, metadata={"help": "embedding and attention width"})
-    layers: int = field(default=2, metadata={"help": "self-attention blocks"})
-    heads: int = field(default=2, metadata={"help": "attention heads"})
+    hidden: int = field(default=64, metadata=spec("embedding and attention width", ge=1))
+    layers: int = field(default=2, metadata=spec("self-attention blocks", ge=1))
+    heads: int = field(default=2, metadata=spec("attention heads; a divisor of hidden", ge=1))
     ffn: int = field(
-        default=0, metadata={"help": "feed-forward width; 0 = hidden (the paper; RecBole: 256)"}
+        default=0, metadata=spec("feed-forward width; 0 = hidden (the paper; RecBole: 256)", ge=0)
     )
     norm: str = field(
         default="pre",
         metadata={
             "help": "pre (the paper's code: sqrt(hidden)-scaled embeddings, pre-norm blocks, a "
-            "final LayerNorm) or post (RecBole's: LayerNorm on the embeddings, post-norm blocks)"
+            "final LayerNorm) or post (RecBole's: LayerNorm on the embeddings, post-norm blocks)",
+            "choices": NORMS,
         },
     )
     activation: str = field(
-        default="relu", metadata={"help": "feed-forward activation: relu (the paper) or gelu"}
+        default="relu",
+        metadata=spec(
+            "feed-forward activation: relu (the paper) or gelu", choices=tuple(sorted(ACTIVATIONS))
+        ),
     )
 
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive("hidden", "layers", "heads")
-        if self.ffn < 0:
-            raise self._fail("ffn", ">= 0 (0 = hidden)")
+    def check(self) -> None:
         if self.hidden % self.heads:
-            raise self._fail("heads", f"a divisor of hidden ({self.hidden})")
-        if self.norm not in NORMS:
-            raise self._fail("norm", "one of " + ", ".join(NORMS))
-        if self.activation not in ACTIVATIONS:
-            raise self._fail("activation", "one of " + ", ".join(sorted(ACTIVATIONS)))
-
-
-NORMS = ("pre", "post")
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+            raise invalid("heads", f"must be a divisor of hidden ({self.hidden})", self.heads)
 
 
 class CausalBlock(nn.Module):

@@ -18,7 +18,7 @@ Speed options (see :mod:`recbias.baselines.sequnits` for the grouping):
   sample is still supervised once, batches still hold ~``batch_size`` samples and the loss is
   still the mean over samples, so without dropout the gradient equals the per-sample one; with
   dropout the samples of one pass share their dropout masks (same distribution per sample).
-* ``dtype = "bf16"``: the net runs under CPU/CUDA autocast in bfloat16; states are cast back
+* ``dtype = "bf16"`` (or ``auto`` where bf16 is fast, see :mod:`recbias.hardware`): the net runs under CPU/CUDA autocast in bfloat16; states are cast back
   to float32 before the item dot products, so logits, losses and rankings are float32.
 * ``bucket``: units of similar length share a batch, which drops trailing padding columns.
 
@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, Self
+from typing import Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -48,30 +48,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbias.baselines.sequnits import TrainUnits, build_units, history_tensor, trim
-from recbias.errors import ConfigError, DataError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import DataError, RecbiasError
 from recbias.evaluation.predictions import Recommendations
+from recbias.hardware import bf16_enabled
 
 log = logging.getLogger(__name__)
 LOSSES = ("ce", "bce")
-DTYPES = ("fp32", "bf16")
+DTYPES = ("auto", "fp32", "bf16")
 __all__ = ["SeqTrainConfig", "SequenceRecommender", "history_tensor", "top_k", "trim"]
 
 
 @dataclass
-class SeqTrainConfig:
+class SeqTrainConfig(Config):
     """Training fields shared by the sequential baselines (subclasses add the architecture)."""
 
-    KEY: ClassVar[str] = "baselines.seq"
-    max_len: int = field(default=10, metadata={"help": "history window (most recent items)"})
-    dropout: float = field(default=0.2, metadata={"help": "dropout rate"})
-    epochs: int = field(default=20, metadata={"help": "passes over the training samples"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    batch_size: int = field(default=256, metadata={"help": "samples per step"})
+    max_len: int = field(default=10, metadata=spec("history window (most recent items)", ge=1))
+    dropout: float = field(default=0.2, metadata=spec("dropout rate", ge=0, lt=1))
+    epochs: int = field(default=20, metadata=spec("passes over the training samples", ge=1))
+    lr: float = field(default=1e-3, metadata=spec("Adam learning rate", gt=0))
+    batch_size: int = field(default=256, metadata=spec("samples per step", ge=1))
     loss: str = field(
         default="ce",
-        metadata={"help": "ce (full softmax) or bce (sampled negatives, the SASRec paper's)"},
+        metadata=spec(
+            "ce (full softmax) or bce (sampled negatives, the SASRec paper's)", choices=LOSSES
+        ),
     )
-    negatives: int = field(default=1, metadata={"help": "bce: negatives drawn per sample"})
+    negatives: int = field(default=1, metadata=spec("bce: negatives drawn per sample", ge=1))
     bucket: bool = field(
         default=False,
         metadata={
@@ -81,7 +84,7 @@ class SeqTrainConfig:
     )
     beta2: float = field(
         default=0.999,
-        metadata={"help": "Adam β2 (RecBole and torch: 0.999; the SASRec paper: 0.98)"},
+        metadata=spec("Adam β2 (RecBole and torch: 0.999; the SASRec paper: 0.98)", gt=0, lt=1),
     )
     shared_prefix: bool = field(
         default=False,
@@ -92,37 +95,18 @@ class SeqTrainConfig:
         },
     )
     dtype: str = field(
-        default="bf16",
-        metadata={"help": "fp32, or bf16 (autocast for the net; logits and loss stay fp32)"},
+        default="auto",
+        metadata=spec(
+            "fp32, bf16 (autocast for the net; logits and loss stay fp32), or auto = bf16 "
+            "where the device runs it fast, else fp32",
+            choices=DTYPES,
+        ),
     )
     seed: int = field(default=0, metadata={"help": "initialisation, shuffling and dropout"})
     exclude_history: bool = field(
         default=False, metadata={"help": "never recommend an item of the sample's history"}
     )
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
-
-    def _fail(self, key: str, expected: str) -> ConfigError:
-        return ConfigError(
-            f"config key '{self.KEY}.{key}': must be {expected}, got {getattr(self, key)!r}"
-        )
-
-    def _check_positive(self, *keys: str) -> None:
-        for key in keys:
-            if getattr(self, key) < 1:
-                raise self._fail(key, ">= 1")
-
-    def validate(self) -> None:
-        self._check_positive("max_len", "epochs", "batch_size", "negatives")
-        if not 0.0 <= self.dropout < 1.0:
-            raise self._fail("dropout", "in [0, 1)")
-        if self.lr <= 0:
-            raise self._fail("lr", "> 0")
-        if not 0.0 < self.beta2 < 1.0:
-            raise self._fail("beta2", "in (0, 1)")
-        if self.loss not in LOSSES:
-            raise self._fail("loss", "one of " + ", ".join(LOSSES))
-        if self.dtype not in DTYPES:
-            raise self._fail("dtype", "one of " + ", ".join(DTYPES))
 
 
 class SequenceNet(Protocol):
@@ -209,8 +193,8 @@ def bce_loss(state: Tensor, items: Tensor, targets: Tensor, negatives: Tensor) -
 
 
 def autocast(cfg: SeqTrainConfig) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``cfg.device`` when ``cfg.dtype == "bf16"``, else nothing."""
-    if cfg.dtype != "bf16":
+    """bf16 autocast on ``cfg.device`` when ``cfg.dtype`` resolves to bf16 there, else nothing."""
+    if not bf16_enabled(cfg.dtype, cfg.device):
         return contextlib.nullcontext()
     return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16)
 
@@ -267,15 +251,19 @@ def train_epochs(
     n_items: int,
     cfg: SeqTrainConfig,
     on_epoch: Callable[[int], None] | None = None,
+    losses: list[float] | None = None,
+    seconds: list[float] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Train on ``units`` for ``cfg.epochs`` -> (mean loss per sample, seconds) per epoch.
 
     ``on_epoch(epoch)`` runs after each epoch with the net in eval mode, outside the timed
     span (e.g. a validation curve), under a forked global RNG so it cannot change training.
+    ``losses``/``seconds``, when given, are filled in place, so ``on_epoch`` can read them.
     """
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses, seconds = [], []
+    losses = [] if losses is None else losses
+    seconds = [] if seconds is None else seconds
     net.train()
     for epoch in range(cfg.epochs):
         start, total = time.perf_counter(), torch.zeros(())
@@ -325,7 +313,8 @@ class SequenceRecommender:
         on_epoch: Callable[[int, Self], None] | None = None,
     ) -> Self:
         """Train on ``(history, target)`` samples; ``on_epoch(epoch, self)`` after each epoch
-        (net in eval mode, not timed): e.g. ``self.scores(valid)`` for a validation curve."""
+        (net in eval mode, not timed; ``self.losses``/``self.epoch_seconds`` already hold that
+        epoch): e.g. ``self.scores(valid)`` for a validation curve."""
         cfg = self.cfg
         if cfg.loss == "bce" and n_items < 2:
             raise DataError(f"{self.name}: loss 'bce' needs at least 2 items, got {n_items}")
@@ -343,7 +332,8 @@ class SequenceRecommender:
             torch.manual_seed(cfg.seed)
             self.net = self.build_net(n_items).to(cfg.device)
             hook = None if on_epoch is None else (lambda epoch: on_epoch(epoch, self))
-            self.losses, self.epoch_seconds = train_epochs(self.net, units, n_items, cfg, hook)
+            self.losses, self.epoch_seconds = [], []
+            train_epochs(self.net, units, n_items, cfg, hook, self.losses, self.epoch_seconds)
         self.net.eval()
         return self
 

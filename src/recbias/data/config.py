@@ -1,9 +1,11 @@
 """Typed configs of the data layer: where the data comes from and how it is prepared.
 
-The dataclasses are plain stdlib dataclasses with per-field help in ``metadata["help"]``; the
-generic TOML loader validates them by introspection. :func:`resolve_data_config` fills the
-per-kind defaults (column names, domain words, dataset name) and checks cross-field rules, so the
-resolved config is exactly what the cache key and the dataset card record.
+The dataclasses are plain stdlib dataclasses whose fields declare their help and allowed values
+with :func:`recbias.config.spec`; the generic TOML loader checks them, and the rules between fields
+(``check()``), naming the full key. :func:`resolve_data_config` checks a config built in Python the
+same way and fills the per-kind defaults (column names, domain words, dataset name), so the
+resolved config is exactly what the cache key and the dataset card record. ``source.path``,
+``source.interactions`` and ``source.items`` resolve against the config file's folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from recbias import assets
-from recbias.errors import ConfigError
+from recbias.config import Config, ConfigKeyError, invalid, spec
 
 SourceKind = Literal[
     "ml100k", "movielens", "recbole", "amazon2018", "amazon2023", "table", "seqcsv"
@@ -71,17 +73,13 @@ AMAZON_DOMAINS: dict[str, tuple[str, str]] = {
 }
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
-class SourceConfig:
+class SourceConfig(Config):
     """Where the raw data is and how its columns map to ours."""
 
     kind: SourceKind = field(
         default="ml100k",
-        metadata=_help(
+        metadata=spec(
             "Source format: ml100k (embedded default), movielens (raw GroupLens u.data/u.item or "
             "ratings.dat/movies.dat), recbole (atomic .inter/.item), amazon2018, amazon2023, "
             "table (CSV/TSV/Parquet), seqcsv (MSL-style user_id,item_ids,timestamp + id2name JSON)."
@@ -89,27 +87,52 @@ class SourceConfig:
     )
     path: str | None = field(
         default=None,
-        metadata=_help(
-            "Directory holding the source files (ml100k: local files instead of the wheel)."
+        metadata=spec(
+            "Directory holding the source files (ml100k: local files instead of the wheel).",
+            path=True,
         ),
     )
     interactions: str | None = field(
         default=None,
-        metadata=_help("Explicit interactions file; overrides the name found in path."),
+        metadata=spec("Explicit interactions file; overrides the name found in path.", path=True),
     )
     items: str | None = field(
         default=None,
-        metadata=_help("Explicit items/metadata file; overrides the name found in path."),
+        metadata=spec(
+            "Explicit items/metadata file; overrides the name found in path (seqcsv: an id2name "
+            "JSON, or a D3/IGD info file of 'title<TAB>id' lines ending in .txt).",
+            path=True,
+        ),
+    )
+    train: str | None = field(
+        default=None,
+        metadata=spec(
+            "split = 'given': the train file (seqcsv: sample CSV; table: interactions); default "
+            "train.csv in path.",
+            path=True,
+        ),
+    )
+    valid: str | None = field(
+        default=None,
+        metadata=spec(
+            "split = 'given': the valid file; default valid.csv in path. Missing is an error "
+            "unless prepare.given_valid = 'train_tail'.",
+            path=True,
+        ),
+    )
+    test: str | None = field(
+        default=None,
+        metadata=spec("split = 'given': the test file; default test.csv in path.", path=True),
     )
     category: str | None = field(
-        default=None, metadata=_help("Amazon category, e.g. Toys_and_Games (file-name stem).")
+        default=None, metadata=spec("Amazon category, e.g. Toys_and_Games (file-name stem).")
     )
     name: str | None = field(
-        default=None, metadata=_help("Dataset name used in the output folder; default per kind.")
+        default=None, metadata=spec("Dataset name used in the output folder; default per kind.")
     )
     columns: dict[str, str] = field(
         default_factory=dict,
-        metadata=_help(
+        metadata=spec(
             "Our column name -> the file's column name. Required names: user, item, timestamp, "
             "title; any other key (e.g. year, genres) is carried as an extra item column. Keys not "
             "given take the per-kind default; the default extra columns (RecBole ML-100K: year, "
@@ -117,77 +140,110 @@ class SourceConfig:
         ),
     )
     genre_separator: str = field(
-        default="|", metadata=_help("Separator of the genres column in table sources.")
+        default="|", metadata=spec("Separator of the genres column in table sources.")
     )
     domain_item: str | None = field(
-        default=None, metadata=_help("Singular noun for an item in prompts, e.g. movie.")
+        default=None, metadata=spec("Singular noun for an item in prompts, e.g. movie.")
     )
     domain_items: str | None = field(
-        default=None, metadata=_help("Plural noun for items in prompts, e.g. movies.")
+        default=None, metadata=spec("Plural noun for items in prompts, e.g. movies.")
     )
+
+    def check(self) -> None:
+        _check_source(self)
 
 
 @dataclass
-class PrepareConfig:
+class PrepareConfig(Config):
     """How raw interactions become cleaned, windowed and split samples."""
 
     max_title_words: int = field(
-        default=20, metadata=_help("Drop items whose title has more words.")
+        default=20, metadata=spec("Drop items whose title has more words.", ge=1)
     )
-    min_title_chars: int = field(default=2, metadata=_help("Drop items whose title is shorter."))
+    min_title_chars: int = field(
+        default=2, metadata=spec("Drop items whose title is shorter.", ge=1)
+    )
     drop_titles: list[str] = field(
         default_factory=lambda: ["unknown", "unkonwn"],
-        metadata=_help("Junk titles to drop (case-insensitive exact match after cleaning)."),
+        metadata=spec("Junk titles to drop (case-insensitive exact match after cleaning)."),
     )
     drop_titles_containing: list[str] = field(
         default_factory=lambda: ["<span id"],
-        metadata=_help("Drop items whose raw title contains any of these strings (D3 rule)."),
+        metadata=spec("Drop items whose raw title contains any of these strings (D3 rule)."),
     )
     duplicate_titles: Literal["disambiguate", "merge", "drop"] = field(
         default="disambiguate",
-        metadata=_help(
+        metadata=spec(
             "Items sharing a title: disambiguate (append ' (year)', then ' (2)', ' (3)' in item "
             "order), merge (keep the first item, remap interactions) or drop (all of them)."
         ),
     )
     unknown_items: Literal["drop", "error"] = field(
         default="drop",
-        metadata=_help(
+        metadata=spec(
             "Interactions whose item is absent from the items file: drop (warn) or error."
         ),
     )
     time_window_start: str | None = field(
-        default=None, metadata=_help("Keep interactions at or after this UTC date (YYYY-MM-DD).")
+        default=None, metadata=spec("Keep interactions at or after this UTC date (YYYY-MM-DD).")
     )
     time_window_end: str | None = field(
         default=None,
-        metadata=_help("Keep interactions strictly before this UTC date (YYYY-MM-DD)."),
+        metadata=spec("Keep interactions strictly before this UTC date (YYYY-MM-DD)."),
     )
     kcore: int = field(
-        default=5, metadata=_help("Iterative k-core on users and items until stable; 0 disables.")
+        default=5,
+        metadata=spec("Iterative k-core on users and items until stable; 0 disables.", ge=0),
     )
-    max_history: int = field(default=10, metadata=_help("Most recent items kept in a history."))
-    min_history: int = field(default=1, metadata=_help("Fewest history items of a sample."))
-    split: Literal["chronological", "leave_one_out"] = field(
+    max_history: int = field(
+        default=10, metadata=spec("Most recent items kept in a history; >= min_history.", ge=1)
+    )
+    min_history: int = field(default=1, metadata=spec("Fewest history items of a sample.", ge=1))
+    split: Literal["chronological", "leave_one_out", "given"] = field(
         default="chronological",
-        metadata=_help(
+        metadata=spec(
             "chronological: global cut of samples sorted by time (D3/BIGRec); leave_one_out: last "
-            "sample per user is test, second-last valid."
+            "sample per user is test, second-last valid; given: the source's train/valid/test "
+            "files as shipped (seqcsv rows are the samples; table rows are the targets), no "
+            "re-splitting, no k-core and no time window."
         ),
     )
-    train_ratio: float = field(default=0.8, metadata=_help("Chronological split: train share."))
-    valid_ratio: float = field(default=0.1, metadata=_help("Chronological split: valid share."))
-    test_ratio: float = field(default=0.1, metadata=_help("Chronological split: test share."))
+    given_valid: Literal["file", "train_tail"] = field(
+        default="file",
+        metadata=spec(
+            "split = 'given': validation samples come from the valid file (missing = error) or "
+            "train_tail (the latest valid_ratio share of the train file's samples by timestamp, "
+            "taken out of train)."
+        ),
+    )
+    duplicate_item_ids: Literal["error", "first", "last"] = field(
+        default="error",
+        metadata=spec(
+            "Items-file rows repeating an item id with a different title: error, or keep the "
+            "first / last row. Exact repeats (same title) are always collapsed; the card counts "
+            "both."
+        ),
+    )
+    train_ratio: float = field(
+        default=0.8, metadata=spec("Chronological split: train share.", ge=0)
+    )
+    valid_ratio: float = field(
+        default=0.1, metadata=spec("Chronological split: valid share.", ge=0)
+    )
+    test_ratio: float = field(default=0.1, metadata=spec("Chronological split: test share.", ge=0))
     train_samples: int | None = field(
-        default=None, metadata=_help("Seeded subsample of the train split; None keeps all.")
+        default=None, metadata=spec("Seeded subsample of the train split; None keeps all.", ge=1)
     )
     valid_samples: int | None = field(
-        default=None, metadata=_help("Seeded subsample of the valid split; None keeps all.")
+        default=None, metadata=spec("Seeded subsample of the valid split; None keeps all.", ge=1)
     )
     test_samples: int | None = field(
-        default=None, metadata=_help("Seeded subsample of the test split; None keeps all.")
+        default=None, metadata=spec("Seeded subsample of the test split; None keeps all.", ge=1)
     )
-    seed: int = field(default=42, metadata=_help("Seed of the subsampling."))
+    seed: int = field(default=42, metadata=spec("Seed of the subsampling."))
+
+    def check(self) -> None:
+        _check_prepare(self)
 
     @property
     def split_ratios(self) -> tuple[float, float, float]:
@@ -196,16 +252,16 @@ class PrepareConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Config):
     """A data source plus its preparation; the unit that ``prepare_dataset`` caches."""
 
-    source: SourceConfig = field(default_factory=SourceConfig, metadata=_help("Raw data source."))
+    source: SourceConfig = field(default_factory=SourceConfig, metadata=spec("Raw data source."))
     prepare: PrepareConfig = field(
-        default_factory=PrepareConfig, metadata=_help("Cleaning, filtering, windowing and split.")
+        default_factory=PrepareConfig, metadata=spec("Cleaning, filtering, windowing and split.")
     )
     cache_dir: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=spec(
             "Cache root for assets and prepared datasets; default $RECBIAS_CACHE or ~/.cache/recbias."
         ),
     )
@@ -221,9 +277,7 @@ def parse_date(value: str, field_name: str) -> int:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(
-            f"prepare.{field_name}: expected a date like 2017-10-01, got {value!r}"
-        ) from None
+        raise ConfigKeyError(field_name, "expected a date like 2017-10-01", value) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
@@ -234,38 +288,48 @@ def resolve_data_config(cfg: DataConfig) -> DataConfig:
 
     Idempotent: resolving a resolved config returns an equal config (same cache key).
     """
-    _check_prepare(cfg.prepare)
+    cfg.validate()
     return dataclasses.replace(cfg, source=_resolve_source(cfg.source))
 
 
-def _resolve_source(src: SourceConfig) -> SourceConfig:
+def _columns(src: SourceConfig) -> dict[str, str]:
+    """The file's column names: the per-kind defaults overridden by ``source.columns``."""
+    extras = {} if src.columns else DEFAULT_EXTRAS.get(src.kind, {})
+    return {**DEFAULT_COLUMNS.get(src.kind, {}), **extras, **src.columns}
+
+
+def _check_source(src: SourceConfig) -> None:
     if src.kind == "movielens" and src.columns:
-        raise ConfigError(
-            "source.columns: the movielens kind has fixed column positions and takes no mapping; "
-            "use kind = 'table' for other layouts"
+        raise invalid(
+            "columns",
+            "the movielens kind has fixed column positions and takes no mapping; "
+            "use kind = 'table' for other layouts",
         )
     explicit = bool(src.interactions and src.items)
     if src.kind in ("amazon2018", "amazon2023") and not src.category and not explicit:
-        raise ConfigError(
-            f"source.category: required for kind {src.kind!r} (e.g. 'Toys_and_Games'), "
-            "unless source.interactions and source.items name the files"
+        raise invalid(
+            "category",
+            f"required for kind {src.kind!r} (e.g. 'Toys_and_Games'), "
+            "unless source.interactions and source.items name the files",
         )
-    extras = {} if src.columns else DEFAULT_EXTRAS.get(src.kind, {})
-    columns = {**DEFAULT_COLUMNS.get(src.kind, {}), **extras, **src.columns}
     if src.kind != "movielens":
         needed = ("user", "item", "timestamp") if src.kind == "seqcsv" else REQUIRED_COLUMNS
-        missing = [name for name in needed if not columns.get(name)]
+        missing = [name for name in needed if not _columns(src).get(name)]
         if missing:
-            raise ConfigError(
-                f"source.columns: missing mapping for {missing}; expected keys {needed}"
-            )
+            raise invalid("columns", f"missing mapping for {missing}; expected keys {needed}")
+
+
+def _resolve_source(src: SourceConfig) -> SourceConfig:
     item, items = _default_domain(src)
     return dataclasses.replace(
         src,
         path=_abs(src.path),
         interactions=_abs(src.interactions),
         items=_abs(src.items),
-        columns=columns,
+        train=_abs(src.train),
+        valid=_abs(src.valid),
+        test=_abs(src.test),
+        columns=_columns(src),
         name=src.name or _default_name(src),
         domain_item=src.domain_item or item,
         domain_items=src.domain_items or items,
@@ -297,27 +361,26 @@ def _default_name(src: SourceConfig) -> str:
 
 
 def _check_prepare(p: PrepareConfig) -> None:
-    _check_min("max_title_words", p.max_title_words, 1)
-    _check_min("min_title_chars", p.min_title_chars, 1)
-    _check_min("kcore", p.kcore, 0)
-    _check_min("min_history", p.min_history, 1)
-    _check_min("max_history", p.max_history, p.min_history)
-    for name in ("train_samples", "valid_samples", "test_samples"):
-        value = getattr(p, name)
-        if value is not None:
-            _check_min(name, value, 1)
+    if p.max_history < p.min_history:
+        raise invalid("max_history", f"must be >= min_history ({p.min_history})", p.max_history)
     ratios = p.split_ratios
-    if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-        raise ConfigError(
-            "prepare.train_ratio/valid_ratio/test_ratio: expected non-negative shares summing to "
-            f"1, got {list(ratios)}"
-        )
+    if abs(sum(ratios) - 1.0) > 1e-6:
+        raise invalid("train_ratio/valid_ratio/test_ratio", "must sum to 1", list(ratios))
     for name in ("time_window_start", "time_window_end"):
         value = getattr(p, name)
         if value is not None:
             parse_date(value, name)
+    if p.split == "given":
+        _check_given(p)
 
 
-def _check_min(name: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise ConfigError(f"prepare.{name}: expected an integer >= {minimum}, got {value}")
+def _check_given(p: PrepareConfig) -> None:
+    """The given split uses the files as shipped: no filter may change which samples exist."""
+    if p.kcore:
+        raise invalid("kcore", "must be 0 with split = 'given' (the shipped samples are used "
+                      "as they are)", p.kcore)  # fmt: skip
+    for name in ("time_window_start", "time_window_end"):
+        value = getattr(p, name)
+        if value is not None:
+            raise invalid(name, "must be unset with split = 'given' (the shipped samples are "
+                          "used as they are)", value)  # fmt: skip

@@ -28,6 +28,7 @@ _YEAR = re.compile(r"\d{4}")
 EXAMPLES = 5
 
 Result = tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]
+Result1 = tuple[pd.DataFrame, dict[str, Any]]
 
 
 def dedup_titles(items: pd.DataFrame, interactions: pd.DataFrame, policy: str) -> Result:
@@ -107,3 +108,34 @@ def _drop(items: pd.DataFrame, interactions: pd.DataFrame, shared: np.ndarray) -
         "examples": items.loc[shared, "title"].drop_duplicates().head(EXAMPLES).tolist(),
     }
     return kept_items, interactions.loc[keep], details
+
+
+def resolve_item_rows(items: pd.DataFrame, policy: str, label: str) -> Result1:
+    """One row per item id: exact repeats collapse; conflicting titles follow ``policy``.
+
+    ``policy``: ``error`` (DataError naming the file, the id, its 1-based data rows and both
+    titles), ``first`` or ``last`` (which row is kept).
+    """
+    repeated = items["item"].duplicated(keep=False).to_numpy()
+    report: dict[str, Any] = {"policy": policy, "exact_repeats": 0, "conflicting_ids": 0}
+    if not repeated.any():
+        return items, report
+    rows = items.loc[repeated].assign(row=np.flatnonzero(repeated) + 1)
+    titles = rows.groupby("item", sort=False)["title"].nunique()
+    conflicting = titles.index[titles > 1]
+    report["exact_repeats"] = int(repeated.sum() - items.loc[repeated, "item"].nunique())
+    report["conflicting_ids"] = len(conflicting)
+    report["examples"] = [str(i) for i in conflicting[:EXAMPLES]]
+    if len(conflicting) and policy == "error":
+        first = rows.loc[rows["item"] == conflicting[0]]
+        a, b = first.iloc[0], first.loc[first["title"] != first.iloc[0]["title"]].iloc[0]
+        raise DataError(
+            f"{label}: item id {a['item']!r} appears on data rows {a['row']} and {b['row']} with "
+            f"different titles ({a['title']!r}, {b['title']!r}; {len(conflicting)} such ids); "
+            "expected one row per item, or set prepare.duplicate_item_ids = 'first' or 'last'"
+        )
+    if len(conflicting):
+        log.warning("items file %s: %d item ids with conflicting rows, kept the %s row",
+                    label, len(conflicting), policy)  # fmt: skip
+    keep = "last" if policy == "last" else "first"
+    return items.loc[~items["item"].duplicated(keep=keep)], report

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recbias.data.card import peer_title_caveats
 from recbias.data.config import (
     DataConfig,
     PrepareConfig,
@@ -38,13 +39,20 @@ from recbias.data.config import (
     parse_date,
     resolve_data_config,
 )
-from recbias.data.dedup import dedup_titles
+from recbias.data.dedup import dedup_titles, resolve_item_rows
 from recbias.data.filters import (
     clean_titles,
     filter_interactions,
     kcore,
     natural_order,
     time_window,
+)
+from recbias.data.given import (
+    check_given_files,
+    explode_samples,
+    hold_out_valid,
+    samples_from_interactions,
+    samples_from_rows,
 )
 from recbias.data.raw import InputFiles, RawData
 from recbias.data.samples import (
@@ -136,12 +144,18 @@ def cache_key(resolved: DataConfig, fingerprint: list[dict[str, Any]]) -> str:
 def build_dataset(resolved: DataConfig, files: InputFiles) -> Prepared:
     """Run the whole pipeline in memory."""
     raw = read_source(resolved.source, files)
-    items, interactions, reports = filter_raw(raw, resolved, files)
-    items, interactions = encode_items(items, interactions)
     prep = resolved.prepare
-    sequences = sort_sequences(interactions)
-    samples = number_samples(sliding_windows(sequences, prep.min_history, prep.max_history))
-    full = split_samples(samples, prep)
+    if prep.split == "given":
+        check_given_files(resolved, files)
+        items, sequences, samples, full, reports = build_given(raw, resolved, files)
+    else:
+        items, interactions, reports = filter_raw(raw, resolved, files)
+        items, interactions = encode_items(items, interactions)
+        sequences = sort_sequences(interactions)
+        samples = number_samples(sliding_windows(sequences, prep.min_history, prep.max_history))
+        full = split_samples(samples, prep)
+    reports["source"] = {"file_rows": raw.file_rows, **raw.notes}
+    reports["peer_titles"] = peer_title_caveats(items["title"].tolist())
     splits = subsample(full, prep)
     context = (
         f"{len(samples)} samples from {sequences['user'].nunique()} users, {len(items)} items, "
@@ -167,9 +181,10 @@ def filter_raw(
     """Title cleaning, item filter, time window, duplicate titles and k-core."""
     prep = resolved.prepare
     reports: dict[str, Any] = {}
-    items, reports["titles"] = clean_titles(raw.items, prep)
-    items = items.iloc[natural_order(items["item"])]
     label = str(files.items) if files.items else str(files.interactions[0])
+    items, reports["item_ids"] = resolve_item_rows(raw.items, prep.duplicate_item_ids, label)
+    items, reports["titles"] = clean_titles(items, prep)
+    items = items.iloc[natural_order(items["item"])]
     interactions, reports["items"] = filter_interactions(
         raw.interactions, raw.items["item"], items["item"], prep.unknown_items, label
     )
@@ -181,6 +196,56 @@ def filter_raw(
     )
     interactions, reports["kcore"] = kcore(interactions, prep.kcore)
     return items, interactions, reports
+
+
+def build_given(
+    raw: RawData, resolved: DataConfig, files: InputFiles
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame], dict[str, Any]]:
+    """The given split: (items, sequences for the statistics, all samples, splits, reports)."""
+    prep = resolved.prepare
+    reports: dict[str, Any] = {}
+    label = str(files.items) if files.items else str(files.interactions[0])
+    items, reports["item_ids"] = resolve_item_rows(raw.items, prep.duplicate_item_ids, label)
+    items, reports["titles"] = clean_titles(items, prep)
+    items = items.iloc[natural_order(items["item"])]
+    rows = explode_samples(raw.samples) if raw.samples is not None else raw.interactions
+    rows, reports["items"] = filter_interactions(
+        rows, raw.items["item"], items["item"], prep.unknown_items, label
+    )
+    items = items.loc[items["item"].isin(rows["item"])]
+    rows = rows.assign(raw_item=rows["item"])
+    items, rows, reports["duplicates"] = dedup_titles(items, rows, prep.duplicate_titles)
+    items, rows = encode_items(items, rows)
+    if raw.samples is not None:
+        samples, per_split = samples_from_rows(
+            rows, raw.samples, prep.min_history, prep.max_history
+        )
+        sequences = _mapped_interactions(raw.interactions, rows)
+    else:
+        samples, per_split = samples_from_interactions(rows, prep.min_history, prep.max_history)
+        sequences = sort_sequences(rows)
+    moved = 0
+    if "valid" not in files.roles:
+        samples, moved = hold_out_valid(samples, prep.valid_ratio)
+    ordered = number_samples(samples)
+    full = {
+        name: ordered.loc[ordered["split"] == name].drop(columns="split").reset_index(drop=True)
+        for name in SPLITS
+    }
+    reports["given"] = {
+        "files": {r: p.name for r, p in zip(files.roles, files.interactions, strict=True)},
+        "valid_from": "file" if "valid" in files.roles else "train_tail",
+        "moved_to_valid": moved,
+        "splits": per_split,
+    }
+    return items, sequences, ordered.drop(columns="split"), full, reports
+
+
+def _mapped_interactions(interactions: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rebuilt interactions of sample files, on the dense ids the samples ended with."""
+    dense = rows.drop_duplicates("raw_item").set_index("raw_item")["item"]
+    kept = interactions.loc[interactions["item"].isin(dense.index)]
+    return sort_sequences(kept.assign(item=kept["item"].map(dense).astype(np.int64)))
 
 
 def _window_bounds(prep: PrepareConfig) -> tuple[int | None, int | None]:

@@ -4,6 +4,11 @@
 seconds), rows in file order (the row order breaks timestamp ties later).
 ``RawData.items``: columns ``item`` (str raw id), ``title`` (str, uncleaned) and optional extra
 columns: ``genres`` holds lists of str, any other extra (``year``, ...) holds str.
+``RawData.samples`` (sources whose rows are samples, e.g. seqcsv): ``split`` (the role of the file
+it came from), ``user``, ``items`` (list of str raw ids, history then target), ``timestamp``.
+``RawData.file_rows``: data rows read per input file name, for the dataset card; ``notes``: other
+facts a reader found (e.g. metadata records without a title).
+When ``InputFiles.roles`` is set (split files), ``interactions`` also has a ``split`` column.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class InputFiles:
     interactions: tuple[Path, ...]
     items: Path | None
     checksums: dict[str, str] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()  # split of each interactions file (train/valid/test) when given
 
     def all(self) -> list[Path]:
         """Every input file, interactions first."""
@@ -41,6 +47,9 @@ class RawData:
 
     interactions: pd.DataFrame
     items: pd.DataFrame
+    samples: pd.DataFrame | None = None
+    file_rows: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # reader facts for the card
 
 
 def make_interactions(

@@ -21,8 +21,9 @@ from recbias.data.sources_movielens import (
     read_movielens,
     read_recbole,
 )
-from recbias.data.sources_table import locate_seqcsv, locate_table, read_seqcsv, read_table
-from recbias.errors import ConfigError
+from recbias.data.sources_seqcsv import locate_seqcsv, read_seqcsv
+from recbias.data.sources_table import locate_table, read_table
+from recbias.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,13 @@ def locate_inputs(cfg: SourceConfig, cache_dir: Path) -> InputFiles:
 def read_source(cfg: SourceConfig, files: InputFiles) -> RawData:
     """Read located files into the canonical frames."""
     raw = _reader(cfg.kind).read(cfg, files)
+    if raw.interactions.empty:
+        names = ", ".join(str(p) for p in files.interactions)
+        raise DataError(f"{names}: no interactions read (header only?); expected data rows")
+    if not raw.file_rows:
+        raw.file_rows = {p.name: len(raw.interactions) for p in files.interactions[:1]}
+        if files.items is not None:
+            raw.file_rows[files.items.name] = len(raw.items)
     log.info(
         "read %s: %d interactions, %d item rows",
         cfg.kind,

@@ -4,7 +4,8 @@
 ``{Category}.json[.gz]`` like D3, plus ``meta_{Category}.json[.gz]`` (asin, title, ...).
 2023: ``{Category}.jsonl[.gz]`` (user_id, parent_asin, timestamp in milliseconds) plus
 ``meta_{Category}.jsonl[.gz]`` (parent_asin, title, ...). Timestamps become unix seconds.
-A metadata line without a title yields an item with an empty title (dropped by cleaning).
+A metadata record without the title field yields an item with an empty title (dropped by cleaning,
+counted in the card); a metadata file where no record has the field is an error naming it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from recbias.data.raw import (
     require_dir,
 )
 from recbias.data.sources_io import iter_json_lines, parse_timestamp, require_key
+from recbias.errors import DataError
 
 _NAMES = {
     "amazon2018": (("{c}_5.json", "{c}.json"), ("meta_{c}.json",)),
@@ -54,7 +56,10 @@ def read_amazon(cfg: SourceConfig, files: InputFiles) -> RawData:
     """Stream the reviews and the metadata into the canonical frames."""
     assert files.items is not None
     interactions = _read_reviews(files.interactions[0], cfg.columns, _TIME_SCALE[cfg.kind])
-    return RawData(interactions, _read_meta(files.items, cfg.columns))
+    items, untitled = _read_meta(files.items, cfg.columns)
+    rows = {files.interactions[0].name: len(interactions), files.items.name: len(items)}
+    notes = {"meta_records_without_title_field": untitled}
+    return RawData(interactions, items, file_rows=rows, notes=notes)
 
 
 def _read_reviews(path: Path, columns: dict[str, str], scale: int) -> pd.DataFrame:
@@ -69,15 +74,27 @@ def _read_reviews(path: Path, columns: dict[str, str], scale: int) -> pd.DataFra
     return make_interactions(users, items, times)
 
 
-def _read_meta(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+def _read_meta(path: Path, columns: dict[str, str]) -> tuple[pd.DataFrame, int]:
+    """Items of the metadata file and the number of records without the title field."""
     extras = extra_names(columns)
     ids: list[str] = []
     titles: list[str] = []
     values: dict[str, list[Any]] = {name: [] for name in extras}
+    untitled = 0
+    first: tuple[int, dict[str, Any]] | None = None
     for number, record in iter_json_lines(path):
+        first = first or (number, record)
         ids.append(str(require_key(record, columns["item"], path, number, "item")))
         title = record.get(columns["title"])
+        untitled += columns["title"] not in record
         titles.append(title if isinstance(title, str) else "")
         for name in extras:
             values[name].append(record.get(columns[name]))
-    return make_items(ids, titles, values)
+    if first is None:
+        raise DataError(f"{path}: no metadata records; expected one JSON object per line")
+    if untitled == len(ids):
+        raise DataError(
+            f"{path}: no record has the field {columns['title']!r} (the title column, see "
+            f"source.columns); fields of line {first[0]}: {', '.join(sorted(first[1]))}"
+        )
+    return make_items(ids, titles, values), untitled

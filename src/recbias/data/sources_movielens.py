@@ -27,6 +27,7 @@ from recbias.data.raw import (
     require_dir,
 )
 from recbias.data.sources_io import column_index, iter_fields, iter_lines, parse_timestamp
+from recbias.data.truncation import check_last_value
 from recbias.errors import DataError
 
 ML100K_GENRES = (
@@ -91,10 +92,13 @@ def _read_inter(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
+    raw_times: list[tuple[int, str]] = []
     for number, fields in iter_fields(path, "\t", len(header), header=True):
         users.append(fields[pos[0]])
         items.append(fields[pos[1]])
         times.append(parse_timestamp(fields[pos[2]], path, number))
+        raw_times.append((number, fields[pos[2]].strip()))
+    check_last_value(path, raw_times, "timestamp")
     return make_interactions(users, items, times)
 
 
@@ -140,10 +144,13 @@ def _read_ratings(path: Path, sep: str) -> pd.DataFrame:
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
+    raw_times: list[tuple[int, str]] = []
     for number, fields in iter_fields(path, sep, 4):
         users.append(fields[0])
         items.append(fields[1])
         times.append(parse_timestamp(fields[3], path, number))
+        raw_times.append((number, fields[3].strip()))
+    check_last_value(path, raw_times, "timestamp")
     return make_interactions(users, items, times)
 
 

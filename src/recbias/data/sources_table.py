@@ -1,23 +1,18 @@
-"""Generic tables (CSV/TSV/Parquet) and the MSL/GDRT sequence CSV.
+"""Generic tables (CSV/TSV/Parquet); the MSL/GDRT/D3 sample CSVs live in ``sources_seqcsv``.
 
 ``table``: ``source.interactions`` (user, item, timestamp columns; numeric unix seconds or a
 Parquet timestamp column) and optionally ``source.items`` (item, title, extras). Without an items
 file, titles and extras come from the interactions file (first row of each item).
 
-``seqcsv``: rows ``user_id,item_ids,timestamp`` where ``item_ids`` is a Python-literal list (last =
-target, rest = history) plus an ``id2name`` JSON {id: title}. The rows are already sliding-window
-samples, so they are turned back into one interaction sequence per user: rows of a user are taken
-in timestamp order and each row contributes only the items that do not overlap the end of the
-sequence rebuilt so far (the longest suffix/prefix match), so overlapping windows are not counted
-twice. The row's target gets the row's timestamp; the other new items get timestamps one second
-apart ending there, clamped so they never precede the user's previous interaction.
+With ``source.train/valid/test`` instead of ``source.interactions``, the files are read in that
+order and each row keeps its file's role in a ``split`` column (``prepare.split = "given"``: a row
+of the valid file is a valid target whose history is the user's earlier rows of every file).
+Repeated ids in an items file are resolved by ``prepare.duplicate_item_ids``.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +26,40 @@ from recbias.data.raw import (
     RawData,
     as_genres,
     extra_names,
-    first_existing,
     make_interactions,
     make_items,
-    require_dir,
 )
 from recbias.data.sources_io import (
-    column_index,
     iter_lines,
-    parse_timestamp,
     raise_decode_error,
-    read_json_document,
 )
+from recbias.data.sources_seqcsv import merge_windows
+from recbias.data.truncation import check_last_value
 from recbias.errors import ConfigError, DataError
+
+__all__ = ["locate_table", "merge_windows", "read_table"]
 
 # --- generic tables ------------------------------------------------------------------------------
 
 
 def locate_table(cfg: SourceConfig, cache_dir: Path) -> InputFiles:
-    """``source.interactions`` (required) and ``source.items`` (optional)."""
+    """``source.interactions`` (or ``source.train/valid/test``) and ``source.items`` (optional)."""
+    items = Path(cfg.items) if cfg.items else None
+    splits = {name: getattr(cfg, name) for name in ("train", "valid", "test")}
+    given = {name: Path(value) for name, value in splits.items() if value}
+    if given:
+        if cfg.interactions:
+            raise ConfigError(
+                "source.interactions: give either one interactions file or source.train/valid/"
+                "test split files, not both"
+            )
+        return InputFiles(tuple(given.values()), items, roles=tuple(given))
     if not cfg.interactions:
-        raise ConfigError("source.interactions: required for kind 'table' (a CSV/TSV/Parquet file)")
-    return InputFiles((Path(cfg.interactions),), Path(cfg.items) if cfg.items else None)
+        raise ConfigError(
+            "source.interactions: required for kind 'table' (a CSV/TSV/Parquet file), or "
+            "source.train/valid/test"
+        )
+    return InputFiles((Path(cfg.interactions),), items)
 
 
 def read_table(cfg: SourceConfig, files: InputFiles) -> RawData:
@@ -62,23 +69,46 @@ def read_table(cfg: SourceConfig, files: InputFiles) -> RawData:
     inter_roles = ["user", "item", "timestamp"]
     if files.items is None:
         inter_roles += item_roles[1:]
-    path = files.interactions[0]
-    frame = _load(path, {role: cols[role] for role in inter_roles})
-    _check_present(frame, path, ["user", "item"])
+    frames = [_interactions_file(p, {r: cols[r] for r in inter_roles}) for p in files.interactions]
+    file_rows = {p.name: len(f) for p, f in zip(files.interactions, frames, strict=True)}
+    frame = pd.concat(frames, ignore_index=True)
     interactions = make_interactions(
         frame["user"].astype(str).tolist(),
         frame["item"].astype(str).tolist(),
-        _timestamps(frame["timestamp"], path),
+        np.concatenate([f["_stamp"].to_numpy() for f in frames]),
     )
-    item_path = files.items or path
-    table = frame if files.items is None else _load(item_path, {r: cols[r] for r in item_roles})
+    if files.roles:
+        interactions["split"] = np.repeat(files.roles, [len(f) for f in frames])
+    item_path = files.items or files.interactions[0]
+    if files.items is None:  # titles from the interactions: the first row of each item
+        table = frame.drop_duplicates("item", keep="first")
+    else:
+        table = _load(item_path, {r: cols[r] for r in item_roles})
+        file_rows[item_path.name] = len(table)
     _check_present(table, item_path, ["item"])
-    return RawData(interactions, _items_from(table, item_roles[2:], cfg.genre_separator))
+    items = _items_from(table, item_roles[2:], cfg.genre_separator)
+    return RawData(interactions, items, file_rows=file_rows)
+
+
+def _interactions_file(path: Path, wanted: dict[str, str]) -> pd.DataFrame:
+    """One interactions file, checked; ``_stamp`` holds the parsed unix seconds."""
+    frame = _load(path, wanted)
+    if frame.empty:
+        raise DataError(f"{path}: no data rows after the header; expected interactions")
+    _check_present(frame, path, ["user", "item"])
+    _check_truncated(path, frame["timestamp"])
+    return frame.assign(_stamp=_timestamps(frame["timestamp"], path))
+
+
+def _check_truncated(path: Path, stamps: pd.Series) -> None:
+    if _is_parquet(path) or pd.api.types.is_datetime64_any_dtype(stamps):
+        return
+    text = stamps.astype(str).str.strip().tolist()
+    check_last_value(path, [(i + 2, t) for i, t in enumerate(text)], "timestamp")
 
 
 def _items_from(table: pd.DataFrame, extras: list[str], genre_separator: str) -> pd.DataFrame:
-    """Canonical items from a loaded table (first row of each item wins)."""
-    table = table.drop_duplicates("item", keep="first")
+    """Canonical items from a loaded table, one row per file row (repeats resolved later)."""
     values: dict[str, list[Any]] = {}
     for name in extras:
         column = table[name].tolist()
@@ -167,111 +197,3 @@ def _timestamps(values: pd.Series, path: Path) -> np.ndarray:
             "expected unix time as a number"
         )
     return np.floor(numeric.to_numpy(dtype=float)).astype(np.int64)
-
-
-# --- MSL/GDRT sequence CSV -----------------------------------------------------------------------
-
-_SPLIT_FILES = ("train.csv", "valid.csv", "test.csv")
-
-
-def locate_seqcsv(cfg: SourceConfig, cache_dir: Path) -> InputFiles:
-    """Explicit CSV + id2name JSON, else ``train/valid/test.csv`` + ``id2name4Rec.json`` in path."""
-    if cfg.interactions and cfg.items:
-        return InputFiles((Path(cfg.interactions),), Path(cfg.items))
-    directory = require_dir(cfg.path, cfg.kind)
-    csvs = tuple(directory / n for n in _SPLIT_FILES if (directory / n).is_file())
-    if cfg.interactions:
-        csvs = (Path(cfg.interactions),)
-    if not csvs:
-        raise DataError(f"{directory}: no sample CSV; expected one of {', '.join(_SPLIT_FILES)}")
-    names = ["id2name4Rec.json", "id2name.json"]
-    items = Path(cfg.items) if cfg.items else first_existing(directory, names, "id2name")
-    return InputFiles(csvs, items)
-
-
-def read_seqcsv(cfg: SourceConfig, files: InputFiles) -> RawData:
-    """Rebuild per-user interaction sequences from window rows; titles from id2name."""
-    assert files.items is not None
-    rows: list[tuple[str, int, int, list[str]]] = []
-    for path in files.interactions:
-        rows.extend(_read_sample_rows(path, cfg.columns, start=len(rows)))
-    by_user: dict[str, list[tuple[int, int, list[str]]]] = defaultdict(list)
-    for user, stamp, order, ids in rows:
-        by_user[user].append((stamp, order, ids))
-    users: list[str] = []
-    items: list[str] = []
-    times: list[int] = []
-    for user, user_rows in by_user.items():
-        for item, stamp in merge_windows(sorted(user_rows, key=lambda r: (r[0], r[1]))):
-            users.append(user)
-            items.append(item)
-            times.append(stamp)
-    return RawData(make_interactions(users, items, times), _read_id2name(files.items))
-
-
-def _read_sample_rows(
-    path: Path, columns: dict[str, str], start: int
-) -> list[tuple[str, int, int, list[str]]]:
-    lines = iter_lines(path)
-    _, header_text = next(lines, (0, ""))
-    header = next(csv.reader([header_text]))
-    pos = [column_index(header, columns[r], path, r) for r in ("user", "item", "timestamp")]
-    rows = []
-    for number, text in lines:
-        fields = next(csv.reader([text]))
-        if len(fields) != len(header):
-            raise DataError(
-                f"{path}:{number}: expected {len(header)} comma-separated fields, found {len(fields)}"
-            )
-        ids = _parse_id_list(fields[pos[1]], path, number)
-        stamp = parse_timestamp(fields[pos[2]], path, number)
-        rows.append((fields[pos[0]], stamp, start + len(rows), ids))
-    return rows
-
-
-def _parse_id_list(text: str, path: Path, number: int) -> list[str]:
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = None
-    if not isinstance(value, list | tuple) or len(value) < 1:
-        raise DataError(
-            f"{path}:{number}: item list {text[:60]!r} is not a non-empty Python list literal; "
-            "expected e.g. [12, 7, 31] (history then target)"
-        )
-    return [str(v) for v in value]
-
-
-def merge_windows(rows: list[tuple[int, int, list[str]]]) -> list[tuple[str, int]]:
-    """Turn one user's time-sorted window rows into ``(item, timestamp)`` interactions."""
-    sequence: list[str] = []
-    out: list[tuple[str, int]] = []
-    for stamp, _, ids in rows:
-        new = ids[_overlap(sequence, ids) :]
-        for offset, item in enumerate(new):
-            synthetic = stamp - (len(new) - 1 - offset)
-            out.append((item, max(synthetic, out[-1][1]) if out else synthetic))
-        sequence.extend(new)
-    return out
-
-
-def _overlap(sequence: list[str], ids: list[str]) -> int:
-    """Longest k < len(ids) with sequence[-k:] == ids[:k] (the target is always new)."""
-    for k in range(min(len(sequence), len(ids) - 1), 0, -1):
-        if sequence[-k:] == ids[:k]:
-            return k
-    return 0
-
-
-def _read_id2name(path: Path) -> pd.DataFrame:
-    mapping = read_json_document(path)
-    if not isinstance(mapping, dict):
-        raise DataError(
-            f"{path}: expected a JSON object {{id: title}}, got {type(mapping).__name__}"
-        )
-    titles: list[Any] = []
-    for key, title in mapping.items():
-        if not isinstance(title, str):
-            raise DataError(f"{path}: title of id {key!r} is {title!r}; expected a string")
-        titles.append(title)
-    return make_items([str(k) for k in mapping], titles, {})

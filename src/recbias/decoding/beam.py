@@ -81,21 +81,29 @@ def constrained_beam_search(
     cfg: BeamConfig,
     pad_token_id: int,
     score_hook: ScoreHook | None = None,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> list[BeamResult]:
-    """Top items for every prompt (token ids ending with the response prefix)."""
+    """Top items for every prompt (token ids ending with the response prefix).
+
+    ``batches`` (default :func:`batch_plan`) are the prompt indices of each forward batch; a
+    prompt in none of them gets an empty result (sharded decoding deals whole batches to ranks,
+    so every prompt is decoded in the same batch, with the same numbers, whatever the ranks)."""
     _check_inputs(model, prompts, trie)
     trie = trie.to(model_device(model))
-    # Sorting by length minimises padding; results do not depend on batch composition.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[BeamResult] = [BeamResult([], [])] * len(prompts)
     with torch.inference_mode(), eval_mode(model):
-        for start in range(0, len(order), cfg.batch_size):
-            chunk = order[start : start + cfg.batch_size]
+        for chunk in batch_plan(prompts, cfg.batch_size) if batches is None else batches:
             batch = [list(prompts[i]) for i in chunk]
             found = _search_batch(model, batch, chunk, trie, cfg, pad_token_id, score_hook)
             for i, res in zip(chunk, found, strict=True):
                 results[i] = res
     return results
+
+
+def batch_plan(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Prompt indices of every forward batch: sorted by length (minimal padding), then chunked."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def _check_inputs(model: torch.nn.Module, prompts: Sequence[Sequence[int]], trie: ItemTrie) -> None:

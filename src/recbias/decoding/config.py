@@ -8,17 +8,17 @@ from typing import Literal
 
 import torch
 
-from recbias.errors import ConfigError
+from recbias.config import Config, invalid, spec
 
 StopRule = Literal["hf", "exact"]
 
 
 @dataclass
-class BeamConfig:
+class BeamConfig(Config):
     """Settings of :func:`recbias.decoding.constrained_beam_search`."""
 
     num_beams: int = field(
-        default=10, metadata={"help": "Beam width W (hypotheses kept per step)."}
+        default=10, metadata=spec("Beam width W (hypotheses kept per step).", ge=1)
     )
     length_penalty: float = field(
         default=0.0,
@@ -35,9 +35,10 @@ class BeamConfig:
             "(HF renormalize_logits=True). False = full-vocabulary log-softmax, the HF default."
         },
     )
-    batch_size: int = field(default=16, metadata={"help": "Prompts per forward pass."})
+    batch_size: int = field(default=16, metadata=spec("Prompts per forward pass.", ge=1))
     num_return: int | None = field(
-        default=None, metadata={"help": "Items returned per prompt (default: num_beams)."}
+        default=None,
+        metadata=spec("Items returned per prompt, at most num_beams (default: num_beams).", ge=1),
     )
     share_prompt_kv: bool = field(
         default=True,
@@ -57,16 +58,11 @@ class BeamConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.num_beams < 1:
-            raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.num_return is not None and not 1 <= self.num_return <= self.num_beams:
-            raise ConfigError(
-                f"num_return must be in 1..num_beams ({self.num_beams}), got {self.num_return}"
-            )
-        if self.stop not in ("hf", "exact"):
-            raise ConfigError(f"stop must be 'hf' or 'exact', got {self.stop!r}")
+        self.validate()  # decoding code builds BeamConfig directly: check at construction
+
+    def check(self) -> None:
+        if self.num_return is not None and self.num_return > self.num_beams:
+            raise invalid("num_return", f"must be <= num_beams ({self.num_beams})", self.num_return)
 
     @property
     def n_return(self) -> int:

@@ -41,41 +41,32 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recbias.config import Config, invalid
 from recbias.decoding.config import BeamConfig, EdgeScores, ScoreHook
 from recbias.decoding.trie import ItemTrie
-from recbias.errors import ConfigError, RecbiasError
-
-_KEY = "decode.d3"
+from recbias.errors import RecbiasError
 
 
 @dataclass
-class D3Config:
+class D3Config(Config):
     """D3's text-free assistant (module docstring); defaults = the published script's (none)."""
 
     guidance: float = field(
         default=1.0,
         metadata={
-            "help": "gs in [0, 1]: score = gs·log p_LLM + (1-gs)·log p_assistant; 1 = LLM only"
+            "help": "gs: score = gs·log p_LLM + (1-gs)·log p_assistant; 1 = LLM only",
+            "ge": 0,
+            "le": 1,
         },
     )
     assistant: Literal["none", "sasrec", "popularity"] = field(
         default="none", metadata={"help": "the traditional model giving p_assistant(item | user)"}
     )
 
-    def validate(self) -> None:
-        if not 0.0 <= self.guidance <= 1.0:
-            raise ConfigError(
-                f"config key '{_KEY}.guidance': must be in [0, 1], got {self.guidance}"
-            )
-        if self.assistant not in ("none", "sasrec", "popularity"):
-            raise ConfigError(
-                f"config key '{_KEY}.assistant': must be none, sasrec or popularity, "
-                f"got {self.assistant!r}"
-            )
+    def check(self) -> None:
         if self.assistant == "none" and self.guidance != 1.0:
-            raise ConfigError(
-                f"config key '{_KEY}.guidance': {self.guidance} weights an assistant, but "
-                f"'{_KEY}.assistant' is 'none'"
+            raise invalid(
+                "guidance", "weights an assistant, but assistant is 'none'", self.guidance
             )
 
 

@@ -25,29 +25,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from recbias.config import Config, spec
 from recbias.decoding.config import EdgeScores, ScoreHook
 from recbias.decoding.trie import ItemTrie
-from recbias.errors import ConfigError
 
 
 @dataclass
-class IGDDecodeConfig:
+class IGDDecodeConfig(Config):
     """Default α = 0.2 (IGD README: "generally best"; its ``evaluate.sh`` uses 0.1)."""
 
     alpha: float = field(
         default=0.2,
-        metadata={"help": "IG calibration strength in [0, 1] (IGD Eq. 10); 0 = plain beam search"},
+        metadata=spec("IG calibration strength (IGD Eq. 10); 0 = plain beam search", ge=0, le=1),
     )
     eps: float = field(
-        default=1e-7, metadata={"help": "added to max − min in IGD's min-max scaling of IG"}
+        default=1e-7, metadata=spec("added to max − min in IGD's min-max scaling of IG", ge=0)
     )
-
-    def validate(self) -> None:
-        # α > 1 would make w_d negative: positive scores that reward improbable tokens.
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"config key 'decode.igd.alpha': must be in [0, 1], got {self.alpha}")
-        if self.eps < 0:
-            raise ConfigError(f"config key 'decode.igd.eps': must be >= 0, got {self.eps}")
 
 
 def calibration_weights(

@@ -30,6 +30,8 @@ Batching: each sample gives 1 + n_features token sequences. Sequences are groupe
 un-ablated prefix (every variant that keeps the instruction head starts with the same BOS + head
 tokens); that prefix is run once and its KV cache is expanded to each batch, the rest is
 right-padded in length-sorted batches, and logits are computed only at the scored positions.
+Under several processes the sample chunks are dealt round-robin to the ranks and the rows gathered
+on every rank (same table as one process).
 
     cfg = AttributionConfig(ablation="placeholder")
     res = attribute(model, builder, samples, titles, cfg)
@@ -51,8 +53,9 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
+from recbias.config import Config, invalid, spec
 from recbias.decoding.kv import eval_mode, model_device
-from recbias.errors import ConfigError, ModelError, RecbiasError
+from recbias.errors import ModelError, RecbiasError
 from recbias.experiment import RunConfig
 from recbias.lm.loading import autocast
 from recbias.metrics.stats import bootstrap_ci
@@ -60,13 +63,13 @@ from recbias.prompts import EncodedPrompt, PromptBuilder
 from recbias.report.format import round_cell
 from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
+from recbias.train import distributed
 
 if TYPE_CHECKING:
     from recbias.data.dataset import PreparedDataset
     from recbias.pipeline import LoadedModel
 
 log = logging.getLogger(__name__)
-_KEY = "diagnostics.attribution"
 FeatureName = Literal["task", "history", "items", "first_token", "response_prefix"]
 TABLE_COLUMNS = [
     "sample_id", "feature", "kind", "position", "item", "n_tokens",
@@ -75,7 +78,7 @@ TABLE_COLUMNS = [
 
 
 @dataclass
-class AttributionConfig:
+class AttributionConfig(Config):
     """Settings of feature-ablation attribution (module docstring for the definitions)."""
 
     ablation: Literal["remove", "placeholder"] = field(
@@ -89,45 +92,36 @@ class AttributionConfig:
         default=None,
         metadata={
             "help": "if set, placeholder ablation replaces every token of the segment by this "
-            "token id (lengths kept, as Captum's TextTokenInput baseline) instead of the text"
+            "token id (lengths kept, as Captum's TextTokenInput baseline) instead of the text",
+            "ge": 0,
         },
     )
     features: list[FeatureName] = field(
         default_factory=lambda: ["task", "history", "items", "first_token"],
-        metadata={"help": "segments to ablate; 'items' = each history title separately"},
+        metadata=spec(
+            "segments to ablate; 'items' = each history title separately", min_len=1, unique=True
+        ),
     )
-    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    batch_size: int = field(default=16, metadata=spec("sequences per forward pass", ge=1))
     sample_chunk: int = field(
-        default=64, metadata={"help": "samples whose variants are pooled and length-sorted"}
+        default=64, metadata=spec("samples whose variants are pooled and length-sorted", ge=1)
     )
-    dtype: Literal["bf16", "fp32"] = field(
-        default="fp32", metadata={"help": "bf16 autocast or fp32 forward passes"}
+    dtype: Literal["auto", "bf16", "fp32"] = field(
+        default="auto",
+        metadata={"help": "bf16 autocast, fp32, or auto (bf16 where the device runs it fast)"},
     )
     share_prefix: bool = field(
         default=True,
         metadata={"help": "run the shared un-ablated prefix (BOS + instruction) once per chunk"},
     )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if (
             self.ablation == "placeholder"
             and self.placeholder_token is None
             and not self.placeholder
         ):
-            raise ConfigError(f"config key '{_KEY}.placeholder': must be non-empty, got ''")
-        if self.placeholder_token is not None and self.placeholder_token < 0:
-            raise ConfigError(
-                f"config key '{_KEY}.placeholder_token': must be ≥ 0, got {self.placeholder_token}"
-            )
-        if not self.features or len(set(self.features)) != len(self.features):
-            raise ConfigError(
-                f"config key '{_KEY}.features': must be non-empty without repeats, got {self.features}"
-            )
-        for key in ("batch_size", "sample_chunk"):
-            if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"config key '{_KEY}.{key}': must be ≥ 1, got {getattr(self, key)}"
-                )
+            raise invalid("placeholder", "must be non-empty for placeholder ablation", "")
 
 
 @dataclass(frozen=True)
@@ -320,9 +314,10 @@ def attribute(
     """Feature-ablation attribution of every sample's target (columns: sample_id, history, target)."""
     cfg.validate()
     check_samples(samples)
-    rows: list[list] = []
     records = list(zip(samples["sample_id"], samples["history"], samples["target"], strict=True))
-    for start in range(0, len(records), cfg.sample_chunk):
+    starts = list(range(0, len(records), cfg.sample_chunk))
+    parts: list[list[list]] = []
+    for start in distributed.shard(starts):  # several processes: chunks dealt round-robin
         chunk = records[start : start + cfg.sample_chunk]
         variants: list[Variant] = []
         for sid, hist, target in chunk:
@@ -330,8 +325,9 @@ def attribute(
             enc = builder.encode([titles[i] for i in items], items, titles[int(target)])
             variants.extend(build_variants(builder, enc, int(sid), cfg))
         scores = score_variants(model, variants, cfg.batch_size, cfg.dtype)
-        rows.extend(_rows(variants, scores))
-        log.info("attributed %d/%d samples", start + len(chunk), len(records))
+        parts.append(_rows(variants, scores))
+        log.info("attributed samples %d-%d of %d", start, start + len(chunk), len(records))
+    rows = [row for part in distributed.gather_shards(parts, len(starts)) for row in part]
     return AttributionResult(pd.DataFrame(rows, columns=TABLE_COLUMNS), cfg)
 
 
@@ -472,13 +468,13 @@ def _position_figure(results: Mapping[str, AttributionResult], out_dir: Path) ->
 def load_run(run_dir: Path, trained: bool = True) -> tuple[RunConfig, PreparedDataset, LoadedModel]:
     """A run directory's config, dataset and model: the tuned weights (``trained``) or the base
     model the run started from. A missing config or checkpoint raises an error naming the path."""
-    from recbias.config import load_config
+    from recbias.config import load_recorded
     from recbias.pipeline import load_data, load_lm, trained_weights
 
     path = Path(run_dir) / "config.toml"
     if not path.is_file():
         raise ModelError(f"run directory '{run_dir}' has no config.toml (not a recbias run)")
-    cfg = load_config(RunConfig, path)
+    cfg = load_recorded(RunConfig, path)
     weights = trained_weights(cfg, Path(run_dir)) if trained else None
     ds = load_data(cfg)
     return cfg, ds, load_lm(cfg, ds, weights)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbias.config import Config, invalid, spec
 from recbias.errors import ConfigError, DataError
 from recbias.evaluation.predictions import Recommendations, Recommender
 from recbias.metrics.overlap import jaccard
@@ -47,7 +48,6 @@ from recbias.report.format import round_cell
 from recbias.report.plotting import agg_pyplot, save_figure
 from recbias.report.sections import Figure, Section, Table
 
-_KEY = "diagnostics.sensitivity"
 Perturbation = Literal["swap", "shuffle", "truncate", "replace"]
 # {item}, {items}, {verb} are the dataset's domain words (recbias.domain.Domain).
 BUILTIN_INSTRUCTIONS = [
@@ -59,13 +59,13 @@ BUILTIN_INSTRUCTIONS = [
 
 # The instruction sentence of each built-in template, as it appears in PromptBuilder.head.
 @dataclass
-class SensitivityConfig:
-    k: int = field(default=10, metadata={"help": "length of the compared top-K lists"})
+class SensitivityConfig(Config):
+    k: int = field(default=10, metadata=spec("length of the compared top-K lists", ge=1))
     perturbations: list[Perturbation] = field(
         default_factory=lambda: ["swap", "shuffle", "truncate", "replace"],
-        metadata={"help": "history perturbations to run"},
+        metadata=spec("history perturbations to run", unique=True),
     )
-    truncate_keep: int = field(default=3, metadata={"help": "'truncate' keeps the last n items"})
+    truncate_keep: int = field(default=3, metadata=spec("'truncate' keeps the last n items", ge=1))
     instructions: list[str] = field(
         default_factory=list,
         metadata={"help": "extra instruction paraphrases ({item}, {items}, {verb} allowed)"},
@@ -74,21 +74,12 @@ class SensitivityConfig:
         default=True, metadata={"help": "also use the 3 built-in paraphrases"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the random perturbations"})
-    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs"})
+    n_boot: int = field(default=1000, metadata=spec("bootstrap resamples for the CIs", ge=1))
 
-    def validate(self) -> None:
-        for key in ("k", "truncate_keep", "n_boot"):
-            if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"config key '{_KEY}.{key}': must be ≥ 1, got {getattr(self, key)}"
-                )
-        if len(set(self.perturbations)) != len(self.perturbations):
-            raise ConfigError(
-                f"config key '{_KEY}.perturbations': repeated entry {self.perturbations}"
-            )
+    def check(self) -> None:
         for i, text in enumerate(self.instructions):
             if not text.strip():
-                raise ConfigError(f"config key '{_KEY}.instructions[{i}]': must be non-empty text")
+                raise invalid(f"instructions[{i}]", "must be non-empty text", text)
 
     def paraphrases(self) -> list[str]:
         return (BUILTIN_INSTRUCTIONS if self.builtin_instructions else []) + list(self.instructions)
@@ -184,7 +175,7 @@ def perturb(samples: pd.DataFrame, name: str, n_items: int, cfg: SensitivityConf
         return truncate_history(samples, cfg.truncate_keep)
     if name == "replace":
         return replace_item(samples, n_items, cfg.seed)
-    raise ConfigError(f"config key '{_KEY}.perturbations': unknown perturbation {name!r}")
+    raise ConfigError(f"config key 'perturbations': unknown perturbation {name!r}")
 
 
 # --------------------------------------------------------------------------- comparisons

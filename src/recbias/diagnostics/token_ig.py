@@ -39,9 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbias.config import Config, spec
 from recbias.decoding.kv import eval_mode, model_device
 from recbias.decoding.trie import ItemTrie
-from recbias.errors import ConfigError, RecbiasError
+from recbias.errors import RecbiasError
 from recbias.lm.batching import TokenizedSample, collate
 from recbias.lm.loading import autocast
 from recbias.objectives.information_gain import (
@@ -59,34 +60,22 @@ EntropyKind = Literal["igd", "conditional"]
 
 
 @dataclass
-class TokenIGConfig:
+class TokenIGConfig(Config):
     """Settings of the token-level IG diagnostics (``[diagnostics.token_ig]`` table)."""
 
     low_quantile: float = field(
         default=0.5,
-        metadata={"help": "positive-IG tokens below this quantile of the positive IGs are low-IG"},
+        metadata=spec(
+            "positive-IG tokens below this quantile of the positive IGs are low-IG", gt=0, lt=1
+        ),
     )
     entropy: EntropyKind = field(
         default="igd",
         metadata={"help": "igd = S(node) as IGD (global p_r); conditional = p_r renormalised"},
     )
-    top_k: int = field(default=10, metadata={"help": "predicted items per sample (IGD: 10)"})
-    batch_size: int = field(default=16, metadata={"help": "samples per loss forward pass"})
-    max_samples: int = field(default=2000, metadata={"help": "samples used for the losses"})
-
-    def validate(self) -> None:
-        checks = [
-            ("low_quantile", 0 < self.low_quantile < 1, "must be in (0, 1)"),
-            ("entropy", self.entropy in ("igd", "conditional"), "must be igd or conditional"),
-            ("top_k", self.top_k >= 1, "must be >= 1"),
-            ("batch_size", self.batch_size >= 1, "must be >= 1"),
-            ("max_samples", self.max_samples >= 1, "must be >= 1"),
-        ]
-        for key, ok, need in checks:
-            if not ok:
-                raise ConfigError(
-                    f"config key 'diagnostics.token_ig.{key}': {need}, got {getattr(self, key)!r}"
-                )
+    top_k: int = field(default=10, metadata=spec("predicted items per sample (IGD: 10)", ge=1))
+    batch_size: int = field(default=16, metadata=spec("samples per loss forward pass", ge=1))
+    max_samples: int = field(default=2000, metadata=spec("samples used for the losses", ge=1))
 
 
 def ig_token_groups(info: TrieInformation, nodes: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -48,7 +48,9 @@ import pandas as pd
 from recbias.baselines.gru4rec import GRU4RecConfig, GRU4RecRecommender
 from recbias.baselines.popularity import count_items
 from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
-from recbias.errors import ConfigError, DataError
+from recbias.config import Config, invalid, spec
+from recbias.data.config import DataConfig
+from recbias.errors import DataError
 from recbias.genrec.config import GenRecConfig
 from recbias.metrics.ranking import hit_rate, ndcg
 
@@ -224,15 +226,19 @@ SEQ_MODELS = ("popularity", "gru4rec", "sasrec", "genrec")
 
 
 @dataclass
-class SeqBaselines:
-    gru4rec: GRU4RecConfig = field(default_factory=lambda: GRU4RecConfig(batch_size=2048))
+class SeqBaselines(Config):
+    gru4rec: GRU4RecConfig = field(
+        default_factory=lambda: GRU4RecConfig(batch_size=2048),
+        metadata={"help": "GRU4Rec (model 'gru4rec')"},
+    )
     sasrec: SASRecConfig = field(
-        default_factory=lambda: SASRecConfig(max_len=50, batch_size=2048, ffn=256, dropout=0.5)
+        default_factory=lambda: SASRecConfig(max_len=50, batch_size=2048, ffn=256, dropout=0.5),
+        metadata={"help": "SASRec (model 'sasrec')"},
     )
 
 
 @dataclass
-class SeqRecConfig:
+class SeqRecConfig(Config):
     """Item-ID baselines on chronological leave-one-out with full ranking."""
 
     name: str = field(default="seqrec", metadata={"help": "run name (prefix of the run dir)"})
@@ -243,7 +249,7 @@ class SeqRecConfig:
     )
     models: list[str] = field(
         default_factory=lambda: ["popularity", "gru4rec", "sasrec"],
-        metadata={"help": "models to train and evaluate: popularity, gru4rec, sasrec, genrec"},
+        metadata=spec("models to train and evaluate", choices=SEQ_MODELS, min_len=1),
     )
     genrec: GenRecConfig = field(
         default_factory=GenRecConfig,
@@ -253,29 +259,42 @@ class SeqRecConfig:
         default=20000,
         metadata={
             "help": "genrec trains on this many training samples drawn with `seed` "
-            "(unset = all); its exact scoring of every item is what full ranking needs"
+            "(unset = all); its exact scoring of every item is what full ranking needs",
+            "ge": 1,
         },
     )
-    max_len: int = field(default=50, metadata={"help": "LOO history window (RecBole: 50)"})
-    k: int = field(default=10, metadata={"help": "cut-off of the ranking metrics"})
-    baselines: SeqBaselines = field(default_factory=SeqBaselines)
+    data: DataConfig | None = field(
+        default=None,
+        metadata={
+            "help": "the dataset, the [data] section of `recbias run` (any reader); its prepared "
+            "train/valid/test samples are used as they are. Unset = RecBole's ML-100K "
+            "leave-one-out protocol (module doc)"
+        },
+    )
+    max_len: int = field(default=50, metadata=spec("LOO history window (RecBole: 50)", ge=1))
+    k: int = field(default=10, metadata=spec("cut-off of the ranking metrics", ge=1))
+    bootstrap: int = field(
+        default=1000, metadata=spec("bootstrap resamples of the 95% CIs and paired tests", ge=1)
+    )
+    reference: str | None = field(
+        default=None,
+        metadata={"help": "model the others are compared with (paired tests); unset = the first"},
+    )
+    epoch_valid_samples: int = field(
+        default=1000,
+        metadata=spec(
+            "valid samples (seeded subset) scored after every epoch for the progress line; "
+            "0 = no per-epoch validation",
+            ge=0,
+        ),
+    )
+    baselines: SeqBaselines = field(
+        default_factory=SeqBaselines, metadata={"help": "settings of the item-ID models"}
+    )
 
-    def validate(self) -> None:
-        unknown = [m for m in self.models if m not in SEQ_MODELS]
-        if unknown or not self.models:
-            raise ConfigError(
-                f"config key 'models': must be a non-empty list of {', '.join(SEQ_MODELS)}, "
-                f"got {self.models}"
-            )
-        for key in ("max_len", "k"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
-        if self.genrec_train_samples is not None and self.genrec_train_samples < 1:
-            raise ConfigError(
-                f"config key 'genrec_train_samples': must be >= 1, got {self.genrec_train_samples}"
-            )
-        self.baselines.gru4rec.validate()
-        self.baselines.sasrec.validate()
+    def check(self) -> None:
+        if self.reference is not None and self.reference not in self.models:
+            raise invalid("reference", f"must be one of models {self.models}", self.reference)
 
 
 def _popularity_scores(split: LOOSplit, samples: pd.DataFrame) -> np.ndarray:
@@ -283,11 +302,11 @@ def _popularity_scores(split: LOOSplit, samples: pd.DataFrame) -> np.ndarray:
     return np.broadcast_to(counts, (len(samples), split.n_items))
 
 
-def _fit_model(name: str, cfg: SeqRecConfig, split: LOOSplit) -> Any:
+def _fit_model(name: str, cfg: SeqRecConfig, split: LOOSplit, on_epoch: Any = None) -> Any:
     if name == "genrec":
         return _fit_genrec(cfg, split)
     model_cls = GRU4RecRecommender if name == "gru4rec" else SASRecRecommender
-    return model_cls(getattr(cfg.baselines, name)).fit(split.train, split.n_items)
+    return model_cls(getattr(cfg.baselines, name)).fit(split.train, split.n_items, on_epoch)
 
 
 def _fit_genrec(cfg: SeqRecConfig, split: LOOSplit) -> Any:
@@ -303,25 +322,45 @@ def _fit_genrec(cfg: SeqRecConfig, split: LOOSplit) -> Any:
     return GenerativeRecommender(cfg.genrec).fit(train, split.items, split.valid)
 
 
+def run_model(
+    name: str, cfg: SeqRecConfig, split: LOOSplit, on_epoch: Any = None
+) -> dict[str, Any]:
+    """Train one model; full-ranking metrics on valid and test, test ranks, epoch times/losses.
+
+    ``on_epoch(epoch, model)`` runs after each epoch of the item-ID nets (not popularity/genrec).
+    """
+    if name == "popularity":
+        score, seconds, losses = (lambda s: _popularity_scores(split, s)), [], []
+    else:
+        model = _fit_model(name, cfg, split, on_epoch)
+        score = model.scores
+        seconds = list(getattr(model, "epoch_seconds", []))
+        losses = list(getattr(model, "losses", []))
+    result: dict[str, Any] = {"epoch_seconds": seconds, "epoch_losses": losses}
+    for part in ("valid", "test"):
+        samples = getattr(split, part)
+        if part == "valid" and samples.empty:
+            result[part] = {}
+            continue
+        scores = score(samples)
+        scores = scores.float().numpy() if hasattr(scores, "numpy") else np.asarray(scores)
+        targets = samples["target"].to_numpy()
+        result[part] = full_ranking_metrics(scores, targets, cfg.k)
+        if part == "test":
+            result["test_ranks"] = full_ranks(scores, targets).tolist()
+            result["test_sample_ids"] = samples["sample_id"].astype(int).tolist()
+    log.info("%s: test %s", name, result["test"])
+    return result
+
+
+def apply_seed(cfg: SeqRecConfig) -> None:
+    """``seed``, when set, becomes every model's seed."""
+    if cfg.seed is not None:
+        cfg.baselines.gru4rec.seed = cfg.baselines.sasrec.seed = cfg.genrec.seed = cfg.seed
+
+
 def run_seqrec(cfg: SeqRecConfig, split: LOOSplit) -> dict[str, dict]:
     """Train each model on ``split.train``; full-ranking metrics on valid and test, epoch times."""
     cfg.validate()
-    if cfg.seed is not None:
-        cfg.baselines.gru4rec.seed = cfg.baselines.sasrec.seed = cfg.genrec.seed = cfg.seed
-    results: dict[str, dict] = {}
-    for name in cfg.models:
-        if name == "popularity":
-            score, seconds = (lambda s: _popularity_scores(split, s)), []
-        else:
-            model = _fit_model(name, cfg, split)
-            score = model.scores
-            seconds = list(getattr(model, "epoch_seconds", []))
-        results[name] = {"epoch_seconds": seconds}
-        for part in ("valid", "test"):
-            samples = getattr(split, part)
-            scores = score(samples)
-            scores = scores.float().numpy() if hasattr(scores, "numpy") else np.asarray(scores)
-            metrics = full_ranking_metrics(scores, samples["target"].to_numpy(), cfg.k)
-            results[name][part] = metrics
-        log.info("%s: test %s", name, results[name]["test"])
-    return results
+    apply_seed(cfg)
+    return {name: run_model(name, cfg, split) for name in cfg.models}

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from recbias.data.card import peer_title_caveats
 from recbias.errors import DataError
 from recbias.fsutil import write_json, write_jsonl, write_text
 from recbias.metrics.ranking import target_ranks
@@ -265,8 +266,20 @@ def peer_records(
 def export_peer_json(
     path: Path, samples: pd.DataFrame, recs: Recommendations, titles: Sequence[str]
 ) -> None:
-    """Write a JSON list that D3/IGD ``calc.py`` and MSL's matcher score like our HR/NDCG."""
-    write_json(Path(path), peer_records(samples, recs, titles))
+    """Write a JSON list that D3/IGD ``calc.py`` and MSL's matcher score like our HR/NDCG.
+
+    Next to it go ``info.txt`` (the item file ``calc.py --item_path`` needs) and
+    ``peer_titles.json`` (:func:`peer_title_caveats` of the catalog): the titles on which a peer
+    script's score can differ from ours, so a disagreement is never silent.
+    """
+    path = Path(path)
+    write_json(path, peer_records(samples, recs, titles))
+    write_peer_item_file(path.parent / PEER_ITEM_FILE, titles)
+    write_json(path.parent / PEER_CAVEATS_FILE, peer_title_caveats(titles))
+
+
+PEER_ITEM_FILE = "info.txt"
+PEER_CAVEATS_FILE = "peer_titles.json"
 
 
 def write_peer_item_file(path: Path, titles: Sequence[str]) -> None:

@@ -32,6 +32,7 @@ from recbias.genrec.encoders import item_embeddings
 from recbias.genrec.model import GenRecTransformer
 from recbias.genrec.semantic_ids import SemanticIds, build_semantic_ids
 from recbias.genrec.train import train_model
+from recbias.hardware import autocast
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class GenerativeRecommender:
         return self._trie_mask
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return autocast(self.cfg.dtype, self.device)
 
     def _batches(self, samples: pd.DataFrame, size: int):
         self._check_samples(samples, "samples", need_target=False)

@@ -22,6 +22,7 @@ from recbias.evaluation.predictions import write_predictions_jsonl
 from recbias.fsutil import write_json, write_jsonl
 from recbias.genrec.config import GenRecRunConfig
 from recbias.genrec.recommender import GenerativeRecommender
+from recbias.hardware import device_for, resolve_dtype
 from recbias.metrics.stats import metrics_with_ci
 from recbias.runs import seed_everything, set_threads, write_environment
 
@@ -39,8 +40,9 @@ def run_genrec(cfg: GenRecRunConfig, run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     seed_everything(cfg.genrec.seed)
     set_threads(cfg.threads)
+    cfg.genrec.dtype = resolve_dtype(cfg.genrec.dtype, device_for(cfg.genrec.device))
     write_resolved(cfg, run_dir / "config.toml")
-    write_environment(run_dir, cfg.genrec.seed)
+    write_environment(run_dir, cfg.genrec.seed, cfg.genrec.dtype)
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     ds = PreparedDataset.load(prepare_dataset(cfg.data))

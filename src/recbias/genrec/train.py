@@ -26,6 +26,7 @@ from recbias.genrec.codes import encode_histories
 from recbias.genrec.config import GenRecConfig
 from recbias.genrec.decode import teacher_inputs
 from recbias.genrec.model import GenRecTransformer
+from recbias.hardware import autocast
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def batch_loss(
     device = item_tokens.device
     hist = encode_histories(hists, item_tokens.cpu(), cfg.max_len).to(device)
     tgt = item_tokens[targets]  # [b, T]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+    with autocast(cfg.dtype, device):
         logits = net(hist, teacher_inputs(tgt)[:, None])[:, 0]  # [b, T, V]
     return F.cross_entropy(logits.float().flatten(0, 1), tgt.flatten())
 

@@ -62,6 +62,36 @@ def ensure_checkpoint(cache_dir: Path | None = None) -> Path:
     return ckpt
 
 
+def gguf_checkpoint(gguf: Path, cache_dir: Path | None = None) -> Path:
+    """A GGUF file (``model.path = "x.gguf"``) as a plain checkpoint, converted once into
+    ``<cache>/models/<stem>-<sha256[:12]>/`` and reused afterwards."""
+    from recbias.errors import ModelError
+
+    gguf = Path(gguf).expanduser().resolve()
+    if not gguf.is_file():
+        raise ModelError(f"model.path: GGUF file '{gguf}' does not exist")
+    digest = sha256_file(gguf)
+    ckpt = Path(cache_dir or default_cache_dir()) / "models" / f"{gguf.stem}-{digest[:12]}"
+    if (ckpt / MANIFEST).exists():
+        return ckpt
+    with atomic_dir(ckpt) as tmp:
+        try:
+            _convert(gguf, tmp)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"model.path: cannot convert GGUF file '{gguf}': {exc}") from None
+        meta = {
+            "source": str(gguf),
+            "gguf_sha256": digest,
+            "weights_sha256": _single_file_sha(tmp / "model.safetensors"),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2))
+    return ckpt
+
+
+def _single_file_sha(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None  # None: sharded weights
+
+
 def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from recbias import hardware
 from recbias.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -17,9 +18,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoraSettings:
-    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    r: int = field(default=8, metadata={"help": "LoRA rank", "ge": 1})
     alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha"})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout", "ge": 0, "lt": 1})
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "v_proj"],
         metadata={"help": "module names to adapt (BIGRec/MSL: q_proj, v_proj)"},
@@ -30,11 +31,18 @@ class LoraSettings:
 class ModelConfig:
     path: str | None = field(
         default=None,
-        metadata={"help": "local Hugging Face checkpoint directory; unset = embedded SmolLM2-135M"},
+        metadata={
+            "help": "local Hugging Face checkpoint directory or .gguf file (converted once into "
+            "the cache); unset = embedded SmolLM2-135M",
+            "path": True,
+        },
     )
-    dtype: Literal["bf16", "fp32"] = field(
-        default="bf16",
-        metadata={"help": "compute dtype: bf16 autocast (weights stay fp32) or fp32"},
+    dtype: Literal["auto", "bf16", "fp32"] = field(
+        default="auto",
+        metadata={
+            "help": "compute dtype: bf16 autocast (weights stay fp32), fp32, or auto = bf16 where "
+            "the device runs it fast (CUDA with bf16; a CPU with native bf16, probed), else fp32"
+        },
     )
     finetune: Literal["full", "lora"] = field(
         default="full", metadata={"help": "full fine-tuning or LoRA adapters (PEFT)"}
@@ -42,7 +50,10 @@ class ModelConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     max_length: int | None = field(
         default=None,
-        metadata={"help": "longest prompt+target in tokens; unset = the model's context size"},
+        metadata={
+            "help": "longest prompt+target in tokens; unset = the model's context size",
+            "ge": 1,
+        },
     )
     attention: Literal["auto", "eager", "sdpa"] = field(
         default="auto",
@@ -54,7 +65,10 @@ class ModelConfig:
     )
     adapter: str | None = field(
         default=None,
-        metadata={"help": "a saved LoRA adapter directory to load on top of the model"},
+        metadata={
+            "help": "a saved LoRA adapter directory to load on top of the model",
+            "path": True,
+        },
     )
 
 
@@ -64,6 +78,10 @@ def resolve_path(cfg: ModelConfig, cache_dir: Path | None = None) -> Path:
 
         return ensure_checkpoint(cache_dir)
     path = Path(cfg.path).expanduser()
+    if path.suffix == ".gguf":
+        from recbias.lm.embedded import gguf_checkpoint
+
+        return gguf_checkpoint(path, cache_dir)
     if not path.is_dir():
         raise ModelError(f"model.path: checkpoint directory '{path}' does not exist")
     if not (path / "config.json").exists():
@@ -147,7 +165,17 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path, trainable: bool = Fa
     return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
 
 
+def resolve_dtype(cfg: ModelConfig, device: torch.device | None = None) -> str:
+    """Replace ``cfg.dtype = "auto"`` by what the run's device runs best (``bf16`` or ``fp32``),
+    in place, so the resolved config records it; returns it. See :mod:`recbias.hardware`."""
+    try:
+        dev = device if device is not None else hardware.device_for(cfg.device)
+    except RuntimeError:
+        raise ModelError(f"model.device: '{cfg.device}' is not a torch device") from None
+    cfg.dtype = hardware.resolve_dtype(cfg.dtype, dev)
+    return cfg.dtype
+
+
 def autocast(dtype: str, device: torch.device | str = "cpu"):
-    """bf16 autocast on CPU or GPU, or a no-op for fp32."""
-    device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    """bf16 autocast on CPU or GPU, or a no-op for fp32 (``auto`` is resolved for ``device``)."""
+    return hardware.autocast(dtype, device)

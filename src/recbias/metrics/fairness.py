@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recbias.errors import ConfigError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import RecbiasError
 from recbias.metrics.concentration import check_item_ids, top_k_lists
 
 GapMode = Literal["pooled", "per_user"]
@@ -249,18 +250,21 @@ def top1_group_shares(
 
 
 @dataclass
-class FairnessConfig:
+class FairnessConfig(Config):
     """Settings of the fairness and concentration analysis (``[fairness]`` table)."""
 
-    ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "cut-offs K"})
+    ks: list[int] = field(
+        default_factory=lambda: [5, 10], metadata=spec("cut-offs K", ge=1, min_len=1, unique=True)
+    )
     groupings: list[GroupingKind] = field(
         default_factory=lambda: ["relevance", "genre", "popularity"],
         metadata={
             "help": "relevance = GDRT Eq. 2 groups (needs the LM); genre = SPRec genres; "
-            "popularity = training-count quantiles"
+            "popularity = training-count quantiles",
+            "min_len": 1,
         },
     )
-    n_groups: int = field(default=5, metadata={"help": "groups for relevance and popularity"})
+    n_groups: int = field(default=5, metadata=spec("groups for relevance and popularity", ge=2))
     mode: GapMode = field(
         default="pooled",
         metadata={
@@ -268,34 +272,9 @@ class FairnessConfig:
         },
     )
     head_fraction: float = field(
-        default=0.2, metadata={"help": "share of most popular items that is the short head"}
+        default=0.2, metadata=spec("share of most popular items that is the short head", gt=0, lt=1)
     )
-    or_top: int = field(default=3, metadata={"help": "most-recommended items counted by ORRatio"})
+    or_top: int = field(default=3, metadata=spec("most-recommended items counted by ORRatio", ge=1))
     relevance_batch_size: int = field(
-        default=64, metadata={"help": "catalog titles per forward pass of the Eq. 2 pass"}
+        default=64, metadata=spec("catalog titles per forward pass of the Eq. 2 pass", ge=1)
     )
-
-    def validate(self) -> None:
-        checks = [
-            (
-                "ks",
-                bool(self.ks) and min(self.ks) >= 1 and len(set(self.ks)) == len(self.ks),
-                "must be distinct integers >= 1",
-            ),
-            (
-                "groupings",
-                bool(self.groupings)
-                and set(self.groupings) <= {"relevance", "genre", "popularity"},
-                "must be a non-empty list of relevance, genre, popularity",
-            ),
-            ("n_groups", self.n_groups >= 2, "must be >= 2"),
-            ("mode", self.mode in ("pooled", "per_user"), "must be pooled or per_user"),
-            ("head_fraction", 0 < self.head_fraction < 1, "must be in (0, 1)"),
-            ("or_top", self.or_top >= 1, "must be >= 1"),
-            ("relevance_batch_size", self.relevance_batch_size >= 1, "must be >= 1"),
-        ]
-        for key, ok, need in checks:
-            if not ok:
-                raise ConfigError(
-                    f"config key 'fairness.{key}': {need}, got {getattr(self, key)!r}"
-                )

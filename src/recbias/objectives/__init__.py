@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from recbias.config import Config, spec
 from recbias.errors import ConfigError
 from recbias.objectives.base import Objective
 from recbias.objectives.cft import CFTConfig, CFTObjective
@@ -33,25 +34,26 @@ def register_objective(
 
 
 @dataclass
-class ObjectiveConfig:
+class ObjectiveConfig(Config):
     name: str = field(
         default="sft",
-        metadata={"help": "training objective: sft, gdrt, igd, msl, pos, cft, reweight, msl_gdrt"},
+        metadata=spec("training objective", choices=lambda: tuple(sorted(_REGISTRY))),
     )
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    igd: IGDConfig = field(default_factory=IGDConfig)
-    msl: MSLConfig = field(default_factory=MSLConfig)
-    pos: PosConfig = field(default_factory=PosConfig)
-    cft: CFTConfig = field(default_factory=CFTConfig)
-    reweight: ReweightConfig = field(default_factory=ReweightConfig)
-    gdrt: GDRTConfig = field(default_factory=GDRTConfig)
-
-    def validate(self) -> None:
-        if self.name not in _REGISTRY:
-            raise ConfigError(
-                f"config key 'train.objective.name': unknown objective '{self.name}'; "
-                f"registered: {', '.join(sorted(_REGISTRY))}"
-            )
+    sft: SFTConfig = field(
+        default_factory=SFTConfig, metadata={"help": "name = 'sft' (no settings)"}
+    )
+    igd: IGDConfig = field(default_factory=IGDConfig, metadata={"help": "name = 'igd'"})
+    msl: MSLConfig = field(
+        default_factory=MSLConfig, metadata={"help": "name = 'msl' or 'msl_gdrt'"}
+    )
+    pos: PosConfig = field(default_factory=PosConfig, metadata={"help": "name = 'pos'"})
+    cft: CFTConfig = field(default_factory=CFTConfig, metadata={"help": "name = 'cft'"})
+    reweight: ReweightConfig = field(
+        default_factory=ReweightConfig, metadata={"help": "name = 'reweight'"}
+    )
+    gdrt: GDRTConfig = field(
+        default_factory=GDRTConfig, metadata={"help": "name = 'gdrt' or 'msl_gdrt'"}
+    )
 
 
 def build_objective(cfg: ObjectiveConfig) -> Objective:

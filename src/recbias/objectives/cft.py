@@ -31,23 +31,24 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import RecbiasError
 from recbias.lm.batching import Batch, TokenizedSample, collate
 from recbias.lm.loading import autocast
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
-from recbias.objectives.pos import check_beta, positional_weights
+from recbias.objectives.pos import positional_weights
 from recbias.prompts import PromptBuilder
 
 _CF_KEYS = ("cft_input_ids", "cft_attention_mask", "cft_labels")
 
 
 @dataclass
-class CFTConfig:
+class CFTConfig(Config):
     """Defaults are the original CFT code's: α = 0.1, β = 0.25, no detach."""
 
-    alpha: float = field(default=0.1, metadata={"help": "weight of the counterfactual term, >= 0"})
+    alpha: float = field(default=0.1, metadata=spec("weight of the counterfactual term", ge=0))
     beta: float = field(
-        default=0.25, metadata={"help": "positional decay: weight of the last target token"}
+        default=0.25, metadata=spec("positional decay: weight of the last target token", ge=0, le=1)
     )
     detach_counterfactual: bool = field(
         default=False,
@@ -60,13 +61,6 @@ class CFTConfig:
             "unset = prompt.history_placeholder; '' = nothing"
         },
     )
-
-    def validate(self) -> None:
-        if self.alpha < 0:
-            raise ConfigError(
-                f"config key 'train.objective.cft.alpha': must be >= 0, got {self.alpha}"
-            )
-        check_beta(self.beta, "train.objective.cft.beta")
 
 
 def no_history_samples(

@@ -41,7 +41,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError
+from recbias.config import Config, spec
 from recbias.lm.batching import Batch, TokenizedSample, collate
 from recbias.lm.loading import autocast
 from recbias.objectives.base import ObjectiveBase
@@ -49,11 +49,11 @@ from recbias.prompts import EncodedPrompt, PromptBuilder, Span
 
 
 @dataclass
-class DPOConfig:
+class DPOConfig(Config):
     """DPO / S-DPO settings, ``[sprec.dpo]`` (TRL's names and defaults where TRL has them)."""
 
     beta: float = field(
-        default=0.1, metadata={"help": "β: strength of the KL anchor to the reference", "gt": 0}
+        default=0.1, metadata=spec("β: strength of the KL anchor to the reference", gt=0)
     )
     loss_type: Literal["sigmoid", "robust"] = field(
         default="sigmoid",
@@ -61,12 +61,12 @@ class DPOConfig:
     )
     label_smoothing: float = field(
         default=0.0,
-        metadata={
-            "help": "ε: probability that a preference is flipped (conservative DPO for sigmoid, "
+        metadata=spec(
+            "ε: probability that a preference is flipped (conservative DPO for sigmoid, "
             "rDPO for robust); 0 = plain DPO",
-            "ge": 0,
-            "lt": 0.5,
-        },
+            ge=0,
+            lt=0.5,
+        ),
     )
     reference_free: bool = field(
         default=False, metadata={"help": "use a uniform reference (ref log-probs = 0)"}
@@ -74,15 +74,6 @@ class DPOConfig:
     disable_dropout: bool = field(
         default=True, metadata={"help": "set dropout to 0 while training DPO (TRL's default)"}
     )
-
-    def validate(self) -> None:
-        if not self.beta > 0:
-            raise ConfigError(f"config key 'sprec.dpo.beta': must be > 0, got {self.beta}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError(
-                "config key 'sprec.dpo.label_smoothing': must be in [0, 0.5), "
-                f"got {self.label_smoothing}"
-            )
 
 
 # ---------------------------------------------------------------------------------------------

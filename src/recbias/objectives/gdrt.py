@@ -56,7 +56,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import RecbiasError
 from recbias.lm.batching import Batch
 from recbias.lm.loading import autocast
 from recbias.objectives.base import ObjectiveContext
@@ -69,26 +70,27 @@ from recbias.objectives.relevance import (
 from recbias.train import distributed
 
 log = logging.getLogger(__name__)
-_KEY = "train.objective.gdrt"
 
 
 @dataclass
-class GDRTConfig:
+class GDRTConfig(Config):
     """GDRT (Group-DRO tuning) settings; defaults are the paper's reading (module docstring)."""
 
     groups: int = field(
-        default=5, metadata={"help": "number of relevance groups G (paper tunes 2, 5, 10)"}
+        default=5, metadata=spec("number of relevance groups G (paper tunes 2, 5, 10)", ge=1)
     )
     grouping: GroupMethod = field(
         default="kmeans",
         metadata={"help": "kmeans (paper) or quantile (equal-frequency bins, footnote 2)"},
     )
     tau: float = field(
-        default=0.5, metadata={"help": "temperature τ of Q = softmax(L/τ) (paper tunes 0.1-1.0)"}
+        default=0.5, metadata=spec("temperature τ of Q = softmax(L/τ) (paper tunes 0.1-1.0)", gt=0)
     )
     ema: float | None = field(
         default=None,
-        metadata={"help": "η of a running estimate of the group losses used for Q; none = off"},
+        metadata=spec(
+            "η of a running estimate of the group losses used for Q; none = off", gt=0, le=1
+        ),
     )
     weights_from: Literal["auto", "batch", "previous"] = field(
         default="auto",
@@ -105,40 +107,16 @@ class GDRTConfig:
             "r and the groups with the current model every refresh_every epochs"
         },
     )
-    refresh_every: int = field(default=1, metadata={"help": "epochs between relevance refreshes"})
+    refresh_every: int = field(default=1, metadata=spec("epochs between relevance refreshes", ge=1))
     placeholder: str | None = field(
         default=None,
         metadata={"help": "text replacing the history in Eq. 3 (default: prompt's placeholder)"},
     )
     relevance_batch_size: int = field(
-        default=32, metadata={"help": "target items per forward pass of the relevance pass"}
+        default=32, metadata=spec("target items per forward pass of the relevance pass", ge=1)
     )
-    kmeans_n_init: int = field(default=10, metadata={"help": "K-means restarts (scikit-learn)"})
+    kmeans_n_init: int = field(default=10, metadata=spec("K-means restarts (scikit-learn)", ge=1))
     seed: int = field(default=0, metadata={"help": "K-means random_state"})
-
-    def validate(self) -> None:
-        checks = [
-            ("groups", self.groups >= 1, "must be >= 1"),
-            ("grouping", self.grouping in ("kmeans", "quantile"), "must be kmeans or quantile"),
-            ("tau", self.tau > 0, "must be > 0"),
-            ("ema", self.ema is None or 0 < self.ema <= 1, "must be in (0, 1]"),
-            (
-                "weights_from",
-                self.weights_from in ("auto", "batch", "previous"),
-                "must be auto, batch or previous",
-            ),
-            (
-                "relevance_model",
-                self.relevance_model in ("initial", "refresh"),
-                "must be initial or refresh",
-            ),
-            ("refresh_every", self.refresh_every >= 1, "must be >= 1"),
-            ("relevance_batch_size", self.relevance_batch_size >= 1, "must be >= 1"),
-            ("kmeans_n_init", self.kmeans_n_init >= 1, "must be >= 1"),
-        ]
-        for key, ok, need in checks:
-            if not ok:
-                raise ConfigError(f"config key '{_KEY}.{key}': {need}, got {getattr(self, key)!r}")
 
 
 def group_weights(losses: torch.Tensor, present: torch.Tensor, tau: float) -> torch.Tensor:
@@ -260,6 +238,8 @@ class GDRTObjective:
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         step = self._close()
+        if step.counts.device != logits.device:  # counted on the host by prepare: moved once
+            step.counts = step.counts.to(logits.device, non_blocking=True)
         ce = self._token_losses(logits, labels, meta)
         group = meta["gdrt_group"]
         if step.weights is None:
@@ -271,7 +251,7 @@ class GDRTObjective:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The running group-loss estimate and the groups in use (``refresh`` changes them)."""
-        state = {"estimate": self._estimate.clone()}
+        state = {"estimate": self._estimate.detach().cpu().clone()}
         if self._table is not None:
             state["table"] = self._table.detach().cpu().clone()
         return state
@@ -328,7 +308,7 @@ class GDRTObjective:
             self._observe(sums / step.counts.clamp_min(1), step)
             losses = self._estimate.to(ce.device)
         else:
-            losses = self._filled_estimate(present.cpu()).to(ce.device)
+            losses = self._filled_estimate(present)
         q = group_weights(losses, present, self.cfg.tau)
         self._last["weight"] = q.detach()
         return token_weights(q, step.counts)
@@ -361,9 +341,9 @@ class GDRTObjective:
 
     def _observe(self, losses: torch.Tensor, step: _Step) -> None:
         """Record the step's group losses [G] (present groups) into the running estimate L̂."""
-        present = (step.counts > 0).cpu()
-        losses = losses.detach().float().cpu()
-        old = self._estimate
+        present = step.counts > 0
+        losses = losses.detach().float()
+        old = self._estimate.to(losses.device)
         eta = self.cfg.ema
         new = (
             losses
@@ -372,10 +352,12 @@ class GDRTObjective:
         )
         self._estimate = torch.where(present, new, old)
         self._last["loss"] = torch.where(present, losses, 0.0)
-        self._last["tokens"] = step.counts.detach().cpu()
+        self._last["tokens"] = step.counts.detach()
 
     def _filled_estimate(self, present: torch.Tensor) -> torch.Tensor:
         """L̂ with unseen groups set to the mean estimate of the present ones (0 if none known)."""
-        known = present & ~self._estimate.isnan()
-        fill = self._estimate[known].mean() if bool(known.any()) else torch.tensor(0.0)
-        return torch.where(self._estimate.isnan(), fill, self._estimate)
+        estimate = self._estimate.to(present.device)
+        known = present & ~estimate.isnan()
+        # the mean over the known groups, 0 if there are none; no host synchronisation
+        fill = torch.where(known, estimate, 0.0).sum() / known.sum().clamp_min(1)
+        return torch.where(estimate.isnan(), fill, estimate)

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError
+from recbias.config import Config, spec
 from recbias.lm.batching import Batch
 from recbias.objectives import information_gain as ig
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class IGDConfig:
+class IGDConfig(Config):
     """Defaults are IGD's README: β = 0.1, reference trie over the training-target items."""
 
     beta: float = field(
         default=0.1,
-        metadata={"help": "weight of zero-IG target tokens, in [0, 1] (IGD Eq. 8; 1 = SFT)"},
+        metadata=spec("weight of zero-IG target tokens (IGD Eq. 8; 1 = SFT)", ge=0, le=1),
     )
     reference: Literal["train_targets", "catalog"] = field(
         default="train_targets",
@@ -44,12 +44,6 @@ class IGDConfig:
             "candidates (the trie decoding uses)"
         },
     )
-
-    def validate(self) -> None:
-        if not 0.0 <= self.beta <= 1.0:
-            raise ConfigError(
-                f"config key 'train.objective.igd.beta': must be in [0, 1], got {self.beta}"
-            )
 
 
 class IGDObjective(ObjectiveBase):

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recbias.config import Config, invalid, spec
 from recbias.decoding.trie import ItemTrie
-from recbias.errors import ConfigError
 from recbias.lm.batching import Batch
 from recbias.objectives import information_gain as ig
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
@@ -58,31 +58,25 @@ def restricted_cross_entropy(
 
 
 @dataclass
-class MSLConfig:
+class MSLConfig(Config):
     """Defaults: τ = 4.5 (MSL README); ATS off, with MSL's code defaults when on."""
 
-    tau: float = field(default=4.5, metadata={"help": "softmax temperature (> 0); 1 = no scaling"})
+    tau: float = field(default=4.5, metadata=spec("softmax temperature; 1 = no scaling", gt=0))
     ats: bool = field(default=False, metadata={"help": "adaptive temperature (MSL's ATS)"})
-    ats_initial_tau: float = field(default=1.5, metadata={"help": "ATS: starting temperature"})
-    ats_eta: float = field(default=0.25, metadata={"help": "ATS: η in C = log(N_first·η)"})
-    ats_ema: float = field(default=0.05, metadata={"help": "ATS: EMA rate α of τ, in (0, 1]"})
-    ats_min_tau: float = field(default=1.5, metadata={"help": "ATS: lower clamp of τ*"})
-    ats_max_tau: float = field(default=5.0, metadata={"help": "ATS: upper clamp of τ*"})
+    ats_initial_tau: float = field(default=1.5, metadata=spec("ATS: starting temperature", gt=0))
+    ats_eta: float = field(default=0.25, metadata=spec("ATS: η in C = log(N_first·η)", gt=0))
+    ats_ema: float = field(default=0.05, metadata=spec("ATS: EMA rate α of τ", gt=0, le=1))
+    ats_min_tau: float = field(default=1.5, metadata=spec("ATS: lower clamp of τ*", gt=0))
+    ats_max_tau: float = field(default=5.0, metadata=spec("ATS: upper clamp of τ*; >= ats_min_tau"))
     ats_warmup_steps: int = field(
-        default=0, metadata={"help": "ATS: optimiser steps that keep the initial τ"}
+        default=0, metadata=spec("ATS: optimiser steps that keep the initial τ", ge=0)
     )
 
-    def validate(self) -> None:
-        key = "config key 'train.objective.msl."
-        for name in ("tau", "ats_initial_tau", "ats_eta", "ats_min_tau"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{key}{name}': must be > 0, got {getattr(self, name)}")
-        if not 0 < self.ats_ema <= 1:
-            raise ConfigError(f"{key}ats_ema': must be in (0, 1], got {self.ats_ema}")
+    def check(self) -> None:
         if self.ats_max_tau < self.ats_min_tau:
-            raise ConfigError(f"{key}ats_max_tau': must be >= ats_min_tau, got {self.ats_max_tau}")
-        if self.ats_warmup_steps < 0:
-            raise ConfigError(f"{key}ats_warmup_steps': must be >= 0")
+            raise invalid(
+                "ats_max_tau", f"must be >= ats_min_tau ({self.ats_min_tau})", self.ats_max_tau
+            )
 
 
 def ats_temperature(diff: torch.Tensor, var_neg: torch.Tensor, c: float) -> torch.Tensor:
@@ -106,6 +100,8 @@ class MSLObjective(ObjectiveBase):
         self.cfg.validate()
         self._nodes: ig.SampleTable | None = None
         self._trie: ItemTrie | None = None
+        self._copies: dict[str, ItemTrie] = {}  # the trie on each device it was used on
+        self._device = torch.device("cpu")  # where the loss last ran: τ's updates run there
         self.tau = torch.tensor(self.cfg.ats_initial_tau if self.cfg.ats else self.cfg.tau)
         self._sums: torch.Tensor | None = None  # ATS: [n_pos, Σpos, n_neg, Σneg, Σneg²]
         self._step_open = False  # ATS: a step's normalisers ran; its EMA update is pending
@@ -113,6 +109,7 @@ class MSLObjective(ObjectiveBase):
 
     def setup(self, ctx: ObjectiveContext) -> None:
         self._trie = ctx.trie.to("cpu")
+        self._copies = {}
         nodes, lengths = ig.walk_samples(self._trie, ctx.samples, ctx.titles, "decoding trie")
         ids = torch.tensor([s.sample_id for s in ctx.samples], dtype=torch.long)
         self._nodes = ig.SampleTable(ids, ig.parent_nodes(nodes, lengths))
@@ -126,10 +123,13 @@ class MSLObjective(ObjectiveBase):
         return {"msl_tau": self.tau.detach().clone()} if self.cfg.ats else {}
 
     def _trie_on(self, device: torch.device) -> ItemTrie:
+        """The trie on ``device``: one copy per device, kept (prepare runs on the host, the loss on
+        the accelerator; moving one copy back and forth would copy it twice per micro-batch)."""
         assert self._trie is not None
-        if self._trie.device != device:
-            self._trie = self._trie.to(device)
-        return self._trie
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = self._trie if self._trie.device == device else self._trie.to(device)
+        return self._copies[key]
 
     def prepare(self, batch: Batch) -> None:
         if self._nodes is None:
@@ -180,6 +180,7 @@ class MSLObjective(ObjectiveBase):
         self, logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         node = meta["msl_node"]
+        self._device = logits.device
         allowed, _, valid = self._trie_on(logits.device).edges(node)
         tau = self.tau.to(logits.device)
         loss = restricted_cross_entropy(logits.float(), labels, allowed, valid, tau).sum()
@@ -205,7 +206,7 @@ class MSLObjective(ObjectiveBase):
 
     def _update_tau(self) -> None:
         """One EMA step of τ from the summed statistics of the last optimiser step."""
-        device = self._trie.device if self._trie is not None else torch.device("cpu")
+        device = self._device
         sums = torch.zeros(5, dtype=torch.float64) if self._sums is None else self._sums
         sums = sums.to(device)
         n_pos, s_pos, n_neg, s_neg, ss_neg = distributed.sum_scalar(sums)  # all ranks, in step

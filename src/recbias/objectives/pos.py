@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError
+from recbias.config import Config, spec
 from recbias.objectives.base import ObjectiveBase
 
 
@@ -31,22 +31,14 @@ def positional_weights(position: torch.Tensor, length: torch.Tensor, beta: float
     return 1.0 - position.float() * (1.0 - beta) / span
 
 
-def check_beta(beta: float, key: str) -> None:
-    if not 0.0 <= beta <= 1.0:
-        raise ConfigError(f"config key '{key}': must be in [0, 1], got {beta}")
-
-
 @dataclass
-class PosConfig:
+class PosConfig(Config):
     """Default β = 0.25, CFT's hard-coded value (IGD's "Pos" baseline is CFT with α = 0)."""
 
     beta: float = field(
         default=0.25,
-        metadata={"help": "weight of the last target token, in [0, 1] (1 = SFT)"},
+        metadata=spec("weight of the last target token (1 = SFT)", ge=0, le=1),
     )
-
-    def validate(self) -> None:
-        check_beta(self.beta, "train.objective.pos.beta")
 
 
 class PosObjective(ObjectiveBase):

@@ -23,25 +23,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recbias.errors import ConfigError, RecbiasError
+from recbias.config import Config, spec
+from recbias.errors import RecbiasError
 from recbias.lm.batching import Batch
 from recbias.objectives.base import ObjectiveBase, ObjectiveContext
 
 
 @dataclass
-class ReweightConfig:
+class ReweightConfig(Config):
     """Default γ = 1: weights inversely proportional to the target item's popularity."""
 
     gamma: float = field(
         default=1.0,
-        metadata={"help": "sample weight = (training count of its target item)^-gamma; 0 = SFT"},
+        metadata=spec("sample weight = (training count of its target item)^-gamma; 0 = SFT", ge=0),
     )
-
-    def validate(self) -> None:
-        if self.gamma < 0:
-            raise ConfigError(
-                f"config key 'train.objective.reweight.gamma': must be >= 0, got {self.gamma}"
-            )
 
 
 def item_weights(item_counts: np.ndarray, gamma: float) -> torch.Tensor:

@@ -10,212 +10,169 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from recbias.baselines.sasrec import SASRecConfig
+from recbias.config import Config, invalid, spec
 from recbias.data.config import DataConfig
-from recbias.errors import ConfigError
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-def _positive(section: str, obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value < 1:
-            raise ConfigError(f"config key '{section}.{name}': must be >= 1, got {value}")
-
-
-def _non_empty(key: str, values: list[float], low: float, high: float | None = None) -> None:
-    if not values:
-        raise ConfigError(f"config key '{key}': must be a non-empty list, got []")
-    bad = [v for v in values if v < low or (high is not None and v > high)]
-    if bad:
-        span = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ConfigError(f"config key '{key}': every value must be {span}, got {bad[0]}")
 
 
 @dataclass
-class ProbeModelConfig:
+class ProbeModelConfig(Config):
     """Which trained model a probe measures (``none`` = isolated-head experiments only)."""
 
     kind: Literal["none", "genrec", "sasrec", "popularity"] = field(
-        default="none", metadata=_help("trained model: none, genrec, sasrec or popularity")
+        default="none", metadata=spec("trained model: none, genrec, sasrec or popularity")
     )
     genrec: dict[str, Any] = field(
-        default_factory=dict, metadata=_help("GenRecConfig fields for kind = 'genrec'")
+        default_factory=dict, metadata=spec("GenRecConfig fields for kind = 'genrec'")
     )
     sasrec: SASRecConfig = field(
-        default_factory=SASRecConfig, metadata=_help("SASRec settings for kind = 'sasrec'")
+        default_factory=SASRecConfig, metadata=spec("SASRec settings for kind = 'sasrec'")
     )
     samples: int = field(
-        default=500, metadata=_help("test samples (the first N) the trained model is probed on")
+        default=500,
+        metadata=spec("test samples (the first N) the trained model is probed on", ge=1),
     )
 
-    def validate(self) -> None:
-        _positive("model", self, "samples")
+
+@dataclass
+class ProbeBase(Config):
+    name: str = field(default="probe", metadata=spec("run name (prefix of the run dir)"))
+    seed: int = field(default=0, metadata=spec("seed of every random draw of the probe"))
+    output_dir: str = field(default="runs", metadata=spec("where run directories are created"))
+    data: DataConfig = field(default_factory=DataConfig, metadata=spec("dataset (trained models)"))
+    model: ProbeModelConfig = field(default_factory=ProbeModelConfig, metadata=spec("model"))
 
 
 @dataclass
-class ProbeBase:
-    name: str = field(default="probe", metadata=_help("run name (prefix of the run dir)"))
-    seed: int = field(default=0, metadata=_help("seed of every random draw of the probe"))
-    output_dir: str = field(default="runs", metadata=_help("where run directories are created"))
-    data: DataConfig = field(default_factory=DataConfig, metadata=_help("dataset (trained models)"))
-    model: ProbeModelConfig = field(default_factory=ProbeModelConfig, metadata=_help("model"))
-
-
-@dataclass
-class PositionalSection:
+class PositionalSection(Config):
     m_grid: list[float] = field(
         default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
-        metadata=_help("positional strengths m (ALiBi slope) to sweep"),
+        metadata=spec("positional strengths m (ALiBi slope) to sweep", ge=0, min_len=1),
     )
-    window: int = field(default=2, metadata=_help("near window: the most recent w items"))
-    history_len: int = field(default=10, metadata=_help("isolated head: items in the history"))
-    tokens_per_item: int = field(default=3, metadata=_help("isolated head: tokens per item"))
-    head_dim: int = field(default=16, metadata=_help("isolated head: query/key width"))
-    key_draws: int = field(default=256, metadata=_help("isolated head: sampled query/key sets"))
-    k: int = field(default=10, metadata=_help("list length of NDCG@k, coverage and Gini"))
+    window: int = field(default=2, metadata=spec("near window: the most recent w items", ge=1))
+    history_len: int = field(default=10, metadata=spec("isolated head: items in the history", ge=1))
+    tokens_per_item: int = field(default=3, metadata=spec("isolated head: tokens per item", ge=1))
+    head_dim: int = field(default=16, metadata=spec("isolated head: query/key width", ge=1))
+    key_draws: int = field(
+        default=256, metadata=spec("isolated head: sampled query/key sets", ge=1)
+    )
+    k: int = field(default=10, metadata=spec("list length of NDCG@k, coverage and Gini", ge=1))
 
-    def validate(self) -> None:
-        _non_empty("positional.m_grid", self.m_grid, 0.0)
-        _positive("positional", self, "window", "history_len", "tokens_per_item", "head_dim")
-        _positive("positional", self, "key_draws", "k")
+    def check(self) -> None:
         if self.window > self.history_len:
-            raise ConfigError(
-                f"config key 'positional.window': must be <= history_len ({self.history_len}), "
-                f"got {self.window}"
-            )
+            raise invalid("window", f"must be <= history_len ({self.history_len})", self.window)
 
 
 @dataclass
 class PositionalProbeConfig(ProbeBase):
-    positional: PositionalSection = field(default_factory=PositionalSection)
+    positional: PositionalSection = field(
+        default_factory=PositionalSection, metadata={"help": "the positional probe"}
+    )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.model.kind not in ("none", "genrec"):
-            raise ConfigError(
-                "config key 'model.kind': the positional probe needs history_attention "
-                f"(kind 'genrec') or 'none' for the isolated head only, got {self.model.kind!r}"
-            )
+            need = "the positional probe needs history_attention (kind 'genrec') or 'none'"
+            raise invalid("model.kind", need + " for the isolated head only", self.model.kind)
 
 
 @dataclass
-class SGDSection:
+class SGDSection(Config):
     counts: list[int] = field(
         default_factory=lambda: [32, 16, 8, 4, 2, 1],
-        metadata=_help("history counts of the tokens; training frequencies are proportional"),
+        metadata=spec(
+            "history counts of the tokens; training frequencies are proportional", ge=1, min_len=2
+        ),
     )
-    steps: int = field(default=200, metadata=_help("SGD steps (the early-training window)"))
-    lr: float = field(default=0.05, metadata=_help("SGD learning rate"))
-    dim: int = field(default=16, metadata=_help("query/key width (>= number of tokens)"))
-    query_noise: float = field(default=0.3, metadata=_help("std of the query around its mean"))
-    seeds: int = field(default=20, metadata=_help("independent training runs averaged"))
-    checkpoints: int = field(default=10, metadata=_help("steps at which exposure is measured"))
+    steps: int = field(default=200, metadata=spec("SGD steps (the early-training window)", ge=1))
+    lr: float = field(default=0.05, metadata=spec("SGD learning rate", gt=0))
+    dim: int = field(default=16, metadata=spec("query/key width (>= number of tokens)", ge=1))
+    query_noise: float = field(default=0.3, metadata=spec("std of the query around its mean", ge=0))
+    seeds: int = field(default=20, metadata=spec("independent training runs averaged", ge=1))
+    checkpoints: int = field(default=10, metadata=spec("steps at which exposure is measured", ge=1))
 
-    def validate(self) -> None:
-        _positive("popularity.sgd", self, "steps", "dim", "seeds", "checkpoints")
-        if len(self.counts) < 2 or min(self.counts) < 1:
-            raise ConfigError(
-                f"config key 'popularity.sgd.counts': need >= 2 positive counts, got {self.counts}"
-            )
+    def check(self) -> None:
         if self.dim < len(self.counts):
-            raise ConfigError(
-                f"config key 'popularity.sgd.dim': must be >= {len(self.counts)} (one orthogonal "
-                f"query direction per token), got {self.dim}"
-            )
-        if self.lr <= 0 or self.query_noise < 0:
-            raise ConfigError(
-                "config key 'popularity.sgd.lr'/'query_noise': need lr > 0 and noise >= 0, "
-                f"got {self.lr} and {self.query_noise}"
-            )
+            need = f"must be >= {len(self.counts)} (one orthogonal query direction per token)"
+            raise invalid("dim", need, self.dim)
 
 
 @dataclass
-class PopularitySection:
+class PopularitySection(Config):
     exposure: Literal["softmax", "topk"] = field(
-        default="softmax", metadata=_help("softmax probability mass or expected top-K exposure")
+        default="softmax", metadata=spec("softmax probability mass or expected top-K exposure")
     )
-    k: int = field(default=10, metadata=_help("K of top-K exposure"))
+    k: int = field(default=10, metadata=spec("K of top-K exposure", ge=1))
     count: Literal["targets", "interactions"] = field(
-        default="targets", metadata=_help("platform-level training frequency (see count_items)")
+        default="targets", metadata=spec("platform-level training frequency (see count_items)")
     )
-    bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples of the exponent CI"))
-    sgd: SGDSection = field(default_factory=SGDSection, metadata=_help("early-SGD experiment"))
-
-    def validate(self) -> None:
-        _positive("popularity", self, "k", "bootstrap")
+    bootstrap: int = field(
+        default=1000, metadata=spec("bootstrap resamples of the exponent CI", ge=1)
+    )
+    sgd: SGDSection = field(default_factory=SGDSection, metadata=spec("early-SGD experiment"))
 
 
 @dataclass
 class PopularityProbeConfig(ProbeBase):
-    popularity: PopularitySection = field(default_factory=PopularitySection)
+    popularity: PopularitySection = field(
+        default_factory=PopularitySection, metadata={"help": "the popularity probe"}
+    )
 
 
 @dataclass
-class LatentSection:
+class LatentSection(Config):
     sigmas: list[float] = field(
         default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0],
-        metadata=_help("logit-noise scales sigma to sweep"),
+        metadata=spec("logit-noise scales sigma to sweep", ge=0, min_len=1),
     )
-    draws: int = field(default=5, metadata=_help("noise draws per sigma on the trained model"))
-    head_draws: int = field(default=20000, metadata=_help("noise draws on the isolated head"))
-    history_len: int = field(default=10, metadata=_help("isolated head: history positions"))
+    draws: int = field(default=5, metadata=spec("noise draws per sigma on the trained model", ge=1))
+    head_draws: int = field(default=20000, metadata=spec("noise draws on the isolated head", ge=1))
+    history_len: int = field(default=10, metadata=spec("isolated head: history positions", ge=2))
     mean_gap: float = field(
         default=0.5,
-        metadata=_help("isolated head: mean logits -gap * j, so the pair (0, 1) has gap Delta"),
+        metadata=spec("isolated head: mean logits -gap * j, so the pair (0, 1) has gap Delta"),
     )
-    kappa: float = field(default=3.0, metadata=_help("odds-ratio threshold of P(a_i/a_j >= kappa)"))
-    k: int = field(default=10, metadata=_help("top-K of the Jaccard stability"))
-
-    def validate(self) -> None:
-        _non_empty("latent.sigmas", self.sigmas, 0.0)
-        _positive("latent", self, "draws", "head_draws", "k")
-        if self.history_len < 2:
-            raise ConfigError(
-                f"config key 'latent.history_len': must be >= 2, got {self.history_len}"
-            )
-        if self.kappa <= 0:
-            raise ConfigError(f"config key 'latent.kappa': must be > 0, got {self.kappa}")
+    kappa: float = field(
+        default=3.0, metadata=spec("odds-ratio threshold of P(a_i/a_j >= kappa)", gt=0)
+    )
+    k: int = field(default=10, metadata=spec("top-K of the Jaccard stability", ge=1))
 
 
 @dataclass
 class LatentProbeConfig(ProbeBase):
-    latent: LatentSection = field(default_factory=LatentSection)
+    latent: LatentSection = field(
+        default_factory=LatentSection, metadata={"help": "the latent probe"}
+    )
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.model.kind not in ("none", "genrec"):
-            raise ConfigError(
-                "config key 'model.kind': the latent probe needs set_attention_noise "
-                f"(kind 'genrec') or 'none' for the isolated head only, got {self.model.kind!r}"
-            )
+            need = "the latent probe needs set_attention_noise (kind 'genrec') or 'none'"
+            raise invalid("model.kind", need + " for the isolated head only", self.model.kind)
 
 
 @dataclass
-class SyntheticSection:
-    n_items: int = field(default=50, metadata=_help("catalogue size within one context"))
-    zipf: float = field(default=1.0, metadata=_help("organic distribution p*(i) ~ (i+1)^-zipf"))
-    logs_per_round: int = field(default=200, metadata=_help("logged choices per round (n + m)"))
+class SyntheticSection(Config):
+    n_items: int = field(default=50, metadata=spec("catalogue size within one context", ge=1))
+    zipf: float = field(
+        default=1.0, metadata=spec("organic distribution p*(i) ~ (i+1)^-zipf", ge=0)
+    )
+    logs_per_round: int = field(
+        default=200, metadata=spec("logged choices per round (n + m)", ge=1)
+    )
     lambdas: list[float] = field(
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9],
-        metadata=_help("delegation shares lambda = m / (n + m)"),
+        metadata=spec("delegation shares lambda = m / (n + m)", ge=0, le=1, min_len=1),
     )
-    rounds: int = field(default=30, metadata=_help("retraining rounds"))
-    seeds: int = field(default=200, metadata=_help("Monte-Carlo repetitions per lambda"))
-
-    def validate(self) -> None:
-        _non_empty("synthetic.lambdas", self.lambdas, 0.0, 1.0)
-        _positive("synthetic", self, "n_items", "logs_per_round", "rounds", "seeds")
-        if self.zipf < 0:
-            raise ConfigError(f"config key 'synthetic.zipf': must be >= 0, got {self.zipf}")
+    rounds: int = field(default=30, metadata=spec("retraining rounds", ge=1))
+    seeds: int = field(default=200, metadata=spec("Monte-Carlo repetitions per lambda", ge=1))
 
 
 @dataclass
-class SyntheticProbeConfig:
-    name: str = field(default="probe_synthetic", metadata=_help("run name"))
-    seed: int = field(default=0, metadata=_help("seed of the Monte-Carlo draws"))
-    output_dir: str = field(default="runs", metadata=_help("where run directories are created"))
-    synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+class SyntheticProbeConfig(Config):
+    name: str = field(default="probe_synthetic", metadata=spec("run name"))
+    seed: int = field(default=0, metadata=spec("seed of the Monte-Carlo draws"))
+    output_dir: str = field(default="runs", metadata=spec("where run directories are created"))
+    synthetic: SyntheticSection = field(
+        default_factory=SyntheticSection, metadata={"help": "the synthetic feedback-loop probe"}
+    )
 
 
 CONFIGS: dict[str, type] = {

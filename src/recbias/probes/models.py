@@ -58,7 +58,7 @@ def fit_genrec(model: ProbeModelConfig, ds: PreparedDataset, **overrides: Any) -
     from recbias.genrec.config import GenRecConfig
     from recbias.genrec.recommender import GenerativeRecommender
 
-    cfg = from_dict(GenRecConfig, {**model.genrec, **overrides})
+    cfg = from_dict(GenRecConfig, {**model.genrec, **overrides}, "model.genrec")
     return GenerativeRecommender(cfg).fit(ds.split("train"), ds.items, ds.split("valid"))
 
 

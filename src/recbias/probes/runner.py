@@ -23,6 +23,7 @@ from recbias.baselines.popularity import count_items
 from recbias.config import load_config, write_resolved
 from recbias.errors import ConfigError
 from recbias.fsutil import write_json
+from recbias.hardware import device_for, resolve_dtype
 from recbias.probes import figures, latent, popularity, positional, sgd, synthetic
 from recbias.probes import models as probe_models
 from recbias.probes.config import (
@@ -30,6 +31,7 @@ from recbias.probes.config import (
     LatentProbeConfig,
     PopularityProbeConfig,
     PositionalProbeConfig,
+    ProbeModelConfig,
     SyntheticProbeConfig,
 )
 from recbias.report.results import results_section
@@ -53,6 +55,18 @@ class ProbeData:
     train: pd.DataFrame
     samples: pd.DataFrame
     n_items: int
+
+
+def _resolve_dtype(model: ProbeModelConfig | None) -> str | None:
+    """The trained model's ``dtype = "auto"`` resolved in place (recorded in config.toml)."""
+    if model is None or model.kind not in ("genrec", "sasrec"):
+        return None
+    if model.kind == "sasrec":
+        model.sasrec.dtype = resolve_dtype(model.sasrec.dtype, device_for(model.sasrec.device))
+        return model.sasrec.dtype
+    spec = model.genrec
+    spec["dtype"] = resolve_dtype(spec.get("dtype", "auto"), device_for(spec.get("device", "cpu")))
+    return spec["dtype"]
 
 
 def run_probe(
@@ -87,8 +101,9 @@ def run_probe(
         )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    dtype = _resolve_dtype(getattr(cfg, "model", None))
     write_resolved(cfg, run_dir / "config.toml")
-    write_environment(run_dir, cfg.seed)
+    write_environment(run_dir, cfg.seed, dtype)
     seed_everything(cfg.seed)
     metrics = {"channel": channel, **runners[channel](cfg, run_dir, model, factory, data)}
     write_json(run_dir / "metrics.json", metrics)

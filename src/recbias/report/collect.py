@@ -26,6 +26,7 @@ from recbias.report.format import fmt_number
 from recbias.report.inputs import read_json, read_jsonl, read_toml_text
 from recbias.report.reproducibility import reproducibility_entry
 from recbias.report.sections import Figure, Section, Table, load_sections
+from recbias.run_marker import require_finished
 
 MARKERS = ("metrics.json", "comparison.json", "compare.toml", "train_log.jsonl", "config.toml")
 SKIP_DIRS = {"model", "adapter", "checkpoints", "predictions", "figures", "__pycache__"}
@@ -62,6 +63,7 @@ def check_run_dir(run_dir: Path) -> None:
             f"{run_dir}: not {kinds}: found none of {', '.join(MARKERS)}, audit/audit.json, "
             "sections.json or *.sections.json"
         )
+    require_finished(run_dir)
 
 
 def _accuracy(

@@ -2,6 +2,18 @@
 
 A run killed at any point resumes from ``checkpoints/last`` and reaches the same numbers as an
 uninterrupted run: the data order is a pure function of (seed, epoch), and the RNG states are saved.
+
+Several processes: checkpoints are *consolidated*, one format whatever the launch. Every rank calls
+:func:`save` / :func:`save_weights` (under FSDP gathering the shards is a collective:
+``get_model_state_dict`` / ``get_optimizer_state_dict`` with ``full_state_dict=True,
+cpu_offload=True``, so the full tensors land in rank 0's CPU memory, never on one device) and
+rank 0 alone writes ``weights.pt`` (trainable parameters by name), ``trainer.pt`` (optimiser state
+keyed by parameter name, scheduler, RNG, objective state) and ``state.json``. :func:`load` reads
+the same files on every rank (the run directory must be on a file system all ranks see) and
+``set_*_state_dict`` re-shards them. So a run saved under FSDP on N processes resumes under DDP, FSDP
+or one process. The cost is rank 0's CPU memory for the full optimiser state (8 bytes per trainable
+parameter with AdamW); beyond that, torch.distributed.checkpoint's sharded format would be the
+next step.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import torch
 
 from recbias.errors import ModelError
 from recbias.fsutil import atomic_dir
+from recbias.train import distributed
 
 
 @dataclass
@@ -32,8 +45,69 @@ class LoopState:
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters that training changes (all for full fine-tuning, adapters for LoRA)."""
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    """The parameters that training changes (all for full fine-tuning, adapters for LoRA), full
+    tensors (gathered from every rank under FSDP: call on every rank; others get ``{}``)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    full = full_model_state(model)
+    if full is None:
+        params = dict(model.named_parameters())
+        return {n: params[n].detach() for n in names}
+    return {n: full[n] for n in names if n in full}
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """Under FSDP the full state dict (a collective; CPU tensors on rank 0, ``{}`` elsewhere),
+    else None (the model's own tensors are full)."""
+    if not distributed.fsdp_modules(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    # named_parameters lists a tied weight once (as save_pretrained writes it)
+    keep = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    return {n: v for n, v in full.items() if n in keep}
+
+
+def _options(**kw: Any) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=distributed.initialized(), **kw)
+
+
+def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimiser state keyed by parameter name, full tensors (rank 0 under several ranks)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_options())
+
+
+def load_optimizer_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    if any(isinstance(k, int) for k in state.get("state", {})):  # written by optimizer.state_dict
+        optimizer.load_state_dict(state)
+        return
+    set_optimizer_state_dict(model, optimizer, state, options=_options())
+
+
+def load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    """Copy full trainable tensors into ``model`` (re-sharded under FSDP); names must match."""
+    params = dict(model.named_parameters())
+    unknown = [n for n in weights if n not in params]
+    if unknown:
+        raise ModelError(f"checkpoint '{where}' does not match the model (e.g. '{unknown[0]}')")
+    if distributed.fsdp_modules(model):
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(model, weights, options=_options(strict=False))
+        return
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
 
 
 def rng_state() -> dict[str, Any]:
@@ -61,11 +135,15 @@ def save(
     state: LoopState,
     objective_state: dict[str, Any] | None = None,
 ) -> None:
+    """Call on every rank; rank 0 writes (module docstring)."""
+    weights, optim = trainable_state(model), optimizer_state(model, optimizer)
+    if not distributed.is_main():
+        return
     with atomic_dir(path) as tmp:
-        torch.save(trainable_state(model), tmp / "weights.pt")
+        torch.save(weights, tmp / "weights.pt")
         torch.save(
             {
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optim,
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_state(),
                 "objective": objective_state or {},
@@ -81,16 +159,9 @@ def load(
     """Restore weights, optimiser, scheduler and RNG; returns the loop and objective state."""
     if not (path / "state.json").exists():
         raise ModelError(f"cannot resume: no checkpoint in '{path}'")
-    weights = torch.load(path / "weights.pt", weights_only=True)
-    params = dict(model.named_parameters())
-    unknown = [n for n in weights if n not in params]
-    if unknown:
-        raise ModelError(f"checkpoint '{path}' does not match the model (e.g. '{unknown[0]}')")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    load_trainable(model, torch.load(path / "weights.pt", weights_only=True), path)
     extra = torch.load(path / "trainer.pt", weights_only=False)
-    optimizer.load_state_dict(extra["optimizer"])
+    load_optimizer_state(model, optimizer, extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     set_rng_state(extra["rng"])
     state = LoopState(**json.loads((path / "state.json").read_text()))
@@ -98,14 +169,13 @@ def load(
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    """Keep a copy of the trainable weights (the best checkpoint)."""
-    with atomic_dir(path) as tmp:
-        torch.save(trainable_state(model), tmp / "weights.pt")
+    """Keep a copy of the trainable weights (the best checkpoint, snapshots). Every rank calls;
+    rank 0 writes."""
+    weights = trainable_state(model)
+    if distributed.is_main():
+        with atomic_dir(path) as tmp:
+            torch.save(weights, tmp / "weights.pt")
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
-    weights = torch.load(path / "weights.pt", weights_only=True)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    load_trainable(model, torch.load(path / "weights.pt", weights_only=True), path)

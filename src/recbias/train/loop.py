@@ -9,6 +9,11 @@ The objective's summed numerators are divided by the effective batch's summed de
 accumulation does not change the loss. Only the supervised target positions go through the LM
 head. Validation (NDCG@K by constrained decoding) runs after each epoch, with early stopping; the
 best weights are kept and restored at the end.
+
+Several processes (``train.parallel``, :mod:`recbias.train.distributed`): the training forward is a
+module (:class:`TrainForward`) wrapped in DDP or sharded with FSDP2; each rank runs its share of a
+step's micro-batches and the update equals the one-process update. Dropout masks are seeded per
+(seed, step, micro-batch), so they too do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -25,8 +30,16 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from recbias.config import Config
 from recbias.errors import ConfigError
-from recbias.lm.batching import Batch, TokenizedSample, bucketed_batches, collate
+from recbias.lm.batching import (
+    Batch,
+    TokenizedSample,
+    bucketed_batches,
+    collate,
+    precompute_targets,
+    to_device,
+)
 from recbias.lm.loading import autocast
 from recbias.objectives import Objective, ObjectiveConfig
 from recbias.train import checkpoint, distributed
@@ -36,32 +49,44 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = field(default=2, metadata={"help": "maximum number of epochs"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+class TrainConfig(Config):
+    epochs: int = field(
+        default=2,
+        metadata={"help": "maximum number of epochs (0: decode with the base model)", "ge": 0},
+    )
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)", "gt": 0})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps (BIGRec/D3: 20)"})
+    warmup_steps: int = field(
+        default=20, metadata={"help": "linear warm-up steps (BIGRec/D3: 20)", "ge": 0}
+    )
     schedule: Literal["linear", "cosine", "constant"] = field(
         default="linear", metadata={"help": "learning-rate decay after warm-up"}
     )
-    micro_batch_size: int = field(default=8, metadata={"help": "samples per forward pass"})
-    grad_accum: int = field(default=2, metadata={"help": "micro-batches per optimiser step"})
+    micro_batch_size: int = field(default=8, metadata={"help": "samples per forward pass", "ge": 1})
+    grad_accum: int = field(
+        default=2, metadata={"help": "micro-batches per optimiser step", "ge": 1}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
     bucket_factor: int = field(
-        default=32, metadata={"help": "length-bucketing window, in effective batches"}
+        default=32, metadata={"help": "length-bucketing window, in effective batches", "ge": 1}
     )
     patience: int = field(
-        default=1, metadata={"help": "epochs without validation improvement before stopping"}
+        default=1,
+        metadata={"help": "epochs without validation improvement before stopping", "ge": 1},
     )
     checkpoint_every: int = field(
-        default=0, metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)"}
+        default=0,
+        metadata={"help": "save a resumable checkpoint every N steps (0 = each epoch)", "ge": 0},
     )
-    log_every: int = field(default=10, metadata={"help": "log training metrics every N steps"})
+    log_every: int = field(
+        default=10, metadata={"help": "log training metrics every N steps", "ge": 1}
+    )
     snapshot_every: int = field(
         default=0,
         metadata={
             "help": "keep the weights every N steps in checkpoints/step-N, for training-curve "
-            "diagnostics (recbias audit); 0 = off"
+            "diagnostics (recbias audit); 0 = off",
+            "ge": 0,
         },
     )
     snapshot_epochs: bool = field(
@@ -72,12 +97,22 @@ class TrainConfig:
         default=True,
         metadata={
             "help": "compute the prompt tokens that all rows of a micro-batch share (the task "
-            "description) once per micro-batch instead of once per row; same result"
+            "description) once per micro-batch instead of once per row; same result (CPU only: "
+            "on a GPU the extra forward call costs more than it saves)"
         },
     )
     compile: bool = field(
         default=False,
         metadata={"help": "torch.compile the decoder stack for training (one-time cost)"},
+    )
+    parallel: Literal["auto", "none", "ddp", "fsdp"] = field(
+        default="auto",
+        metadata={
+            "help": "several processes (torchrun / accelerate launch): ddp = DistributedDataParallel "
+            "(a full copy per device, gradients summed); fsdp = FSDP2, parameters, gradients and "
+            "optimiser state sharded per decoder layer (full fine-tuning of models that do not fit "
+            "one device); auto = ddp when more than one process is launched, else none"
+        },
     )
     loggers: list[str] = field(
         default_factory=list, metadata={"help": "extra loggers besides JSONL: tensorboard, mlflow"}
@@ -87,30 +122,6 @@ class TrainConfig:
     @property
     def effective_batch(self) -> int:
         return self.micro_batch_size * self.grad_accum
-
-    def validate(self) -> None:
-        at_least = {
-            "epochs": 1,
-            "micro_batch_size": 1,
-            "grad_accum": 1,
-            "bucket_factor": 1,
-            "patience": 1,
-            "log_every": 1,
-            "warmup_steps": 0,
-            "checkpoint_every": 0,
-            "snapshot_every": 0,
-        }
-        for key, low in at_least.items():
-            if getattr(self, key) < low:
-                raise ConfigError(
-                    f"config key 'train.{key}': must be >= {low}, got {getattr(self, key)}"
-                )
-        if self.lr <= 0:
-            raise ConfigError(f"config key 'train.lr': must be > 0, got {self.lr}")
-        if self.schedule not in ("linear", "cosine", "constant"):
-            raise ConfigError(
-                f"config key 'train.schedule': must be linear, cosine or constant, got {self.schedule!r}"
-            )
 
 
 class Reporter(Protocol):
@@ -183,18 +194,31 @@ def target_logits(
 
     ``decoder`` replaces the model's own decoder stack (e.g. a ``torch.compile``d wrapper of it).
     ``share_prefix`` computes the rows' common leading tokens once (:func:`shared_prefix_length`);
-    the result equals the plain forward up to floating-point summation order.
+    the result equals the plain forward up to floating-point summation order. A batch prepared
+    with :func:`~recbias.lm.batching.precompute_targets` uses the prefix and target positions
+    recorded there (no device synchronisation).
     """
     lm = causal_lm(model)
     stack = decoder if decoder is not None else lm.get_decoder()
-    n = shared_prefix_length(batch) if share_prefix else 0
-    if n >= MIN_SHARED_PREFIX:
+    known = batch.precomputed.get("prefix")
+    n = known if known is not None else (shared_prefix_length(batch) if share_prefix else 0)
+    if not share_prefix or n < MIN_SHARED_PREFIX:
+        n = 0
+    if n:
         hidden = _decode_with_shared_prefix(stack, batch, n)
-        return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask[:, n:]])
-    hidden = stack(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
-    ).last_hidden_state
-    return lm.get_output_embeddings()(hidden[:, :-1][batch.target_mask])
+    else:
+        hidden = stack(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        ).last_hidden_state
+    return lm.get_output_embeddings()(_target_states(hidden[:, :-1], batch, n))
+
+
+def _target_states(hidden: torch.Tensor, batch: Batch, n: int) -> torch.Tensor:
+    """``hidden [batch, seq-1-n, H]`` -> ``[n_tok, H]`` at the supervised positions."""
+    pre = batch.precomputed
+    if pre.get("prefix") == n and "target_rows" in pre:
+        return hidden[pre["target_rows"], pre["target_cols"]]
+    return hidden[batch.target_mask[:, n:]]
 
 
 @functools.cache
@@ -227,6 +251,21 @@ def _lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
     return fn
 
 
+class TrainForward(torch.nn.Module):
+    """The training forward (:func:`target_logits`) as a module, so that DDP and FSDP, which hook
+    into module calls, see it. ``decoder`` (optional) is a compiled view of the model's own
+    decoder stack, kept out of the module tree (it holds no parameters of its own)."""
+
+    def __init__(self, model: torch.nn.Module, share_prefix: bool) -> None:
+        super().__init__()
+        self.model, self.share_prefix = model, share_prefix
+        self.__dict__["decoder"] = None
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """[n_tok, vocab] logits at the batch's supervised positions."""
+        return target_logits(self.model, batch, self.decoder, self.share_prefix)
+
+
 class Trainer:
     def __init__(
         self,
@@ -247,20 +286,42 @@ class Trainer:
         self.run_dir, self.pad_id, self.seed, self.dtype = Path(run_dir), pad_id, seed, dtype
         self.logger = logger
         self.reporter = reporter or SilentReporter()
-        params = [p for p in model.parameters() if p.requires_grad]
+        self.state = LoopState()
+        self.device = next(model.parameters()).device
+        self.mode = distributed.resolve_parallel(cfg.parallel)
+        if (
+            self.mode == "fsdp"
+            and getattr(getattr(objective, "cfg", None), "weights_from", "") == "batch"
+        ):
+            # its extra no-grad forwards would be collectives that ranks run unevenly
+            raise ConfigError(
+                "config key 'train.objective.gdrt.weights_from': 'batch' is not supported with "
+                "train.parallel = 'fsdp'; use 'auto' or 'previous', or ddp"
+            )
+        # Under FSDP every forward is a collective: one forward per micro-batch on every rank.
+        # Sharing the prompt prefix saves FLOPs but costs a second forward and backward call: it
+        # pays on CPUs, which are bound by FLOPs; a GPU step of these models is bound by the host
+        # launching kernels, which the second call doubles.
+        share = (
+            cfg.share_prompt_prefix
+            and not cfg.compile
+            and self.mode != "fsdp"
+            and self.device.type == "cpu"
+        )
+        self.train_forward = TrainForward(model, share)
+        self.forward = distributed.wrap(self.train_forward, self.mode, self.device)
+        if self.mode == "fsdp":
+            distributed.register_root(model, self.forward)
+        params = [p for p in model.parameters() if p.requires_grad]  # sharded ones under FSDP
         # The fused kernel avoids foreach's temporary copies of every parameter (peak memory).
         self.optimizer = torch.optim.AdamW(
             params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
-        self.state = LoopState()
-        self.device = next(model.parameters()).device
         # Compiling fuses the elementwise ops around the matmuls (about 1.2x on CPU here) after a
         # one-time compilation of a few minutes; decoding keeps the uncompiled model.
-        self.decoder = (
-            torch.compile(causal_lm(model).get_decoder(), dynamic=True) if cfg.compile else None
-        )
-        # The compiled stack is traced without a cache argument; it keeps the plain forward.
-        self.share_prefix = cfg.share_prompt_prefix and self.decoder is None
+        if cfg.compile:
+            compiled = torch.compile(causal_lm(model).get_decoder(), dynamic=True)
+            self.train_forward.__dict__["decoder"] = compiled  # not a second registration
 
     @property
     def ckpt_dir(self) -> Path:
@@ -282,38 +343,57 @@ class Trainer:
         begin_step = getattr(self.objective, "begin_step", None)
         if begin_step is not None:
             begin_step()
+        # Everything data-dependent is settled on the host before the copies: the objective's
+        # per-token metadata, the normaliser, the shared prefix and the target positions. The
+        # micro-batches then run without waiting on the device.
         for b in batches:
-            b.input_ids, b.attention_mask = (
-                b.input_ids.to(self.device),
-                b.attention_mask.to(self.device),
-            )
-            b.labels = b.labels.to(self.device)
-            b.meta = {k: v.to(self.device) for k, v in b.meta.items()}
             self.objective.prepare(b)
         total = sum(self.objective.normaliser(b.target_labels, b.meta) for b in batches)
-        total = torch.as_tensor(total, dtype=torch.float32, device=self.device).clamp_min(1e-12)
-        loss_sum = torch.zeros((), device=self.device)
-        rank, world = distributed.rank_and_world()
-        for b in batches[rank::world]:  # this process's share of the effective batch
-            with autocast(self.dtype, self.device):
-                logits = target_logits(self.model, b, self.decoder, self.share_prefix)
-            num = self.objective(logits.float(), b.target_labels, b.meta)
-            (num / total).backward()
-            loss_sum += num.detach()
+        share = self.train_forward.share_prefix
+        for b in batches:
+            n = shared_prefix_length(b) if share else 0
+            precompute_targets(b, n if n >= MIN_SHARED_PREFIX else 0)
+            to_device(b, self.device)
+        total = torch.as_tensor(total, dtype=torch.float32).to(self.device, non_blocking=True)
+        total = total.clamp_min(1e-12)
+        loss_sum = self._backward(batches, total)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        distributed.sum_gradients(params)
-        loss_sum = distributed.sum_scalar(loss_sum)
-        if self.cfg.max_grad_norm > 0:
+        if self.cfg.max_grad_norm > 0:  # DTensor-aware: the global norm under FSDP too
             torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        release_free_memory()
+        if self.device.type == "cpu":  # the CUDA caching allocator keeps its own pool
+            release_free_memory()
         return {
-            "loss": float(loss_sum / total),
+            "loss": float(loss_sum / total),  # the step's one synchronisation
             "tokens": sum(b.n_tokens for b in batches),
             "samples": sum(len(idx) for idx in group),
         }
+
+    def _backward(self, batches: list[Batch], total: torch.Tensor) -> torch.Tensor:
+        """Forward and backward of this rank's share of the step; returns the summed numerator
+        over all ranks. Gradients are communicated once, after the last micro-batch."""
+        mine = distributed.shard(batches)
+        rank, world = distributed.rank_and_world()
+        # DDP needs one synchronised backward per rank; FSDP the same number of forwards.
+        calls = -(-len(batches) // world) if self.mode == "fsdp" else max(1, len(mine))
+        loss_sum = torch.zeros((), device=self.device)
+        for i in range(calls):
+            # Dropout masks depend on the micro-batch, not on which process runs it.
+            torch.manual_seed(hash((self.seed, self.state.step, i * world + rank)) % 2**63)
+            real = i < len(mine)
+            b = mine[i] if real else batches[0]
+            with distributed.gradient_sync(self.forward, sync=i == calls - 1):
+                with autocast(self.dtype, self.device):
+                    logits = self.forward(b)
+                if real:
+                    num = self.objective(logits.float(), b.target_labels, b.meta)
+                    (num / total).backward()
+                    loss_sum += num.detach()
+                else:  # zero weight: this rank only takes part in the collectives
+                    (logits.float().sum() * 0.0).backward()
+        return distributed.sum_scalar(loss_sum)
 
     def fit(
         self,
@@ -348,7 +428,8 @@ class Trainer:
     def _run_epoch(self, samples: Sequence[TokenizedSample], stop_after: int | None) -> bool:
         groups = self.step_groups(samples, self.state.epoch)
         if self.state.group_in_epoch == 0:  # not when resuming mid-epoch: it already started
-            self.objective.on_epoch_start(self.state.epoch, self.model)
+            with distributed.full_weights(self.model):  # e.g. GDRT's relevance pass
+                self.objective.on_epoch_start(self.state.epoch, self.model)
         for gi in range(self.state.group_in_epoch, len(groups)):
             t0 = time.perf_counter()
             info = self._step(samples, groups[gi])
@@ -360,14 +441,14 @@ class Trainer:
             )
             self.reporter.advance(info)
             logging_step = self.state.step % self.cfg.log_every == 0
-            if self.logger is not None and logging_step and distributed.is_main():
+            if self.logger is not None and logging_step:
                 extra = {k: v.detach().cpu().tolist() for k, v in self.objective.stats().items()}
                 self.logger.log({"event": "train", **info, **extra})
             every = self.cfg.checkpoint_every
             if every and self.state.step % every == 0:
                 self._save_last()
             snap = self.cfg.snapshot_every
-            if snap and self.state.step % snap == 0 and distributed.is_main():
+            if snap and self.state.step % snap == 0:
                 checkpoint.save_weights(self.ckpt_dir / f"step-{self.state.step}", self.model)
             if stop_after is not None and self.state.step >= stop_after:
                 return False
@@ -382,36 +463,35 @@ class Trainer:
             "step": self.state.step,
         }
         if validate is not None:
+            # Every rank decodes its share and gets the gathered results: the same metric.
             self.model.eval()
-            metric = distributed.broadcast_float(
-                float(validate(self.model)) if distributed.is_main() else None
-            )
+            with distributed.full_weights(self.model):
+                metric = float(validate(self.model))
             self.model.train()
             record["val_metric"] = metric
             best = self.state.best_metric
             if best is None or metric > best:
                 self.state.best_metric, self.state.best_epoch = metric, self.state.epoch
                 self.state.bad_epochs = 0
-                if distributed.is_main():
-                    checkpoint.save_weights(self.ckpt_dir / "best", self.model)
+                checkpoint.save_weights(self.ckpt_dir / "best", self.model)
             else:
                 self.state.bad_epochs += 1
                 self.state.stopped_early = self.state.bad_epochs >= self.cfg.patience
         self.state.history.append(record)
-        if self.logger is not None and distributed.is_main():
+        if self.logger is not None:
             self.logger.log(record)
-        if self.cfg.snapshot_epochs and distributed.is_main():
+        if self.cfg.snapshot_epochs:
             checkpoint.save_weights(self.ckpt_dir / f"epoch-{self.state.epoch}", self.model)
         self._save_last()
 
     def _save_last(self) -> None:
-        if distributed.is_main():
-            checkpoint.save(
-                self.ckpt_dir / "last",
-                self.model,
-                self.optimizer,
-                self.scheduler,
-                self.state,
-                self.objective.state_dict(),
-            )
+        """Every rank calls (gathering FSDP shards is a collective); rank 0 writes."""
+        checkpoint.save(
+            self.ckpt_dir / "last",
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.state,
+            self.objective.state_dict(),
+        )
         distributed.barrier()
