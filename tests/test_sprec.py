@@ -67,6 +67,7 @@ def test_draw_samples_is_seeded_per_iteration_and_without_replacement():
         ({"sprec": {"rejected": "sample", "top_k": 1, "n_rejected": 2}}, "sprec.top_k"),
         ({"sprec": {"dpo": {"label_smoothing": 0.5}}}, "sprec.dpo.label_smoothing"),
         ({"sprec": {"iterations": 1, "top_k": 12, "rejected": "sample"}}, "decode.beam.num_return"),
+        ({"sprec": {"iterations": 1}, "train": {"parallel": "fsdp"}}, "not supported with"),
     ],
 )
 def test_bad_sprec_settings_are_refused_at_load_time(keys, message):
