@@ -123,7 +123,7 @@ def test_invalid_beam_settings_name_the_section():
 def _copy_quickstart(folder: Path) -> Path:
     folder.mkdir(parents=True)
     root = Path(__file__).parent.parent / "configs"
-    for name in ("quickstart.toml", "audit_quick.toml"):
+    for name in ("quickstart.toml", "audit_quickstart.toml"):
         (folder / name).write_bytes((root / name).read_bytes())
     return folder / "quickstart.toml"
 
@@ -134,8 +134,8 @@ def test_copied_quickstart_reads_its_audit_config_next_to_it(tmp_path, monkeypat
     _copy_quickstart(tmp_path / "elsewhere")
     monkeypatch.chdir(tmp_path)  # not the repository, not the config's folder
     cfg = load_config(RunConfig, Path("elsewhere/quickstart.toml"))
-    assert cfg.finish.audit_config == str(tmp_path / "elsewhere" / "audit_quick.toml")
-    shipped = Path(__file__).parent.parent / "configs" / "audit_quick.toml"
+    assert cfg.finish.audit_config == str(tmp_path / "elsewhere" / "audit_quickstart.toml")
+    shipped = Path(__file__).parent.parent / "configs" / "audit_quickstart.toml"
     assert cfg.finish.audit_settings() == load_config(AuditConfig, shipped)
 
 

@@ -47,7 +47,7 @@ def test_show_writes_every_default_with_its_help_and_the_overrides(capsys):
     )
     text = capsys.readouterr().out
     assert "# peak learning rate (AdamW) [> 0]\nlr = 0.0003\n" in text
-    assert "# maximum number of epochs [>= 0]\nepochs = " in text
+    assert "# maximum number of epochs (0: decode with the base model) [>= 0]\nepochs = " in text
     assert "\n[train.objective.gdrt]\n" in text  # sections the file leaves out are shown too
     assert "# Iterative k-core on users and items until stable; 0 disables. [>= 0]" in text
 
@@ -60,7 +60,7 @@ def test_explain_gives_type_default_range_and_help(capsys):
         "type     int",
         "default  2",
         "allowed  >= 0",
-        "help     maximum number of epochs",
+        "help     maximum number of epochs (0: decode with the base model)",
     } <= set(lines)
 
 
