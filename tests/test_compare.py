@@ -411,7 +411,19 @@ def test_every_shipped_compare_config_loads(path):
 def test_compare_methods_lists_every_method():
     cfg = load_config(CompareConfig, ROOT / "configs" / "compare_methods.toml")
     names = [m.name for m in cfg.methods]
-    assert names == ["sft", "gdrt", "igd", "d3", "msl", "pos", "cft", "reweight", "igd+dec"]
+    assert names == [
+        "sft",
+        "gdrt",
+        "igd",
+        "d3",
+        "msl",
+        "pos",
+        "cft",
+        "reweight",
+        "igd+dec",
+        "sprec",
+    ]
+    assert cfg.methods[-1].set["sprec.iterations"] == 3
     d3 = cfg.methods[names.index("d3")]
     assert d3.reuse_model_of == "sft" and d3.set["decode.beam.length_penalty"] == 0.0
     assert d3.set["decode.calibration"] == ["d3"] and d3.set["decode.d3.assistant"] == "sasrec"

@@ -77,7 +77,9 @@ RESERVED = {
     "data": "all methods share the prepared data and the test samples",
 }
 # Keys a decode-only variant may not set: they would change the model it reuses.
-REUSE_FORBIDDEN = ("train", "model.path", "model.finetune", "model.lora", "model.adapter")
+REUSE_FORBIDDEN = (
+    "train", "model.path", "model.finetune", "model.lora", "model.adapter", "sprec",
+)  # fmt: skip
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 BASELINE_ROW = "popularity"
 

@@ -20,8 +20,8 @@ different sample sets are an error):
   Δ = mean(d), its 95% bootstrap CI over samples and the two-sided sign-flip p-value
   (:func:`recbias.metrics.stats.paired_comparison`); ``*`` marks p < 0.05.
 
-Training time is ``timing.train`` of each run's ``metrics.json`` (0 for decode-only variants and the
-popularity baseline) and decoding time ``timing.recommend_<stem>``, both averaged over seeds.
+Training time is ``timing.train`` of each run's ``metrics.json`` plus ``timing.sprec`` (SPRec's
+self-play iterations after SFT; 0 for decode-only variants and the popularity baseline) and decoding time ``timing.recommend_<stem>``, both averaged over seeds.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def _timing(run_dir: Path, stem: str) -> tuple[float, float]:
         timing = json.loads(path.read_text(encoding="utf-8")).get("timing", {})
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read the run's metrics ({exc})") from None
-    train = float(timing.get("train") or 0.0) if stem == "llm" else 0.0
+    train = float(timing.get("train") or 0.0) + float(timing.get("sprec") or 0.0)
+    train = train if stem == "llm" else 0.0
     decode = timing.get(f"recommend_{stem}")
     return train, float("nan") if decode is None else float(decode)
 

@@ -8,13 +8,14 @@
 * :mod:`~recbias.llmrec.recommender`: ``LLMRecommender`` (prompts → constrained beam search);
 * :mod:`~recbias.llmrec.assemble`: the dataset, model and recommender, built once;
 * :mod:`~recbias.llmrec.pipeline`: the stages of a run;
+* :mod:`~recbias.llmrec.sprec`: SPRec self-play DPO iterations after SFT;
 * :mod:`~recbias.llmrec.run`: a run directory → ``LoadedRun``.
 
 What happens after a run (the audit and the report) is :mod:`recbias.workflow`'s.
 """
 
 from recbias.llmrec.assemble import LoadedModel, load_data, load_lm, make_recommender
-from recbias.llmrec.config import DecodeConfig, FinishConfig, RunConfig
+from recbias.llmrec.config import DecodeConfig, FinishConfig, RunConfig, SPRecConfig
 from recbias.llmrec.pipeline import (
     evaluate,
     recommend,
@@ -33,6 +34,7 @@ __all__ = [
     "LoadedModel",
     "LoadedRun",
     "RunConfig",
+    "SPRecConfig",
     "build_trie",
     "candidate_items",
     "evaluate",

@@ -15,6 +15,7 @@ from recbias.decoding.config import BeamConfig
 from recbias.decoding.d3 import D3Config
 from recbias.decoding.igd_calibration import IGDDecodeConfig
 from recbias.lm.loading import ModelConfig
+from recbias.objectives.dpo import DPOConfig
 from recbias.prompts import PromptConfig
 from recbias.train.loop import TrainConfig
 
@@ -112,6 +113,63 @@ class FinishConfig(Config):
 
 
 @dataclass
+class SPRecConfig(Config):
+    """Self-play iterations after SFT (SPRec, :mod:`recbias.llmrec.sprec`); ``iterations = 0``
+    turns them off."""
+
+    iterations: int = field(
+        default=0, metadata=spec("self-play iterations after SFT (0 = off)", ge=0)
+    )
+    samples: int = field(
+        default=2048,
+        metadata=spec("training samples drawn (and decoded) per iteration", ge=1),
+    )
+    rejected: Literal["top1", "sample"] = field(
+        default="top1",
+        metadata={
+            "help": "top1 = the best-ranked non-target items; sample = drawn from the top top_k"
+        },
+    )
+    top_k: int = field(
+        default=5,
+        metadata=spec("candidates of rejected = 'sample' (<= decode.beam's items)", ge=1),
+    )
+    n_rejected: int = field(
+        default=1, metadata=spec("rejected items per prompt; > 1 = S-DPO", ge=1)
+    )
+    sft_epochs: int = field(
+        default=1, metadata=spec("SFT epochs per iteration before DPO (0 = none)", ge=0)
+    )
+    dpo_epochs: int = field(default=1, metadata=spec("DPO epochs per iteration", ge=1))
+    lr: float = field(default=2e-5, metadata=spec("learning rate of both phases", gt=0))
+    warmup_steps: int = field(default=20, metadata=spec("linear warm-up steps of each phase", ge=0))
+    dpo_micro_batch_size: int = field(
+        default=2, metadata=spec("prompts per DPO forward pass", ge=1)
+    )
+    dpo_grad_accum: int = field(
+        default=4, metadata=spec("DPO micro-batches per optimiser step", ge=1)
+    )
+    validate_each_iteration: bool = field(
+        default=True, metadata={"help": "record validation NDCG after every iteration"}
+    )
+    dpo: DPOConfig = field(
+        default_factory=DPOConfig, metadata={"help": "the DPO / S-DPO loss of every iteration"}
+    )
+
+    def check(self) -> None:
+        if self.rejected == "sample" and self.top_k < self.n_rejected:
+            raise invalid(
+                "top_k",
+                f"must be >= sprec.n_rejected ({self.n_rejected}) to sample from",
+                self.top_k,
+            )
+
+    def candidates(self) -> int:
+        """Ranked items the rejected ones are taken from (the target may be among them)."""
+        return (self.top_k if self.rejected == "sample" else self.n_rejected) + 1
+
+
+@dataclass
 class RunConfig(Config):
     name: str = field(default="experiment", metadata={"help": "run name (prefix of the run dir)"})
     seed: int = field(default=0, metadata={"help": "seed of model init, data order and sampling"})
@@ -144,3 +202,23 @@ class RunConfig(Config):
     finish: FinishConfig = field(
         default_factory=FinishConfig, metadata={"help": "audit and report after the run"}
     )
+    sprec: SPRecConfig = field(
+        default_factory=SPRecConfig,
+        metadata={"help": "SPRec self-play DPO iterations after SFT (sprec.iterations = 0: off)"},
+    )
+
+    def check(self) -> None:
+        if self.sprec.iterations and self.train.parallel == "fsdp":
+            raise invalid(
+                "sprec.iterations",
+                "SPRec is not supported with train.parallel = 'fsdp' yet (use ddp)",
+                self.sprec.iterations,
+            )
+        need = self.sprec.candidates()
+        if self.sprec.iterations and self.decode.beam.n_return < need:
+            raise invalid(
+                "decode.beam.num_return",
+                f"SPRec needs {need} ranked items per prompt (sprec.n_rejected or sprec.top_k, "
+                "plus the target)",
+                self.decode.beam.n_return,
+            )

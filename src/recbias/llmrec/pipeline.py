@@ -265,6 +265,12 @@ def run_experiment(
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
     timing["train"] = training.get("train_seconds", 0.0)
     timing["validate"] = training.get("validation_seconds", 0.0)
+    if cfg.sprec.iterations:  # SPRec: self-play DPO iterations on the SFT model
+        from recbias.llmrec.sprec import self_play
+
+        training["sprec"] = self_play(cfg, ds, lm, run_dir, reporter)
+        timing["sprec"] = training["sprec"]["seconds"]
+        save_model(cfg, lm, run_dir)  # every rank (collective)
     lm.model.eval()
     samples, recs, seconds = recommend(cfg, ds, lm, run_dir)
     timing.update({f"recommend_{k}": v for k, v in seconds.items()})

@@ -198,8 +198,11 @@ class Trainer:
         dtype: str = "bf16",
         logger: Any = None,
         reporter: Reporter | None = None,
+        collate_fn: Callable[[Sequence[Any], int], Batch] = collate,
     ) -> None:
         self.model, self.objective, self.cfg = model, objective, cfg
+        # Builds a micro-batch from samples (preference objectives collate several rows each).
+        self.collate_fn = collate_fn
         self.run_dir, self.pad_id, self.seed, self.dtype = Path(run_dir), pad_id, seed, dtype
         self.logger = logger
         self.reporter = reporter or SilentReporter()
@@ -256,7 +259,7 @@ class Trainer:
         return [[b[i : i + mbs] for i in range(0, len(b), mbs)] for b in eff]
 
     def _step(self, samples: Sequence[TokenizedSample], group: list[list[int]]) -> dict[str, float]:
-        batches = [collate([samples[i] for i in idx], self.pad_id) for idx in group]
+        batches = [self.collate_fn([samples[i] for i in idx], self.pad_id) for idx in group]
         begin_step = getattr(self.objective, "begin_step", None)
         if begin_step is not None:
             begin_step()
