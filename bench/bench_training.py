@@ -83,6 +83,22 @@ def run_ours(
     return rates
 
 
+def pad_rows(feats: list[dict], pad: int) -> dict[str, torch.Tensor]:
+    """Right-pad ``input_ids``/``labels`` to the longest row (as recbias's collate)."""
+    width = max(len(f["input_ids"]) for f in feats)
+    ids = torch.full((len(feats), width), pad)
+    labels = torch.full((len(feats), width), -100)
+    mask = torch.zeros((len(feats), width), dtype=torch.long)
+    for i, f in enumerate(feats):
+        n = len(f["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = (
+            torch.tensor(f["input_ids"]),
+            torch.tensor(f["labels"]),
+            1,
+        )
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
 def run_hf(
     lm_path: Path,
     samples,
@@ -107,20 +123,6 @@ def run_hf(
         for s in samples
     ]
 
-    def collate(feats):
-        width = max(len(f["input_ids"]) for f in feats)
-        ids = torch.full((len(feats), width), pad_id)
-        labels = torch.full((len(feats), width), -100)
-        mask = torch.zeros((len(feats), width), dtype=torch.long)
-        for i, f in enumerate(feats):
-            n = len(f["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = (
-                torch.tensor(f["input_ids"]),
-                torch.tensor(f["labels"]),
-                1,
-            )
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
     def make(n_steps: int, data):
         args = TrainingArguments(
             output_dir=str(tmp / "hf"),
@@ -137,7 +139,12 @@ def run_hf(
             seed=0,
             train_sampling_strategy="group_by_length" if group_by_length else "random",
         )
-        return Trainer(model=model, args=args, train_dataset=data, data_collator=collate)
+        return Trainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            data_collator=lambda feats: pad_rows(feats, pad_id),
+        )
 
     work = rows[batch : batch * (steps + 1)]
     make(steps, work).train()  # warm-up pass: the same batch shapes as the timed pass

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from bench_training import pad_rows
 from gpu_common import MICRO_BATCH, build_model, free, model_flops, sync
 from recbias.lm.batching import TokenizedSample
 from recbias.objectives import ObjectiveConfig, build_objective, registered
@@ -141,22 +142,6 @@ def hf_arguments(args, device: torch.device, mb: int, steps: int, tmp: Path):
         disable_tqdm=True,
         seed=args.seed,
     )
-
-
-def pad_rows(feats: list[dict], pad: int) -> dict[str, torch.Tensor]:
-    """Right-pad ``input_ids``/``labels`` to the longest row (as recbias's collate)."""
-    width = max(len(f["input_ids"]) for f in feats)
-    ids = torch.full((len(feats), width), pad)
-    labels = torch.full((len(feats), width), -100)
-    mask = torch.zeros((len(feats), width), dtype=torch.long)
-    for i, f in enumerate(feats):
-        n = len(f["input_ids"])
-        ids[i, :n], labels[i, :n], mask[i, :n] = (
-            torch.tensor(f["input_ids"]),
-            torch.tensor(f["labels"]),
-            1,
-        )
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 def compiled_shapes(args: argparse.Namespace) -> set[str]:
