@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     # 9-10 item-ID recommenders beside the LLM line: generative (semantic IDs), baselines + LOO
     "recbias.genrec": 9,
     "recbias.baselines": 10,
+    "recbias.sidllm": 10,
     # 11 the assembled LLM recommender and its pipeline; probes and simulation beside it
     "recbias.llmrec": 11,
     "recbias.probes": 11,

@@ -580,9 +580,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    ok = False
     try:
         _join_launch()
-        return args.fn(args)
+        code = args.fn(args)
+        ok = True
+        return code
     except RecbiasError as exc:
         if args.debug:
             raise
@@ -594,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         from recbias import distributed
 
-        distributed.shutdown()
+        distributed.shutdown(sync=ok)  # after a failure the other ranks may never arrive
         console.quiet = out.quiet = False
 
 

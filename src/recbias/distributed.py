@@ -44,6 +44,7 @@ model must fit one device for inference, not for training).
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import os
 from collections.abc import Iterator, Sequence
@@ -80,9 +81,19 @@ def init_from_env() -> torch.device | None:
     return device
 
 
-def shutdown() -> None:
-    if initialized():
-        dist.destroy_process_group()
+def shutdown(sync: bool = True) -> None:
+    """Leave the process group; with ``sync`` every rank waits for the others first.
+
+    A rank that finished early (every rank but 0 skips the writing) would otherwise tear down
+    its gloo threads while rank 0 is still working; the wrappers (DDP reducers, FSDP states)
+    that still reference the group are collected before it is destroyed.
+    """
+    if not initialized():
+        return
+    if sync and dist.get_world_size() > 1:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def rank_and_world() -> tuple[int, int]:
