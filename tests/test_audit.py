@@ -105,13 +105,13 @@ def test_every_section_in_report_order_with_existing_figures(audited):
     keys = [s.key for s in sections]
     assert keys == ["audit_overview", "fairness_llm", "fairness_popularity", "concentration",
                     "attribution", "cooccurrence", "token_ig_llm", "training_curves_llm",
-                    "sensitivity"]  # fmt: skip
+                    "sensitivity", "positional"]  # fmt: skip
     for sec in sections:
         for fig in sec.figures:
             assert (audited / fig.file).is_file() and fig.file.endswith(".png"), fig.file
     assert set(meta["timings_s"]) == set(ANALYSES)
     assert meta["config"]["max_samples"] == 6 and meta["versions"]["torch"]
-    for name in ("attribution_base", "attribution_sft", "sensitivity"):
+    for name in ("attribution_base", "attribution_sft", "sensitivity", "positional_sft"):
         assert not pd.read_csv(audited / "data" / f"{name}.csv").empty
 
 

@@ -26,6 +26,7 @@ from recbias.diagnostics.groups import (
     popularity_grouping,
     relevance_grouping,
 )
+from recbias.diagnostics.history_attention import history_attention, positional_section
 from recbias.diagnostics.sensitivity import (
     history_sensitivity,
     llm_factory,
@@ -217,6 +218,30 @@ def sensitivity(ctx: AuditContext, out_dir: Path) -> list[Section]:
     write_csv(out_dir, "sensitivity", frame)
     sec = sensitivity_section({"llm": results}, out_dir, ctx.cfg.n_boot, ctx.cfg.seed)
     sec.summary = f"{len(samples)} '{ctx.cfg.split}' samples, top-{ctx.cfg.sensitivity.k} lists."
+    return [sec]
+
+
+# --------------------------------------------------------------------------- positional
+
+
+def positional(ctx: AuditContext, out_dir: Path) -> list[Section]:
+    """Attention to each history item at the decision position, tuned (and base) model."""
+    rows = ctx.subset(ctx.cfg.positional_samples)
+    models = {ctx.run_cfg.train.objective.name: ctx.tuned}
+    if ctx.cfg.compare_base:
+        models = {"base": ctx.base, **models}
+    results = {}
+    for name, get in models.items():
+        lm = get()
+        samples = encode_samples(lm.builder, rows, ctx.titles, lm.max_length, with_target=False)
+        pad = lm.builder.tokenizer.pad_token_id
+        results[name] = history_attention(lm.model, samples, pad, ctx.cfg.batch_size)
+        write_csv(out_dir, f"positional_{name}", pd.DataFrame(
+            results[name].share, columns=[f"item_{j}" for j in range(results[name].share.shape[1])]
+        ).assign(sample_id=rows["sample_id"].to_numpy()))  # fmt: skip
+    window = ctx.cfg.positional_window
+    sec = positional_section(results, out_dir, window, ctx.cfg.n_boot, ctx.cfg.seed)
+    sec.summary = f"{len(rows)} '{ctx.cfg.split}' samples; per-sample shares in {DATA_DIR}/."
     return [sec]
 
 

@@ -16,7 +16,9 @@ from recbias.diagnostics.token_ig import TokenIGConfig
 from recbias.errors import ConfigError
 from recbias.metrics.fairness import GroupingKind
 
-Analysis = Literal["fairness", "attribution", "cooccurrence", "token_ig", "curves", "sensitivity"]
+Analysis = Literal[
+    "fairness", "attribution", "cooccurrence", "token_ig", "curves", "sensitivity", "positional"
+]
 ANALYSES: tuple[str, ...] = (
     "fairness",
     "attribution",
@@ -24,6 +26,7 @@ ANALYSES: tuple[str, ...] = (
     "token_ig",
     "curves",
     "sensitivity",
+    "positional",
 )
 SPLITS = ("train", "valid", "test")
 
@@ -114,6 +117,12 @@ class AuditConfig(Config):
     )
     sensitivity_samples: int = field(
         default=100, metadata=spec("split samples whose lists are perturbed", ge=1)
+    )
+    positional_samples: int = field(
+        default=100, metadata=spec("split samples whose attention to history items is read", ge=1)
+    )
+    positional_window: int = field(
+        default=2, metadata=spec("recent items counted as the near window (Prop. 4.1)", ge=1)
     )
     compare_base: bool = field(
         default=True,

@@ -41,6 +41,7 @@ RUNNERS: dict[str, analyses.Analysis] = {
     "token_ig": analyses.token_ig,
     "curves": curves,
     "sensitivity": analyses.sensitivity,
+    "positional": analyses.positional,
 }
 
 
