@@ -356,11 +356,12 @@ def cmd_genrec(args: argparse.Namespace) -> int:
     from recbias.config import load_config
     from recbias.genrec import GenRecRunConfig
     from recbias.genrec.runner import run_genrec
+    from recbias.workflow import genrec_finisher
 
     cfg = load_config(GenRecRunConfig, Path(args.config), args.set)
     run_dir = _results_dir(cfg.output_dir, cfg.name, args.run_dir)
     console.print(f"run directory: [bold]{run_dir}[/]")
-    result = run_genrec(cfg, run_dir)
+    result = run_genrec(cfg, run_dir, genrec_finisher(cfg, run_dir))
     rows = [
         [name, f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]"]
         for name, v in result["metrics"].items()

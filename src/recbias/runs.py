@@ -8,12 +8,14 @@ import os
 import platform
 import random
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from recbias.config import Config, spec
 from recbias.errors import RecbiasError
 from recbias.fsutil import write_json
 
@@ -140,3 +142,27 @@ def new_run_dir(output_dir: Path, name: str, run_dir: Path | None, resume: bool)
 
 def write_environment(run_dir: Path, seed: int, dtype: str | None = None) -> None:
     write_json(run_dir / "environment.json", environment(seed, dtype))
+
+
+@dataclass
+class FinishConfig(Config):
+    """What ``recbias run`` / ``recbias genrec`` do after evaluating: an audit, then the report
+    (run by :mod:`recbias.workflow`, which also resolves and checks the audit settings)."""
+
+    audit: bool = field(
+        default=False, metadata={"help": "audit the finished run (recbias audit) into RUN/audit/"}
+    )
+    audit_config: str | None = field(
+        default=None,
+        metadata=spec(
+            "audit settings (configs/audit.toml format); unset = the defaults", path=True
+        ),
+    )
+    audit_set: list[str] = field(
+        default_factory=list,
+        metadata={"help": "overrides of the audit settings, e.g. ['attribution_samples=50']"},
+    )
+    report: bool = field(
+        default=True,
+        metadata={"help": "write RUN/report/ (HTML, Markdown, CSV, LaTeX) of the run"},
+    )

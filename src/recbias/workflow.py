@@ -19,6 +19,8 @@ from recbias import distributed
 from recbias.config import invalid, load_config
 from recbias.errors import ConfigError
 from recbias.evaluation.summary import write_metrics_json
+from recbias.genrec.config import GenRecRunConfig
+from recbias.genrec.runner import AfterHook
 from recbias.llmrec import FinishConfig, RunConfig, run_experiment
 from recbias.train.loop import Reporter
 
@@ -87,3 +89,22 @@ def finish(cfg: RunConfig, run_dir: Path, timing: dict[str, float]) -> None:
         doc = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         doc["timing"].update(timing)
         write_metrics_json(run_dir / "metrics.json", doc)
+
+
+def genrec_finisher(cfg: GenRecRunConfig, run_dir: Path) -> AfterHook | None:
+    """What ``recbias genrec`` runs after testing (``[finish]``): the audit of the fitted model
+    (settings checked now, before training) and the report."""
+    settings = audit_settings(cfg.finish) if cfg.finish.audit else None
+
+    def after(rec, ds) -> None:
+        if settings is not None:
+            from recbias.audit.sequential import audit_recommender
+
+            meta = {"run_dir": str(run_dir.resolve()), "run_name": cfg.name}
+            audit_recommender(rec, ds, settings, run_dir / "audit", "genrec", meta)
+        if cfg.finish.report:
+            from recbias.report import build_report
+
+            build_report([run_dir], run_dir / "report", title=f"recbias genrec {run_dir.name}")
+
+    return after if settings is not None or cfg.finish.report else None

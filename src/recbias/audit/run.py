@@ -173,6 +173,9 @@ def headline(
                 ("prefix_history", "prefix/history"),
             ):
                 out.append((f"attribution {text} ({label})", _fmt(ratios[name].get("mean"))))
+    if "positional" in by:
+        for label, p in by["positional"].data["positional"].items():
+            out.append((f"recent-item attention / equal attention ({label})", _fmt(p["ratio"])))
     if "sensitivity" in by:
         data = by["sensitivity"].data["sensitivity"]
         swap = data.get(f"{model}/swap")

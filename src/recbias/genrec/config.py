@@ -13,6 +13,7 @@ from typing import Literal
 
 from recbias.config import Config, invalid, spec
 from recbias.data.config import DataConfig
+from recbias.runs import FinishConfig
 
 Encoder = Literal["auto", "minilm", "tfidf"]
 Quantizer = Literal["rkmeans", "rqvae"]
@@ -138,4 +139,11 @@ class GenRecRunConfig(Config):
     )
     eval: GenRecEvalConfig = field(
         default_factory=GenRecEvalConfig, metadata={"help": "metrics and the evaluated split"}
+    )
+    finish: FinishConfig = field(
+        default_factory=lambda: FinishConfig(report=False),
+        metadata={
+            "help": "after testing: the bias audit (concentration, positional attention, history "
+            "sensitivity) into RUN/audit/, and the report"
+        },
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,13 @@ def _timed(timing: dict[str, float], name: str, t0: float) -> float:
     return now
 
 
-def run_genrec(cfg: GenRecRunConfig, run_dir: Path) -> dict[str, Any]:
+# Called with the fitted recommender and the dataset after metrics.json is written (the audit).
+AfterHook = Callable[[GenerativeRecommender, PreparedDataset], None]
+
+
+def run_genrec(
+    cfg: GenRecRunConfig, run_dir: Path, after: AfterHook | None = None
+) -> dict[str, Any]:
     """Run one generative-recommender experiment; returns what ``metrics.json`` holds."""
     run_dir = Path(run_dir)
     seed_everything(cfg.genrec.seed)
@@ -62,6 +69,7 @@ def run_genrec(cfg: GenRecRunConfig, run_dir: Path) -> dict[str, Any]:
         recs.items, samples["target"].to_numpy(), cfg.eval.ks, cfg.eval.bootstrap, cfg.genrec.seed
     )
     result = {
+        "method": "genrec",
         "dataset": ds.name,
         "split": cfg.eval.split,
         "encoder": rec.encoder_used,
@@ -70,5 +78,7 @@ def run_genrec(cfg: GenRecRunConfig, run_dir: Path) -> dict[str, Any]:
         "timing": timing,
     }
     write_json(run_dir / "metrics.json", result)
+    if after is not None:
+        after(rec, ds)
     log.info("genrec %s: %s", cfg.eval.split, {k: v for k, v in metrics.items() if "@10" in k})
     return result

@@ -17,6 +17,7 @@ from recbias.decoding.igd_calibration import IGDDecodeConfig
 from recbias.lm.loading import ModelConfig
 from recbias.objectives.dpo import DPOConfig
 from recbias.prompts import PromptConfig
+from recbias.runs import FinishConfig
 from recbias.train.loop import TrainConfig
 
 BASELINES = ("popularity", "sasrec")
@@ -85,30 +86,6 @@ class BaselinesConfig(Config):
     sasrec: SASRecConfig = field(
         default_factory=SASRecConfig,
         metadata={"help": "SASRec on the same data (eval.baselines = ['sasrec'])"},
-    )
-
-
-@dataclass
-class FinishConfig(Config):
-    """What ``recbias run`` does after evaluating: an audit, then the report (run by
-    :mod:`recbias.workflow`, which also resolves and checks the audit settings)."""
-
-    audit: bool = field(
-        default=False, metadata={"help": "audit the finished run (recbias audit) into RUN/audit/"}
-    )
-    audit_config: str | None = field(
-        default=None,
-        metadata=spec(
-            "audit settings (configs/audit.toml format); unset = the defaults", path=True
-        ),
-    )
-    audit_set: list[str] = field(
-        default_factory=list,
-        metadata={"help": "overrides of the audit settings, e.g. ['attribution_samples=50']"},
-    )
-    report: bool = field(
-        default=True,
-        metadata={"help": "write RUN/report/ (HTML, Markdown, CSV, LaTeX) of the run"},
     )
 
 

@@ -145,6 +145,8 @@ def run_accuracy(
 ) -> tuple[Section, list[MethodScores]]:
     """The accuracy section of a run's ``metrics.json``."""
     metrics = need(doc, "metrics", dict, str(path))
+    if "methods" not in metrics and "method" in doc:  # one recommender (recbias genrec)
+        metrics = {"methods": {str(doc["method"]): metrics}}
     methods = need(metrics, "methods", dict, f"{path}: metrics")
     scores = [_method_scores(n, r, f"{path}: metrics.methods.{n}") for n, r in methods.items()]
     names = list(dict.fromkeys(m for s in scores for m in s.cis))
