@@ -469,7 +469,11 @@ def test_table_over_seeds_matches_numpy(tmp_path):
     assert paired["diff"] == pytest.approx(diff.mean())
     assert paired["a_better"] == int((diff > 0).sum())
     assert table["methods"]["new"]["train_seconds"] == 2.0
-    assert comparison_csv(table).splitlines()[0].startswith("method,reuse_model_of,n_seeds,HR@1")
+    assert (
+        comparison_csv(table)
+        .splitlines()[0]
+        .startswith("method,decoding,reuse_model_of,n_seeds,HR@1")
+    )
 
 
 def test_table_refuses_runs_on_different_samples(tmp_path):
@@ -479,3 +483,116 @@ def test_table_refuses_runs_on_different_samples(tmp_path):
     runs = [MethodRuns("a", [tmp_path / "a"]), MethodRuns("b", [tmp_path / "b"])]
     with pytest.raises(RecbiasError, match="sample ids differ"):
         build_comparison(runs, "a", [1])
+
+
+# --- decoding groups: a decoding method is compared with the reference decoded the same way ---
+
+DECODE_VARIANT = """
+[[methods]]
+name = "d3p"
+reuse_model_of = "sft"
+set = { "decode.beam.renormalize" = true, "decode.calibration" = ["d3"], "decode.d3.assistant" = "popularity", "decode.d3.guidance" = 0.5 }
+"""
+SAME_SETTINGS = "sft@renormalize=true"
+
+
+@pytest.fixture(scope="module")
+def grouped(compared, setup, tmp_path_factory) -> tuple[Path, dict]:
+    out = _copy(compared[0], tmp_path_factory.mktemp("grouped"))
+    path = write_config(setup, out.parent / "c.toml", METHODS + DECODE_VARIANT)
+    return out, run_comparison(load_config(CompareConfig, path), out)
+
+
+def test_a_decoding_variant_gets_the_reference_decoded_with_its_settings(grouped):
+    out, result = grouped
+    assert result["status"][f"seed-0/{SAME_SETTINGS}"] == "decoded"
+    assert result["status"]["seed-0/d3p"] == "decoded"
+    assert result["status"]["seed-0/sft"] == "skipped"  # nothing retrains
+    added = out / "seed-0" / SAME_SETTINGS
+    assert not (added / "model").exists() and not (added / "checkpoints").exists()
+    recorded, sft = _resolved(added), _resolved(out / "seed-0" / "sft")
+    assert recorded["decode"]["beam"]["renormalize"] is True
+    recorded["decode"]["beam"]["renormalize"] = False
+    assert {**recorded, "name": sft["name"]} == sft  # sft's config, decoded with d3p's settings
+    table = result["comparison"]["methods"]
+    assert list(table) == ["sft", "sft_lr", "sft_lp0", SAME_SETTINGS, "d3p", "popularity"]
+    assert [table[n]["decoding"] for n in table] == [
+        "", "", "length_penalty=0.0", "renormalize=true", "renormalize=true", "n/a",
+    ]  # fmt: skip
+    assert [table[n]["vs"] for n in table] == [None, "sft", "sft", "sft", SAME_SETTINGS, "sft"]
+    md = result["markdown"]
+    assert "| d3p (model of sft) | renormalize=true |" in md and "| sft | as sft |" in md
+
+
+def test_the_same_settings_row_equals_an_independent_recommend(grouped, tmp_path):
+    import dataclasses
+
+    from recbias import llmrec
+
+    out, result = grouped
+    sft_dir = out / "seed-0" / "sft"
+    sft = llmrec.read_run_config(sft_dir)
+    beam = dataclasses.replace(sft.decode.beam, renormalize=True)
+    cfg = dataclasses.replace(sft, decode=dataclasses.replace(sft.decode, beam=beam))
+    ds = llmrec.load_data(cfg)
+    lm = llmrec.load_lm(cfg, ds, weights=sft_dir / "model")
+    lm.model.eval()
+    samples, recs, _ = llmrec.recommend(cfg, ds, lm, tmp_path)
+    mine = (tmp_path / "predictions" / "llm.jsonl").read_text()
+    assert mine == (out / "seed-0" / SAME_SETTINGS / "predictions" / "llm.jsonl").read_text()
+    metrics = llmrec.evaluate(cfg, samples, recs)["methods"]["llm"]
+    row = result["comparison"]["methods"][SAME_SETTINGS]["metrics"]
+    for name in ("HR@1", "NDCG@3", "NDCG@5"):
+        assert row[name]["mean"] == pytest.approx(metrics[name]["mean"])
+
+
+def _per_sample(run_dir: Path, metric: str) -> np.ndarray:
+    frame = pd.read_json(run_dir / "predictions" / "llm.jsonl", lines=True).sort_values("sample_id")
+    items = np.array([list(i) + [-1] * (5 - len(i)) for i in frame["items"]])
+    return per_sample_metrics(items, frame["target"].to_numpy(), [1, 3, 5])[metric]
+
+
+def test_deltas_are_computed_within_the_decoding_group(grouped):
+    out, result = grouped
+    table = result["comparison"]["methods"]
+    seed = out / "seed-0"
+    within = _per_sample(seed / "d3p", "NDCG@5") - _per_sample(seed / SAME_SETTINGS, "NDCG@5")
+    assert table["d3p"]["paired_vs_reference"]["NDCG@5"]["diff"] == pytest.approx(within.mean())
+    alone = _per_sample(seed / SAME_SETTINGS, "NDCG@5") - _per_sample(seed / "sft", "NDCG@5")
+    paired = table[SAME_SETTINGS]["paired_vs_reference"]["NDCG@5"]
+    assert paired["diff"] == pytest.approx(alone.mean())
+
+
+def test_a_method_that_is_the_reference_with_other_settings_heads_its_group():
+    from recbias.compare.run import method_groups
+
+    cfg = _cfg(
+        [
+            SFT,
+            {"name": "lp0", "reuse_model_of": "sft", "set": {"decode.beam.length_penalty": 0.0}},
+            {"name": "d3", "reuse_model_of": "sft", "set": {
+                "decode.beam.length_penalty": 0.0, "decode.calibration": ["d3"],
+                "decode.d3.assistant": "popularity"}},
+            {"name": "bs", "reuse_model_of": "sft", "set": {"decode.beam.batch_size": 3}},
+        ],
+        base={"decode": {"beam": {"length_penalty": 1.0}}},
+    )  # fmt: skip
+    groups = method_groups(cfg, resolve_methods(cfg, select_methods(cfg)))
+    assert groups.extra == {}  # lp0 is sft decoded with d3's settings; batch size is speed only
+    assert groups.compare_to == {"sft": None, "lp0": "sft", "d3": "lp0", "bs": "sft"}
+    assert groups.order() == ["sft", "bs", "lp0", "d3"]
+
+
+def test_compare_methods_groups_d3_and_igd_decoding_under_length_penalty_zero():
+    from recbias.compare.run import method_groups
+
+    cfg = load_config(CompareConfig, ROOT / "configs" / "compare_methods.toml")
+    resolved = resolve_methods(cfg, select_methods(cfg, ["d3", "igd+dec"]))
+    groups = method_groups(cfg, resolved)
+    row = "sft@length_penalty=0.0"
+    assert list(groups.extra) == [row]
+    run, source = groups.extra[row]
+    assert source == "sft" and run.decode.beam.length_penalty == 0.0
+    assert run.decode.calibration == [] and run.train == resolved["sft"].train
+    assert groups.compare_to["d3"] == groups.compare_to["igd+dec"] == row
+    assert groups.compare_to[row] == groups.compare_to["igd"] == "sft"

@@ -294,6 +294,19 @@ def test_prepared_folder_schema_and_contents(tmp_path):
     assert data.card["counts"] == {"users": 6, "items": 10, "interactions": 48, "samples": 42}
 
 
+def test_popularity_counts_every_training_interaction_before_subsampling(tmp_path):
+    data = PreparedDataset.load(prepare_dataset(table_config(tmp_path, train_samples=3)))
+    assert len(data.split("train")) == 3
+    # user u's j-th interaction is item (u + 3j) % 10 at time 1000 + 10j + u; the 42 samples
+    # (targets j = 1..7) in time order put j = 1..5 of every user and j = 6 of users 0-2 in the
+    # first 33 (train): user u's training interactions are j = 0..5, and j = 6 for u < 3.
+    expected = np.zeros(10, dtype=np.int64)
+    for u in range(6):
+        for j in range(7 if u < 3 else 6):
+            expected[(u + 3 * j) % 10] += 1
+    np.testing.assert_array_equal(data.train_popularity(), expected)
+
+
 def test_second_call_uses_the_cache(tmp_path, monkeypatch):
     calls = []
     real = prepare_module.build_dataset

@@ -14,7 +14,7 @@ from recbias.diagnostics.groups import (
     popularity_grouping,
     relevance_grouping,
 )
-from recbias.errors import DataError
+from recbias.errors import DataError, RecbiasError
 from recbias.objectives.relevance import masked_prompt
 
 TITLES = tiny.MOVIES
@@ -35,14 +35,55 @@ def test_genre_keep_filters_like_sprec_genre_dict():
 def test_popularity_quintiles_distinct_counts_are_equal_sized():
     g = popularity_grouping(np.arange(10)[::-1])
     assert g.group_of().tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-    assert g.labels[0] == "P1 (most popular)"
+    assert g.labels[0] == "P1 (most popular, counts 8–9)"
+    assert g.labels[4] == "P5 (counts 0–1)"
 
 
-def test_popularity_quintiles_keep_ties_together():
-    g = popularity_grouping(np.array([5, 5, 5, 5, 4, 3, 2, 1, 0, 0]))
-    # the tie block of 5s fills the first 40% -> the second bin is empty and dropped
-    assert g.group_of().tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 3, 3]
-    assert g.n_groups == 4
+def test_popularity_groups_cut_ties_by_item_id_hand_computed():
+    counts = np.array([3, 0, 5, 3, 0, 0, 1, 3, 0, 2])
+    # sorted by count, ties by id: 2 (5) | 0 3 7 (3) | 9 (2) | 6 (1) | 1 4 5 8 (0)
+    # 10 items in 3 groups of 4, 3, 3 items: [2 0 3 7] [9 6 1] [4 5 8]
+    g = popularity_grouping(counts, 3)
+    assert g.group_of().tolist() == [0, 1, 0, 0, 2, 2, 1, 0, 2, 1]
+    assert g.labels == ["P1 (most popular, counts 3–5)", "P2 (counts 0–2)", "P3 (counts 0–0)"]
+
+
+def test_popularity_groups_of_mostly_zero_counts_are_still_g_groups():
+    counts = np.array([5, 5, 5, 5, 4, 3, 2, 1, 0, 0])
+    g = popularity_grouping(counts)
+    # the tie block of 5s is cut by id, where relevance groups would keep it whole (4 groups)
+    assert g.group_of().tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert g.n_groups == 5 and int(equal_groups(counts, 5).max()) + 1 == 4
+
+
+def test_popularity_groups_need_as_many_items_as_groups():
+    with pytest.raises(RecbiasError, match="popularity groups"):
+        popularity_grouping(np.array([1, 2, 3]), 5)
+
+
+def test_popularity_groups_on_sampled_data_use_every_training_interaction(table_data, tmp_path):
+    from recbias.baselines.popularity import count_items
+    from recbias.data import (
+        DataConfig,
+        PrepareConfig,
+        PreparedDataset,
+        SourceConfig,
+        prepare_dataset,
+    )
+
+    source = SourceConfig(
+        kind="table",
+        interactions=str(table_data / "inter.csv"),
+        items=str(table_data / "items.csv"),
+    )
+    cfg = DataConfig(source, PrepareConfig(kcore=2, train_samples=4), cache_dir=str(tmp_path))
+    ds = PreparedDataset.load(prepare_dataset(cfg))
+    sampled = count_items(ds.split("train"), len(ds.titles))
+    assert (sampled == 0).mean() > 0.5  # most items are never a sampled training target
+    g = popularity_grouping(ds.train_popularity(), 5)
+    sizes = g.weights.sum(axis=0)
+    assert g.n_groups == 5 and sizes.min() >= 3 and sizes.max() - sizes.min() <= 1
+    assert ds.train_popularity().sum() > 10 * sampled.sum()
 
 
 def test_equal_groups_leave_nan_ungrouped():

@@ -179,11 +179,13 @@ def test_comparison_dir_renders_seed_spread_and_paired_test(tmp_path):
     assert '0.02000 ± 0.001000<br><span class="ci">[0.01800, 0.02200]</span>' in html
     assert "+0.004000" in html and "0.01000 *" in html
     rows = list(csv.reader(next(p for p in paths.csv if "accuracy-ndcg" in p.name).open()))
-    assert rows[0][:2] == ["method", "NDCG@10"] and rows[0][-2:] == [
-        "Δ NDCG@10 vs sft [95% CI]",
+    assert rows[0][:2] == ["method", "NDCG@10"] and rows[0][-3:] == [
+        "Δ NDCG@10 [95% CI]",
+        "vs",
         "p",
     ]
-    assert rows[1][-2:] == ["(reference)", ""]
+    assert rows[1][-3:] == ["(reference)", "", ""]
+    assert rows[2][-2] == "sft"  # a comparison.json without decoding groups: vs the reference
     assert 'id="cmp-training"' in html and len(paths.figures) == 2
 
 

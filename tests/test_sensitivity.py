@@ -100,6 +100,19 @@ def test_history_dependent_recommender_is_sensitive():
     assert swap.jaccard.mean() < 1.0
     # truncate to 1 keeps 1 of |h| items: Jaccard = 1/min(|h|, 5)
     np.testing.assert_allclose(trunc.jaccard, [1 / 3, 1 / 4, 1 / 2, 1.0, 1 / 5])
+    # ... and the two lists share exactly that one item
+    np.testing.assert_array_equal(trunc.shared, [1, 1, 1, 1, 1])
+    summary = trunc.summary(n_boot=20)
+    assert (summary["shared_items"], summary["shared_share"]) == (1.0, 1 / 5)
+
+
+def test_shared_items_of_a_swap_hand_computed():
+    cfg = SensitivityConfig(k=5, perturbations=["swap"], seed=3)
+    (swap,) = history_sensitivity(LastItems(), SAMPLES, len(TITLES), cfg)
+    swapped = swap_history(SAMPLES, 3)
+    pairs = zip(SAMPLES.history, swapped.history, strict=True)
+    expected = [len(set(a[-5:]) & set(b[-5:])) for a, b in pairs]
+    np.testing.assert_array_equal(swap.shared, expected)
 
 
 def test_list_ranks_censored_at_k_and_exact_ranks():
@@ -185,4 +198,7 @@ def test_section(tmp_path):
     sec = sensitivity_section(results, tmp_path, n_boot=50)
     assert len(sec.tables[0].rows) == 8
     assert sec.tables[0].rows[0][3] == 1.0
+    columns = sec.tables[0].columns
+    assert sec.tables[0].rows[0][columns.index("mean shared items")] == 3.0  # constant lists
+    assert sec.tables[0].rows[0][columns.index("shared / K")] == 1.0
     assert (tmp_path / sec.figures[0].file).read_bytes()[:4] == b"\x89PNG"

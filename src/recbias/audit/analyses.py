@@ -20,6 +20,7 @@ from recbias.decoding.information_gain import trie_information
 from recbias.diagnostics.attribution import AttributionResult, attribute, attribution_section
 from recbias.diagnostics.cooccurrence import cooccurrence_rates, cooccurrence_section
 from recbias.diagnostics.groups import (
+    POPULARITY_GROUPS_TEXT,
     genre_grouping,
     genres_of,
     item_relevance,
@@ -82,7 +83,7 @@ def groupings(ctx: AuditContext) -> tuple[list[ItemGrouping], list[str]]:
         if kind == "relevance":
             out.append(relevance_grouping(item_relevance_scores(ctx), ctx.cfg.n_groups))
         elif kind == "popularity":
-            out.append(popularity_grouping(ctx.train_counts, ctx.cfg.n_groups))
+            out.append(popularity_grouping(ctx.popularity, ctx.cfg.n_groups))
         else:
             try:
                 out.append(genre_grouping(genres_of(ctx.ds.items)))
@@ -106,6 +107,8 @@ def fairness(ctx: AuditContext, out_dir: Path) -> list[Section]:
         top1 = [top1_group_shares(pred.items, pred.targets, g, where) for g in groups]
         sec = fairness_section(gaps, top1, out_dir, name)
         sec.summary += "".join(f" Note: {n}." for n in notes)
+        if any(g.name == "popularity" for g in groups):
+            sec.summary += " " + POPULARITY_GROUPS_TEXT
         sections.append(sec)
         conc[name] = [_concentration(ctx, pred, k, where) for k in ctx.cfg.ks]
         exposure[name] = exposure_counts(pred.items[:, : max(ctx.cfg.ks)], ctx.n_items)
@@ -199,7 +202,7 @@ class CachedRecommender:
 def sensitivity(ctx: AuditContext, out_dir: Path) -> list[Section]:
     """History perturbations and instruction rewordings of the run's own LLM recommender."""
     samples = ctx.subset(ctx.cfg.sensitivity_samples)
-    rec = make_recommender(ctx.run_cfg, ctx.ds, ctx.tuned())
+    rec = make_recommender(ctx.run_cfg, ctx.ds, ctx.tuned(), ctx.run_dir)
     cached = CachedRecommender(rec)
     make = llm_factory(rec)
 

@@ -84,7 +84,8 @@ class AuditConfig(Config):
         default_factory=lambda: ["relevance", "genre", "popularity"],
         metadata={
             "help": "item groupings: relevance (GDRT Eq. 2, needs the LM), genre (skipped when "
-            "the dataset has none), popularity (training-count quantiles)",
+            "the dataset has none), popularity (equal-size item groups by training "
+            "interactions, ties by item id)",
             "min_len": 1,
             "unique": True,
         },

@@ -76,8 +76,14 @@ class AuditContext:
 
     @cached_property
     def train_counts(self) -> np.ndarray:
-        """``[n_items]`` training-target counts (popularity)."""
+        """``[n_items]`` counts of the (sampled) training targets the model was trained on:
+        information gain and the concentration's head/tail items."""
         return count_items(self.ds.split("train"), self.n_items)
+
+    @cached_property
+    def popularity(self) -> np.ndarray:
+        """``[n_items]`` training interactions before subsampling: the popularity groups."""
+        return self.ds.train_popularity()
 
     def subset(self, n: int) -> pd.DataFrame:
         """A seeded random subset of ``n`` split samples (capped by ``max_samples``), in split

@@ -125,7 +125,7 @@ def measure(ctx: AuditContext, names: Sequence[str], grouping: ItemGrouping) -> 
     token_samples, token_groups = _token_setup(ctx, lm)
     n_token_groups = int(token_groups.max()) + 1
     prompts = ctx.subset(ctx.cfg.curves.max_prompts)
-    rec = make_recommender(ctx.run_cfg, ctx.ds, lm)
+    rec = make_recommender(ctx.run_cfg, ctx.ds, lm, ctx.run_dir)
     pad, dtype = lm.builder.tokenizer.pad_token_id, ctx.run_cfg.model.dtype
     shares, losses, count = [], [], np.zeros(n_token_groups, dtype=np.int64)
     for name in sorted(names, key=lambda n: n != "base"):  # base first: nothing loaded yet

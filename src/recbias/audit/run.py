@@ -182,6 +182,9 @@ def headline(
         words = [v["jaccard"] for key, v in data.items() if key.startswith(f"{model}/wording")]
         if swap is not None:
             out.append(("mean Jaccard, history swap", _fmt(swap["jaccard"])))
+            if "shared_items" in swap:  # audits written before the shared-item count lack it
+                shared = f"{swap['shared_items']:.2f} of {swap['k']}"
+                out.append(("mean shared items, history swap", shared))
         if words:
             out.append(("mean Jaccard, rewording", _fmt(sum(words) / len(words))))
     return out

@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbias.baselines.sequnits import TrainUnits, build_units, history_tensor, trim
-from recbias.config import Config, spec
+from recbias.config import Config, spec, to_dict
 from recbias.errors import DataError, RecbiasError
 from recbias.hardware import bf16_enabled
 from recbias.recs import Recommendations
@@ -334,6 +334,23 @@ class SequenceRecommender:
             hook = None if on_epoch is None else (lambda epoch: on_epoch(epoch, self))
             self.losses, self.epoch_seconds = [], []
             train_epochs(self.net, units, n_items, cfg, hook, self.losses, self.epoch_seconds)
+        self.net.eval()
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`restore` needs: the config (as a dict), the item count and the weights."""
+        if self.net is None:
+            raise RecbiasError(f"{self.name}: call fit() before state()")
+        return {"config": to_dict(self.cfg), "n_items": self.n_items, "net": self.net.state_dict()}
+
+    def restore(self, state: dict[str, Any]) -> Self:
+        """The fitted model of a :meth:`state` made with this config, without training."""
+        if state.get("config") != to_dict(self.cfg):
+            raise RecbiasError(f"{self.name}: the saved model was fitted with another config")
+        self.n_items = int(state["n_items"])
+        with torch.random.fork_rng(devices=[]):  # building the net draws its (discarded) init
+            self.net = self.build_net(self.n_items).to(self.cfg.device)
+        self.net.load_state_dict(state["net"])
         self.net.eval()
         return self
 

@@ -4,6 +4,8 @@
     run_comparison(cfg, Path("runs/compare"), seeds=[0, 1, 2])   # runs, then comparison.*
 
 * :mod:`~recbias.compare.run`: the config, the methods' resolved run configs and the runs;
+* :mod:`~recbias.compare.groups`: decoding groups (each method against the reference decoded
+  with its decoding settings, added as a decode-only row where no method is that);
 * :mod:`~recbias.compare.table`: the table (means over seeds, intervals, paired tests).
 """
 

@@ -16,6 +16,11 @@ All methods share ``base.data`` (``data.*`` is refused in ``set``): the data is 
 (cached) and every method and seed sees the same test samples, because a seed replaces ``base.seed``
 (model init, data order, sampling) and never ``base.data.prepare.seed`` (the subsampling).
 
+Decoding groups (:mod:`recbias.compare.groups`): a method whose decoding settings differ from the
+reference's (``decode.candidates``, ``decode.beam``) is compared with the reference's trained model
+decoded with its settings, a decode-only row ``<reference>@<label>`` (``seed-0/sft@length_penalty=
+0.0/``) added to the plan and the table, so a decoding method's Δ does not mix in a length penalty.
+
 Every selected method is resolved and validated before anything trains, so a typo in the seventh
 method fails at once, naming ``methods[6].set."train.lrr"``. A method whose ``metrics.json`` exists
 is skipped (its recorded config must be the one asked for), so a killed comparison continues where
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from recbias import distributed, llmrec
+from recbias.compare.groups import DecodingGroups, decoding_groups
 from recbias.compare.table import build_comparison, method_rows, write_comparison
 from recbias.config import (
     Config,
@@ -424,14 +430,31 @@ class PlannedRun:
     source: tuple[RunConfig, Path] | None
 
 
-def plan_runs(
-    cfg: CompareConfig, out_dir: Path, resolved: dict[str, RunConfig], seeds: Sequence[int]
-) -> list[PlannedRun]:
-    """Runs in order: per seed, the methods of ``resolved`` (reused models before variants)."""
+def method_groups(cfg: CompareConfig, resolved: dict[str, RunConfig]) -> DecodingGroups:
+    """The decoding groups of the ``resolved`` methods (:mod:`recbias.compare.groups`)."""
     reuse = {m.name: m.reuse_model_of for m in cfg.methods}
+    ordered = {m.name: resolved[m.name] for m in cfg.methods if m.name in resolved}
+    return decoding_groups(cfg.reference, reuse, ordered, cfg.base.name)
+
+
+def plan_runs(
+    cfg: CompareConfig,
+    out_dir: Path,
+    resolved: dict[str, RunConfig],
+    seeds: Sequence[int],
+    groups: DecodingGroups | None = None,
+) -> list[PlannedRun]:
+    """Runs in order: per seed, the methods of ``resolved`` that train, the added group references
+    of ``groups``, then the decode-only variants."""
+    reuse = {m.name: m.reuse_model_of for m in cfg.methods}
+    extra = groups.extra if groups is not None else {}
+    reuse |= {row: src for row, (_, src) in extra.items()}
+    configs = {n: c for n, c in resolved.items() if reuse[n] is None}
+    configs |= {row: run for row, (run, _) in extra.items()}
+    configs |= {n: c for n, c in resolved.items() if reuse[n] is not None}
     plan = []
     for seed in seeds:
-        runs = {n: dataclasses.replace(c, seed=seed) for n, c in resolved.items()}
+        runs = {n: dataclasses.replace(c, seed=seed) for n, c in configs.items()}
         for name, run in runs.items():
             src = reuse[name]
             source = (runs[src], out_dir / f"seed-{seed}" / src) if src else None
@@ -457,7 +480,9 @@ def run_comparison(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: expected distinct seeds, got {seeds}")
     names = select_methods(cfg, only)
-    plan = plan_runs(cfg, out_dir, resolve_methods(cfg, names), seeds)
+    resolved = resolve_methods(cfg, names)
+    groups = method_groups(cfg, resolved)
+    plan = plan_runs(cfg, out_dir, resolved, seeds, groups)
     for run in plan:  # earlier runs must be of the same configs
         if any((run.run_dir / p).exists() for p in ("metrics.json", "checkpoints/last")):
             _check_recorded(run.cfg, run.run_dir)
@@ -472,21 +497,26 @@ def run_comparison(
         status[key] = run_method(run.cfg, run.run_dir, run.source, announce)
         if run is not plan[-1] and distributed.is_main():  # a time-out keeps what finished
             try:
-                write_table(cfg, out_dir, names, seeds)
+                write_table(cfg, out_dir, names, seeds, groups)
             except DataError as exc:
                 log.warning("comparison table not updated after %s: %s", key, exc)
     if not distributed.is_main():
         return {"comparison": {}, "markdown": "", "status": status}
-    table, markdown = write_table(cfg, out_dir, names, seeds)
+    table, markdown = write_table(cfg, out_dir, names, seeds, groups)
     return {"comparison": table, "markdown": markdown, "status": status}
 
 
 def write_table(
-    cfg: CompareConfig, out_dir: Path, names: Sequence[str], seeds: Sequence[int]
+    cfg: CompareConfig,
+    out_dir: Path,
+    names: Sequence[str],
+    seeds: Sequence[int],
+    groups: DecodingGroups | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Write comparison.{json,md,csv} of the finished runs: the seeds whose reference run has
-    finished, and the methods finished for all of them (``complete`` says whether that is the
-    whole plan). Raises DataError when the reference has not finished for any seed."""
+    finished, and the rows finished for all of them whose group reference has too (``complete``
+    says whether that is the whole plan). Raises DataError when the reference has not finished
+    for any seed. ``groups`` defaults to the decoding groups of ``names``."""
 
     def done(name: str, seed: int) -> bool:
         return (out_dir / f"seed-{seed}" / name / "metrics.json").is_file()
@@ -494,13 +524,18 @@ def write_table(
     seeds_done = [s for s in seeds if done(cfg.reference, s)]
     if not seeds_done:
         raise DataError(f"the reference method '{cfg.reference}' has not finished yet")
+    groups = groups or method_groups(cfg, resolve_methods(cfg, names))
+    reuse = {m.name: m.reuse_model_of for m in cfg.methods}
+    reuse |= {row: src for row, (_, src) in groups.extra.items()}
+    compare_to = groups.compare_to
+    finished = {n for n in groups.order() if all(done(n, s) for s in seeds_done)}
     rows = [
-        (m.name, m.reuse_model_of)
-        for m in cfg.methods
-        if m.name in names and all(done(m.name, s) for s in seeds_done)
+        (n, reuse[n], groups.label[n], compare_to[n])
+        for n in groups.order()
+        if n in finished and (compare_to[n] is None or compare_to[n] in finished)
     ]
     runs = method_rows(out_dir, rows, cfg.reference, seeds_done, BASELINE_ROW)
-    complete = len(seeds_done) == len(seeds) and len(rows) == len(names)
+    complete = len(seeds_done) == len(seeds) and len(rows) == len(groups.label)
     meta = {"name": cfg.name, "seeds": seeds_done, "complete": complete}
     table = build_comparison(
         runs, cfg.reference, cfg.ks, cfg.paired_metric, cfg.base.eval.bootstrap, meta

@@ -18,7 +18,9 @@ different sample sets are an error):
   (``sample_lo``, ``sample_hi``).
 * **Paired vs the reference.** d_i = a_i − r_i on per-sample metrics averaged over seeds:
   Δ = mean(d), its 95% bootstrap CI over samples and the two-sided sign-flip p-value
-  (:func:`recbias.metrics.stats.paired_comparison`); ``*`` marks p < 0.05.
+  (:func:`recbias.metrics.stats.paired_comparison`); ``*`` marks p < 0.05. A row's r is the row
+  named in its ``compare_to`` (``vs`` in the table): the reference decoded with the row's
+  decoding settings (:mod:`recbias.compare.groups`); by default the table's reference.
 
 Training time is ``timing.train`` of each run's ``metrics.json`` plus ``timing.sprec`` (SPRec's
 self-play iterations after SFT; 0 for decode-only variants and the popularity baseline) and decoding time ``timing.recommend_<stem>``, both averaged over seeds.
@@ -59,6 +61,8 @@ class MethodRuns:
     run_dirs: list[Path]
     stem: str = "llm"  # predictions/<stem>.jsonl; "popularity" for the baseline row
     reuse_model_of: str | None = None
+    decoding: str = ""  # the decoding settings that differ from the reference's ("" = none)
+    compare_to: str | None = None  # the row its Δ compares against (None: the reference)
 
 
 @dataclass
@@ -74,20 +78,21 @@ class LoadedRuns:
 
 def method_rows(
     out_dir: Path,
-    methods: Sequence[tuple[str, str | None]],
+    methods: Sequence[tuple[str, str | None, str, str | None]],
     reference: str,
     seeds: Sequence[int],
     baseline: str = "popularity",
 ) -> list[MethodRuns]:
-    """Rows of ``out_dir/seed-{s}/{method}`` runs: (name, reuse_model_of) in order, then the
-    baseline's predictions from the reference runs (when every seed has them)."""
+    """Rows of ``out_dir/seed-{s}/{method}`` runs: (name, reuse_model_of, decoding, compare_to)
+    in order, then the baseline's predictions from the reference runs (when every seed has
+    them; its decoding is "n/a")."""
     rows = [
-        MethodRuns(name, [out_dir / f"seed-{s}" / name for s in seeds], "llm", reused)
-        for name, reused in methods
+        MethodRuns(name, [out_dir / f"seed-{s}" / name for s in seeds], "llm", *rest)
+        for name, *rest in methods
     ]
     ref_dirs = [out_dir / f"seed-{s}" / reference for s in seeds]
     if all((d / "predictions" / f"{baseline}.jsonl").is_file() for d in ref_dirs):
-        rows.append(MethodRuns(baseline, ref_dirs, baseline, None))
+        rows.append(MethodRuns(baseline, ref_dirs, baseline, None, "n/a"))
     return rows
 
 
@@ -151,7 +156,9 @@ def metric_summary(values: np.ndarray, n_boot: int) -> dict[str, Any]:
     return out
 
 
-def _row(runs: MethodRuns, data: LoadedRuns, ref: LoadedRuns | None, n_boot: int) -> dict:
+def _row(
+    runs: MethodRuns, data: LoadedRuns, ref: LoadedRuns | None, vs: str | None, n_boot: int
+) -> dict:
     paired = None
     if ref is not None:
         paired = {
@@ -162,6 +169,8 @@ def _row(runs: MethodRuns, data: LoadedRuns, ref: LoadedRuns | None, n_boot: int
         "runs": [str(d) for d in runs.run_dirs],
         "predictions": runs.stem,
         "reuse_model_of": runs.reuse_model_of,
+        "decoding": runs.decoding,
+        "vs": vs,
         "metrics": {m: metric_summary(v, n_boot) for m, v in data.values.items()},
         "valid_ratio": float(np.mean(data.valid)),
         "train_seconds": float(np.mean(data.train_seconds)),
@@ -186,10 +195,13 @@ def build_comparison(
     if len(seeds) != 1:
         raise DataError("every method needs one run directory per seed")
     ref = load_runs(by_name[reference], ks)
+    loaded = {m.name: ref if m.name == reference else load_runs(m, ks, ref.ids) for m in methods}
     rows = {}
     for m in methods:
-        data = ref if m.name == reference else load_runs(m, ks, ref.ids)
-        rows[m.name] = _row(m, data, None if m.name == reference else ref, n_boot)
+        vs = None if m.name == reference else m.compare_to or reference
+        if vs is not None and vs not in loaded:
+            raise DataError(f"method '{m.name}' is compared with '{vs}', which is not in the table")
+        rows[m.name] = _row(m, loaded[m.name], loaded.get(vs) if vs else None, vs, n_boot)
     n_seeds = seeds.pop()
     table = {
         **(meta or {}),
@@ -219,21 +231,28 @@ def _seconds(value: float | None) -> str:
 def _paired_cells(row: Mapping[str, Any], metric: str) -> list[str]:
     paired = row.get("paired_vs_reference")
     if not paired:
-        return ["(reference)", "—"]
+        return ["(reference)", "—", "—"]
     c = paired[metric]
     mark = " *" if c["p_value"] < 1 - LEVEL else ""
-    return [f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]", f"{c['p_value']:.3g}{mark}"]
+    diff = f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"
+    return [diff, str(row.get("vs") or ""), f"{c['p_value']:.3g}{mark}"]
+
+
+def _decoding_cell(row: Mapping[str, Any], ref: str) -> str:
+    return row.get("decoding") or f"as {ref}"
 
 
 def comparison_markdown(table: Mapping[str, Any]) -> str:
     """The Markdown table of a ``build_comparison`` result, with a legend."""
     metrics, pm, ref = metric_names(table["ks"]), table["paired_metric"], table["reference"]
     multi = table["n_seeds"] > 1
-    header = ["method", *metrics, "valid", "train s", "decode s", f"Δ {pm} vs {ref} [95% CI]", "p"]
+    header = ["method", "decoding", *metrics, "valid", "train s", "decode s"]
+    header += [f"Δ {pm} [95% CI]", "vs", "p"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in table["methods"].items():
         label = f"{name} (model of {row['reuse_model_of']})" if row["reuse_model_of"] else name
-        cells = [label, *(_metric_cell(row["metrics"][m], multi) for m in metrics)]
+        cells = [label, _decoding_cell(row, ref)]
+        cells += [_metric_cell(row["metrics"][m], multi) for m in metrics]
         cells += [f"{row['valid_ratio']:.4f}", _seconds(row["train_seconds"])]
         cells += [_seconds(row["decode_seconds"]), *_paired_cells(row, pm)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -245,33 +264,38 @@ def comparison_markdown(table: Mapping[str, Any]) -> str:
         "",
         *lines,
         "",
-        f"Δ = method − {ref} on per-sample {pm} (averaged over seeds), 95% bootstrap CI over "
-        "samples; p: two-sided paired sign-flip test; * p < 0.05. Times in seconds (mean over "
-        "seeds); train s leaves out the validation decoding after each epoch.",
+        f"Δ = method − vs on per-sample {pm} (averaged over seeds), 95% bootstrap CI over "
+        "samples; p: two-sided paired sign-flip test; * p < 0.05. decoding: the decoding "
+        f"settings (decode.candidates, decode.beam) that differ from {ref}'s. A method is "
+        f"compared with {ref}'s model decoded with its own settings (a row {ref}@<settings>, "
+        f"decode-only, or a method that is exactly that), and that row with {ref}: the effect of "
+        "the decoding settings alone. Times in seconds (mean over seeds); train s leaves out "
+        "the validation decoding after each epoch.",
     ]
     return "\n".join(notes) + "\n"
 
 
 def _csv_row(name: str, row: Mapping[str, Any], metrics: list[str], pm: str) -> list[Any]:
-    out: list[Any] = [name, row["reuse_model_of"], len(row["runs"])]
+    out: list[Any] = [name, row.get("decoding", ""), row["reuse_model_of"], len(row["runs"])]
     for m in metrics:
         cell = row["metrics"][m]
         out += [cell["mean"], cell["std"], cell["lo"], cell["hi"]]
     out += [row["valid_ratio"], row["train_seconds"], row["decode_seconds"]]
     c = (row.get("paired_vs_reference") or {}).get(pm)
     if c is None:
-        return [*out, None, None, None, None, None]
-    return [*out, c["diff"], c["lo"], c["hi"], c["p_value"], c["p_value"] < 1 - LEVEL]
+        return [*out, None, None, None, None, None, None]
+    sig = c["p_value"] < 1 - LEVEL
+    return [*out, row.get("vs"), c["diff"], c["lo"], c["hi"], c["p_value"], sig]
 
 
 def comparison_csv(table: Mapping[str, Any]) -> str:
     """One CSV row per method; empty cells for undefined values (std of one seed, Δ of the ref)."""
     metrics, pm = metric_names(table["ks"]), table["paired_metric"]
-    header = ["method", "reuse_model_of", "n_seeds"]
+    header = ["method", "decoding", "reuse_model_of", "n_seeds"]
     for m in metrics:
         header += [m, f"{m}_std", f"{m}_lo", f"{m}_hi"]
     header += ["valid_ratio", "train_seconds", "decode_seconds"]
-    header += [f"diff_{pm}", "diff_lo", "diff_hi", "p_value", "significant"]
+    header += ["vs", f"diff_{pm}", "diff_lo", "diff_hi", "p_value", "significant"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

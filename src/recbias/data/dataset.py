@@ -6,6 +6,8 @@ Folder schema:
 - ``{train,valid,test}.parquet``: ``sample_id`` int64 (unique across splits), ``user`` str,
   ``history`` list<int64> (oldest first), ``target`` int64, ``timestamp`` int64.
 - ``card.json``: counts, statistics, reports, resolved config and input fingerprint.
+- ``popularity.parquet``: ``item``, ``train_interactions`` int64 (distinct users with the item in
+  the whole training split, before subsampling).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recbias.data.prepare import CARD_FILE, ITEMS_FILE, OUTPUT_FILES
+from recbias.data.prepare import CARD_FILE, ITEMS_FILE, OUTPUT_FILES, POPULARITY_FILE
 from recbias.data.samples import SPLITS
 from recbias.domain import Domain
 from recbias.errors import DataError
@@ -91,6 +93,15 @@ class PreparedDataset:
     def name(self) -> str:
         """Dataset name from the card."""
         return str(self.card.get("name", self.path.name))
+
+    def train_popularity(self) -> np.ndarray:
+        """``[n_items]`` int64 training interactions of each item, counted on the whole training
+        split before subsampling (``popularity.parquet``)."""
+        path = self.path / POPULARITY_FILE
+        frame = _read_parquet(path, ("item", "train_interactions"))
+        if not np.array_equal(frame["item"].to_numpy(), np.arange(len(self.items))):
+            raise DataError(f"{path}: column 'item' must be the dense ids 0..{len(self.items) - 1}")
+        return frame["train_interactions"].to_numpy(dtype=np.int64)
 
     def split(self, name: str) -> pd.DataFrame:
         """Samples of ``train``, ``valid`` or ``test`` (loaded on first use)."""

@@ -8,6 +8,10 @@ Pipeline: read -> clean titles -> drop interactions on unknown/untitled items ->
 duplicate-title policy -> iterative k-core -> dense item ids -> per-user chronological sequences
 -> sliding-window samples -> split -> seeded subsampling -> atomic write.
 
+``popularity.parquet`` keeps each item's training popularity before subsampling (``item``,
+``train_interactions``: distinct users with the item in the whole training split's histories or
+targets), so popularity groups need not be cut from a few sampled training targets.
+
 Dense item ids 0..n-1 follow the order of the surviving items sorted by raw id (numerically when
 every raw id is an integer, else as strings). The folder is ``{cache}/datasets/{name}-{hash12}``;
 the hash covers the resolved config (minus ``cache_dir``), the format version and the input
@@ -65,7 +69,7 @@ from recbias.data.samples import (
     subsample,
 )
 from recbias.data.sources import locate_inputs, read_source
-from recbias.data.stats import dataset_stats, split_summary
+from recbias.data.stats import dataset_stats, split_summary, training_interactions
 from recbias.errors import DataError
 from recbias.fsutil import atomic_dir, sha256_file, write_json
 
@@ -74,7 +78,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 ITEMS_FILE = "items.parquet"
 CARD_FILE = "card.json"
-OUTPUT_FILES = (ITEMS_FILE, *(f"{s}.parquet" for s in SPLITS), CARD_FILE)
+POPULARITY_FILE = "popularity.parquet"
+OUTPUT_FILES = (ITEMS_FILE, *(f"{s}.parquet" for s in SPLITS), CARD_FILE, POPULARITY_FILE)
 HASHED_MAX_BYTES = 256 * 2**20
 
 
@@ -85,6 +90,7 @@ class Prepared:
     items: pd.DataFrame
     splits: dict[str, pd.DataFrame]
     card: dict[str, Any]
+    popularity: np.ndarray  # [n_items] training interactions before subsampling
 
 
 def prepare_dataset(cfg: DataConfig, force: bool = False) -> Path:
@@ -172,7 +178,7 @@ def build_dataset(resolved: DataConfig, files: InputFiles) -> Prepared:
         "item_columns": list(items.columns),
         "reports": reports,
     }
-    return Prepared(items, splits, card)
+    return Prepared(items, splits, card, training_interactions(full["train"], len(items)))
 
 
 def filter_raw(
@@ -299,4 +305,9 @@ def write_prepared(prepared: Prepared, out: Path) -> None:
         for name in SPLITS:
             pq.write_table(_split_table(prepared.splits[name]), tmp / f"{name}.parquet")
         write_json(tmp / CARD_FILE, prepared.card)
+        popularity = {
+            "item": pa.array(np.arange(len(prepared.popularity)), pa.int64()),
+            "train_interactions": pa.array(prepared.popularity, pa.int64()),
+        }
+        pq.write_table(pa.table(popularity), tmp / POPULARITY_FILE)
     log.info("wrote %s", out)

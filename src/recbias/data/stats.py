@@ -49,6 +49,22 @@ def popularity(counts: np.ndarray) -> dict[str, float]:
     return {"gini": round(gini(counts), 6), "top10pct_share": round(top_share(counts, 0.1), 6)}
 
 
+def training_interactions(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """``[n_items]`` int64: distinct users who interacted with each item in ``train``'s histories
+    and targets, each (user, item) pair once (sliding-window samples repeat an interaction in many
+    histories). On the whole training split, before subsampling, this is every training
+    interaction."""
+    lengths = train["history"].map(len).to_numpy(dtype=np.int64)
+    users = train["user"].to_numpy()
+    hist = [np.asarray(h, dtype=np.int64) for h in train["history"]]
+    items = np.concatenate([*hist, train["target"].to_numpy(dtype=np.int64)])
+    pairs = pd.DataFrame(
+        {"user": np.concatenate([np.repeat(users, lengths), users]), "item": items}
+    )
+    unique = pairs.drop_duplicates()["item"].to_numpy(dtype=np.int64)
+    return np.bincount(unique, minlength=n_items).astype(np.int64)
+
+
 def split_summary(frame: pd.DataFrame, before_subsample: int) -> dict[str, Any]:
     """Size, users and time span of one split."""
     stamps = frame["timestamp"]

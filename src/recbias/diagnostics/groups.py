@@ -7,14 +7,20 @@
   item_token_logprobs`). Items sorted by r are cut into G equal-size groups, G1 = most relevant.
 * **genre** (SPRec): a multi-genre item splits a weight of 1 equally over its genres; items
   without a (kept) genre are ungrouped.
-* **popularity**: training counts cut into G equal-size quantile groups, Q1 = most popular.
+* **popularity**: G quantile groups of equal item counts, P1 = most popular. Items are sorted by
+  their training count (the audit passes every training interaction, not the sampled training
+  targets, :meth:`recbias.data.PreparedDataset.train_popularity`), descending, ties broken by item
+  id (lower id first), and the sorted list is cut into G consecutive groups whose sizes differ by
+  at most one (the first ``n mod G`` groups hold one more item). So there are always G non-empty
+  groups (n ≥ G), and an item's group depends on its count and id only; a tie block that crosses a
+  cut is split by id. Each label gives the group's count range.
 
-Equal-size cuts keep tied values together (a tie block goes to the group where it starts), so
-heavy ties (e.g. many never-seen items) can leave fewer than G groups; the labels say which.
+Relevance groups are equal-size cuts that keep tied values together (a tie block goes to the
+group where it starts), so heavy ties can leave fewer than G groups; the labels say which.
 
     rel = item_relevance(model, builder, titles, dtype="bf16")
     groupings = [relevance_grouping(rel), genre_grouping(genres_of(ds.items)),
-                 popularity_grouping(count_items(ds.split("train"), len(titles)))]
+                 popularity_grouping(ds.train_popularity())]
 """
 
 from __future__ import annotations
@@ -88,11 +94,39 @@ def relevance_grouping(relevance: np.ndarray, n_groups: int = 5) -> ItemGrouping
     return _ranked_grouping("relevance", relevance, n_groups, "most relevant")
 
 
+POPULARITY_GROUPS_TEXT = (
+    "Popularity groups P1 (most popular) to PG: items sorted by their number of training "
+    "interactions (every interaction of the training split before subsampling, not only the "
+    "sampled training targets), ties broken by item id, cut into G groups of equal item counts."
+)
+
+
+def popularity_ranks(counts: np.ndarray) -> np.ndarray:
+    """``[n]`` 0-based rank of each item: count descending, ties by item id ascending."""
+    counts = np.asarray(counts)
+    order = np.lexsort((np.arange(counts.size), -counts.astype(np.float64)))
+    ranks = np.empty(counts.size, dtype=np.int64)
+    ranks[order] = np.arange(counts.size)
+    return ranks
+
+
 def popularity_grouping(counts: np.ndarray, n_groups: int = 5) -> ItemGrouping:
-    """Popularity quantiles of training counts ``[n_items]``; P1 = most popular."""
-    return _ranked_grouping(
-        "popularity", np.asarray(counts, dtype=np.float64), n_groups, "most popular"
-    )
+    """G popularity groups of equal item counts from training counts ``[n_items]`` (sorted by
+    count, ties by item id; see the module docstring); P1 = most popular."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if n_groups < 1 or counts.size < n_groups:
+        raise RecbiasError(
+            f"popularity groups: need 1 <= n_groups <= {counts.size} items, got {n_groups}"
+        )
+    n = counts.size
+    sizes = [n // n_groups + (g < n % n_groups) for g in range(n_groups)]
+    group_of = np.repeat(np.arange(n_groups), sizes)[popularity_ranks(counts)]
+    labels = []
+    for g in range(n_groups):
+        members = counts[group_of == g]
+        top = "most popular, " if g == 0 else ""
+        labels.append(f"P{g + 1} ({top}counts {members.min()}–{members.max()})")
+    return ItemGrouping.from_labels("popularity", group_of, labels)
 
 
 def genre_grouping(

@@ -7,6 +7,8 @@ perturbed input per sample:
 
 - ``jaccard``: |A ∩ B| / |A ∪ B| of the two lists' valid items (1.0 = unchanged; two empty lists
   count as 1.0). A model that ignores its input scores 1.0 everywhere.
+- ``shared``: |A ∩ B|, the number of items the two lists share, and ``shared / K``. Jaccard is
+  not the share kept: two full 10-item lists with Jaccard 0.33 share 5 items (half of each list).
 - target rank change: with exact scores (the recommender has ``scores(samples) -> [n, n_items]``,
   e.g. SASRec) the rank is the number of items scoring strictly higher than the target (0-based);
   otherwise it is the target's position in the top-K list, and "not in list" is censored at K
@@ -39,7 +41,7 @@ import torch
 from recbias.config import Config, invalid, spec
 from recbias.errors import ConfigError, DataError
 from recbias.llmrec import LLMRecommender
-from recbias.metrics.overlap import jaccard
+from recbias.metrics.overlap import jaccard, shared_items
 from recbias.metrics.ranking import target_ranks
 from recbias.metrics.stats import bootstrap_ci
 from recbias.prompts import PromptBuilder
@@ -92,6 +94,7 @@ class SensitivityResult:
     name: str
     group: Literal["history", "wording"]
     jaccard: np.ndarray
+    shared: np.ndarray  # [n] |A ∩ B|
     rank_original: np.ndarray
     rank_perturbed: np.ndarray
     exact_ranks: bool
@@ -105,7 +108,9 @@ class SensitivityResult:
         ci = bootstrap_ci(self.jaccard, n_boot=n_boot, seed=seed)
         out = {"jaccard": ci.mean, "lo": ci.lo, "hi": ci.hi,
                "median_jaccard": float(np.median(self.jaccard)),
-               "identical": float(np.mean(self.jaccard == 1.0))}  # fmt: skip
+               "identical": float(np.mean(self.jaccard == 1.0)),
+               "shared_items": float(np.mean(self.shared)),
+               "shared_share": float(np.mean(self.shared)) / self.k}  # fmt: skip
         seen = (self.rank_original < self.k) | (self.rank_perturbed < self.k)
         keep = np.ones_like(seen) if self.exact_ranks else seen
         out["mean_rank_change"] = float(self.rank_change[keep].mean()) if keep.any() else np.nan
@@ -206,7 +211,8 @@ def compare(
     a, b = a.reorder(ids), b.reorder(ids)
     r_a, exact = _ranks(rec, original, a)
     r_b, _ = _ranks(rec, perturbed, b)
-    return SensitivityResult(name, group, jaccard(a.items, b.items), r_a, r_b, exact, k)  # type: ignore[arg-type]
+    overlap = jaccard(a.items, b.items), shared_items(a.items, b.items)
+    return SensitivityResult(name, group, *overlap, r_a, r_b, exact, k)  # type: ignore[arg-type]
 
 
 def history_sensitivity(
@@ -256,10 +262,9 @@ def wording_sensitivity(
         rec = make_recommender(text)
         b = rec.recommend(samples, cfg.k).reorder(ids)
         r_b, _ = _ranks(rec, samples, b)
+        overlap = jaccard(a.items, b.items), shared_items(a.items, b.items)
         out.append(
-            SensitivityResult(
-                f"wording {i + 1}", "wording", jaccard(a.items, b.items), r_a, r_b, exact, cfg.k
-            )
+            SensitivityResult(f"wording {i + 1}", "wording", *overlap, r_a, r_b, exact, cfg.k)
         )
     return out
 
@@ -267,7 +272,8 @@ def wording_sensitivity(
 # --------------------------------------------------------------------------- report
 
 _COLUMNS = ["model", "group", "perturbation", "mean Jaccard", "lo", "hi", "median", "identical",
-            "mean rank change", "target left list", "target entered list"]  # fmt: skip
+            "mean shared items", "shared / K", "mean rank change", "target left list",
+            "target entered list"]  # fmt: skip
 
 
 def sensitivity_section(
@@ -284,10 +290,13 @@ def sensitivity_section(
             s = r.summary(n_boot, seed)
             data[f"{model}/{r.name}"] = s | {"exact_ranks": r.exact_ranks, "k": r.k}
             rows.append([model, r.group, r.name] + [round_cell(s.get(c)) for c in (
-                "jaccard", "lo", "hi", "median_jaccard", "identical", "mean_rank_change",
-                "target_left_list", "target_entered_list")])  # fmt: skip
+                "jaccard", "lo", "hi", "median_jaccard", "identical", "shared_items",
+                "shared_share", "mean_rank_change", "target_left_list",
+                "target_entered_list")])  # fmt: skip
     caption = ("Top-K overlap (Jaccard, 95% CI) between lists for the original and the perturbed "
-               "input. History perturbations should lower it (1.0 = the model ignores the user's "
+               "input, and the mean number of items the two lists share (|A ∩ B|, and |A ∩ B| / K; "
+               "Jaccard is not the share kept: two 10-item lists with Jaccard 0.33 share 5 "
+               "items). History perturbations should lower it (1.0 = the model ignores the user's "
                "history); rewording the instruction should not (low = the model leans on the "
                "task text). Rank change: perturbed − original target rank (positive = worse; "
                "list ranks are censored at K unless the recommender has exact scores).")  # fmt: skip

@@ -5,6 +5,12 @@ builder, and the recommender with its configured score calibrations.
     lm = load_lm(cfg, ds)                        # LoadedModel: model, prompt builder, context size
     lm = load_lm(cfg, ds, weights=run_dir / "model")   # a trained one
     rec = make_recommender(cfg, ds, lm)          # LLMRecommender over the catalog trie
+    rec = make_recommender(cfg, ds, lm, run_dir) # D3's SASRec assistant fitted once per run
+
+D3's SASRec assistant (``decode.d3.assistant = "sasrec"``) is fitted on the first use in a run and
+saved as ``RUN/d3_assistant.pt`` (weights, SASRec config, item count and a fingerprint of the
+training samples); validation, the test decoding, ``recbias recommend`` and the audit reload it
+while all three match, instead of fitting it again.
 
 The pipeline (:mod:`recbias.llmrec.pipeline`) and the run loader (:mod:`recbias.llmrec.run`)
 both build their models here.
@@ -12,6 +18,8 @@ both build their models here.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +30,15 @@ import torch
 
 from recbias import distributed
 from recbias.baselines.popularity import count_items
-from recbias.baselines.sasrec import SASRecRecommender
+from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
+from recbias.config import to_dict
 from recbias.data.dataset import PreparedDataset
 from recbias.data.prepare import prepare_dataset
 from recbias.decoding import ItemTrie
 from recbias.decoding.config import ScoreHook
 from recbias.decoding.d3 import d3_score_hook, item_distribution, popularity_distribution
 from recbias.decoding.igd_calibration import igd_score_hook
+from recbias.fsutil import atomic_path
 from recbias.llmrec.config import RunConfig
 from recbias.llmrec.recommender import (
     HookFactory,
@@ -39,6 +49,9 @@ from recbias.llmrec.recommender import (
 )
 from recbias.lm import loading
 from recbias.prompts import PromptBuilder
+
+log = logging.getLogger(__name__)
+ASSISTANT_FILE = "d3_assistant.pt"
 
 
 @dataclass
@@ -80,24 +93,31 @@ def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) ->
     return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
 
 
-def make_recommender(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> LLMRecommender:
+def make_recommender(
+    cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel, run_dir: Path | None = None
+) -> LLMRecommender:
+    """The run's recommender; ``run_dir`` keeps D3's SASRec assistant (None: fit it here)."""
     items = candidate_items(
         cfg.decode.candidates, len(ds.titles), ds.split("train")["target"].tolist()
     )
     trie = build_trie(lm.builder, ds.titles, items)
-    hooks = score_hooks(cfg, ds, trie)
+    hooks = score_hooks(cfg, ds, trie, run_dir)
     return LLMRecommender(
         lm.model, lm.builder, ds.titles, trie, cfg.decode.beam, cfg.model.dtype, hooks
     )
 
 
-def score_hooks(cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie) -> HookFactory | None:
+def score_hooks(
+    cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie, run_dir: Path | None = None
+) -> HookFactory | None:
     """The configured beam-search score calibrations (decode.calibration), in order."""
     if not cfg.decode.calibration:
         return None
     train_df = ds.split("train")
     counts = count_items(train_df, len(ds.titles))
-    assistant = d3_assistant(cfg, train_df, counts) if "d3" in cfg.decode.calibration else None
+    assistant = None
+    if "d3" in cfg.decode.calibration:
+        assistant = d3_assistant(cfg, train_df, counts, run_dir)
 
     igd = igd_score_hook(trie, counts, cfg.decode.igd) if "igd" in cfg.decode.calibration else None
 
@@ -115,11 +135,45 @@ def score_hooks(cfg: RunConfig, ds: PreparedDataset, trie: ItemTrie) -> HookFact
 
 
 def d3_assistant(
-    cfg: RunConfig, train_df: pd.DataFrame, counts: np.ndarray
+    cfg: RunConfig, train_df: pd.DataFrame, counts: np.ndarray, run_dir: Path | None = None
 ) -> Callable[[pd.DataFrame], torch.Tensor]:
     """Per-sample item distributions of D3's text-free assistant (rows follow the samples)."""
     if cfg.decode.d3.assistant == "popularity":
         probs = popularity_distribution(counts)
         return lambda samples: probs
-    sasrec = SASRecRecommender(cfg.baselines.sasrec).fit(train_df, len(counts))
+    sasrec = run_sasrec(cfg.baselines.sasrec, train_df, len(counts), run_dir)
     return lambda samples: item_distribution(sasrec.scores(samples))
+
+
+def samples_fingerprint(samples: pd.DataFrame) -> str:
+    """sha256 of the samples' ids, histories and targets (which training data a model saw)."""
+    digest = hashlib.sha256()
+    for column in ("sample_id", "target"):
+        digest.update(samples[column].to_numpy(dtype=np.int64).tobytes())
+    lengths = samples["history"].map(len).to_numpy(dtype=np.int64)
+    digest.update(lengths.tobytes())
+    for history in samples["history"]:
+        digest.update(np.asarray(history, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def run_sasrec(
+    cfg: SASRecConfig, train_df: pd.DataFrame, n_items: int, run_dir: Path | None
+) -> SASRecRecommender:
+    """SASRec fitted on ``train_df``, once per run: reloaded from ``RUN/d3_assistant.pt`` when it
+    was fitted with this config, item count and training samples, else fitted and saved there
+    (rank 0 writes)."""
+    model = SASRecRecommender(cfg)
+    path = None if run_dir is None else Path(run_dir) / ASSISTANT_FILE
+    key = samples_fingerprint(train_df)
+    if path is not None and path.is_file():
+        state = torch.load(path, map_location=cfg.device, weights_only=True)
+        same = state.get("config") == to_dict(cfg) and state.get("n_items") == n_items
+        if same and state.get("samples") == key:
+            return model.restore(state)
+        log.info("%s was fitted on other data or settings: fitting the assistant again", path)
+    model.fit(train_df, n_items)
+    if path is not None and distributed.is_main():
+        with atomic_path(path) as tmp:
+            torch.save({**model.state(), "samples": key}, tmp)
+    return model

@@ -91,7 +91,7 @@ def train(
     train_df = ds.split("train")
     samples = encode_samples(lm.builder, train_df, ds.titles, lm.max_length)
     valid = ds.split("valid")
-    rec = make_recommender(cfg, ds, lm)
+    rec = make_recommender(cfg, ds, lm, run_dir)
     k = cfg.eval.validation_k
     objective = build_objective(cfg.train.objective)
     pad_id = lm.builder.tokenizer.pad_token_id
@@ -186,7 +186,7 @@ def recommend(
     t0 = time.perf_counter()
     # Beam search returns at most num_return items; shorter lists are by design, not invalid.
     with distributed.full_weights(lm.model):  # sharded: every rank decodes its share
-        rec = make_recommender(cfg, ds, lm)
+        rec = make_recommender(cfg, ds, lm, run_dir)
         recs["llm"] = rec.recommend(samples, min(k, cfg.decode.beam.n_return))
     seconds["llm"] = time.perf_counter() - t0
     if not distributed.is_main():  # rank 0 runs the baselines and writes

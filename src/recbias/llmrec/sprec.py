@@ -195,12 +195,17 @@ class _Phase:
 
 
 def decode_rejected(
-    cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel, samples: pd.DataFrame, rng
+    cfg: RunConfig,
+    ds: PreparedDataset,
+    lm: LoadedModel,
+    samples: pd.DataFrame,
+    rng,
+    run_dir: Path | None = None,
 ) -> list[list[int] | None]:
     """Decode ``samples`` with the current model (every rank its share, all gathered) and pick
     the rejected items; rank 0's picks go to every rank."""
     lm.model.eval()
-    recs = make_recommender(cfg, ds, lm).recommend(samples, cfg.sprec.candidates())
+    recs = make_recommender(cfg, ds, lm, run_dir).recommend(samples, cfg.sprec.candidates())
     picked = pick_rejected(recs.items, samples["target"].to_numpy(), ds.titles, cfg.sprec, rng)
     return _broadcast(picked)
 
@@ -213,7 +218,8 @@ def run_iteration(
     drawn = draw_samples(ds.split("train"), s.samples, cfg.seed, i)
     chosen = encode_samples(lm.builder, drawn, ds.titles, lm.max_length)
     t0 = time.perf_counter()
-    rejected = decode_rejected(cfg, ds, lm, drawn, np.random.default_rng([cfg.seed, i, 1]))
+    rng = np.random.default_rng([cfg.seed, i, 1])
+    rejected = decode_rejected(cfg, ds, lm, drawn, rng, run.run_dir)
     record: dict[str, Any] = {"iteration": i, "decode_seconds": time.perf_counter() - t0}
     pairs = build_preferences(lm.builder, chosen, rejected, ds.titles, lm.max_length)
     if not pairs:
@@ -248,7 +254,9 @@ def run_iteration(
     return record
 
 
-def validation_ndcg(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> float | None:
+def validation_ndcg(
+    cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel, run_dir: Path | None = None
+) -> float | None:
     """NDCG@``eval.validation_k`` on the validation split (None if it is empty); every rank
     decodes its share, as the trainer's validation does."""
     valid = ds.split("valid")
@@ -256,7 +264,7 @@ def validation_ndcg(cfg: RunConfig, ds: PreparedDataset, lm: LoadedModel) -> flo
         return None
     lm.model.eval()
     k = cfg.eval.validation_k
-    recs = make_recommender(cfg, ds, lm).recommend(valid, k)
+    recs = make_recommender(cfg, ds, lm, run_dir).recommend(valid, k)
     return float(ranking_metrics(recs.items, valid["target"].to_numpy(), [k])[f"NDCG@{k}"])
 
 
@@ -285,7 +293,7 @@ def self_play(
             record = run_iteration(i, cfg, ds, run, counts)
             if cfg.sprec.validate_each_iteration:
                 t0 = time.perf_counter()
-                record["val_ndcg"] = validation_ndcg(cfg, ds, lm)
+                record["val_ndcg"] = validation_ndcg(cfg, ds, lm, run_dir)
                 record["validation_seconds"] = time.perf_counter() - t0
             log.info("sprec iteration %d: %s", i, record)
             if logger is not None:

@@ -198,19 +198,23 @@ def _comparison_cell(cell: Mapping[str, Any]) -> str:
 
 
 def _comparison_row(
-    name: str, row: Mapping[str, Any], metrics: list[str], pm: str
+    name: str, row: Mapping[str, Any], metrics: list[str], pm: str, ref: str
 ) -> tuple[dict[str, Any], list[Any]]:
-    """(cells by metric name and "method", [valid, train s, decode s, Δ, p])."""
-    label = f"{name} (model of {row['reuse_model_of']})" if row.get("reuse_model_of") else name
+    """(cells by metric name and "method", [valid, train s, decode s, Δ, vs, p])."""
+    notes = [f"model of {row['reuse_model_of']}"] if row.get("reuse_model_of") else []
+    if row.get("decoding") and row["decoding"] != "n/a":
+        notes.append(f"decoding {row['decoding']}")
+    label = f"{name} ({'; '.join(notes)})" if notes else name
     cells = {"method": label} | {m: _comparison_cell(row["metrics"].get(m, {})) for m in metrics}
     extra = [row.get("valid_ratio"), row.get("train_seconds"), row.get("decode_seconds")]
     paired = (row.get("paired_vs_reference") or {}).get(pm)
     if not paired:
-        return cells, [*extra, "(reference)", None]
+        return cells, [*extra, "(reference)", None, None]
     diff = fmt_ci(paired.get("diff"), paired.get("lo"), paired.get("hi"), signed=True)
     p = paired.get("p_value")
     mark = " *" if isinstance(p, float | int) and p < 0.05 else ""
-    return cells, [*extra, diff, f"{fmt_number(p)}{mark}" if p is not None else None]
+    vs = row.get("vs") or ref  # comparisons written before decoding groups: the reference
+    return cells, [*extra, diff, vs, f"{fmt_number(p)}{mark}" if p is not None else None]
 
 
 def comparison_accuracy(
@@ -220,16 +224,17 @@ def comparison_accuracy(
     scores = _comparison_scores(table, path)
     ref, pm = str(table.get("reference", "")), str(table.get("paired_metric", FOREST_METRIC))
     metrics = list(dict.fromkeys(m for s in scores for m in s.cis))
-    extra = ["valid", "train s", "decode s", f"Δ {pm} vs {ref} [95% CI]", "p"]
+    extra = ["valid", "train s", "decode s", f"Δ {pm} [95% CI]", "vs", "p"]
     ci = str(table.get("ci", "95% CI"))
-    rows = [_comparison_row(n, r, metrics, pm) for n, r in table["methods"].items()]
+    rows = [_comparison_row(n, r, metrics, pm, ref) for n, r in table["methods"].items()]
     caption = f"Accuracy per method; cells: {ci}. * p < 0.05 (paired sign-flip test)."
     tables = family_tables("accuracy", caption, "method", rows, metrics, extra, pm)
     section = Section("accuracy", "Accuracy", tables=tables)
     seeds = ", ".join(str(s) for s in table.get("seeds", [])) or str(table.get("n_seeds", "?"))
     section.summary = (
-        f"{fmt_number(table.get('n_samples'))} test samples; seeds: {seeds}. Δ = method − {ref} "
-        f"on per-sample {pm}; training and decoding times in seconds."
+        f"{fmt_number(table.get('n_samples'))} test samples; seeds: {seeds}. Δ = method − vs on "
+        f"per-sample {pm}, vs = {ref} decoded with the method's decoding settings (a row "
+        f"{ref}@<settings>), and that row against {ref}; training and decoding times in seconds."
     )
     figure = forest_figure(scores, fig_dir / f"{anchor}.png", ci, reference=ref)
     section.figures += [figure] if figure else []

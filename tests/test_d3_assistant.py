@@ -1,0 +1,132 @@
+"""D3's SASRec assistant is fitted once per run and reloaded by validation, the test decoding,
+`recbias recommend` and the audit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
+from recbias.cli import main
+from recbias.data import PreparedDataset
+from recbias.llmrec.assemble import ASSISTANT_FILE, run_sasrec
+
+D3 = [
+    'decode.calibration=["d3"]',
+    'decode.d3.assistant="sasrec"',
+    "decode.d3.guidance=0.5",
+    "baselines.sasrec.epochs=2",
+    "baselines.sasrec.hidden=16",
+    "baselines.sasrec.dtype=fp32",
+]
+
+
+def _config(root: Path, ckpt: Path, data: Path) -> Path:
+    path = root / "exp.toml"
+    path.write_text(f"""
+name = "tiny-d3"
+threads = 1
+[data]
+cache_dir = "{root / "cache"}"
+[data.source]
+kind = "table"
+interactions = "{data / "inter.csv"}"
+items = "{data / "items.csv"}"
+[data.prepare]
+kcore = 2
+[model]
+path = "{ckpt}"
+dtype = "fp32"
+[train]
+epochs = 1
+lr = 0.01
+warmup_steps = 0
+micro_batch_size = 8
+[decode.beam]
+num_beams = 4
+[eval]
+ks = [1, 4]
+bootstrap = 20
+[finish]
+report = false
+""")
+    return path
+
+
+@pytest.fixture
+def fits(monkeypatch) -> list[int]:
+    """Counts SASRecRecommender.fit calls."""
+    calls: list[int] = []
+    real = SASRecRecommender.fit
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SASRecRecommender, "fit", counted)
+    return calls
+
+
+def _argv(*args: str) -> list[str]:
+    return [*args, *[a for s in D3 for a in ("--set", s)]]
+
+
+def test_a_d3_run_fits_its_assistant_once_and_reuses_it(tmp_path, tiny_ckpt, table_data, fits):
+    cfg, run = _config(tmp_path, tiny_ckpt, table_data), tmp_path / "run"
+    assert main(_argv("run", str(cfg), "--run-dir", str(run))) == 0
+    assert len(fits) == 1  # validation after the epoch and the test decoding share one fit
+    assert (run / ASSISTANT_FILE).is_file()
+    before = (run / "predictions" / "llm.jsonl").read_text()
+    # recommend and the audit reload it
+    assert main(_argv("recommend", str(cfg), "--run-dir", str(run))) == 0
+    assert main(["audit", str(run), "--only", "sensitivity", "--set", "max_samples=4"]) == 0
+    assert len(fits) == 1
+    assert (run / "predictions" / "llm.jsonl").read_text() == before
+    # without the saved assistant, recommend fits it again and decodes the same lists
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run, fresh, ignore=lambda d, names: [ASSISTANT_FILE, "audit"])
+    (fresh / "predictions" / "llm.jsonl").unlink()
+    assert main(_argv("recommend", str(cfg), "--run-dir", str(fresh))) == 0
+    assert len(fits) == 2
+    assert (fresh / "predictions" / "llm.jsonl").read_text() == before
+
+
+def _train(table_data, tmp_path) -> tuple[PreparedDataset, SASRecConfig]:
+    from recbias.data import DataConfig, PrepareConfig, SourceConfig, prepare_dataset
+
+    source = SourceConfig(
+        kind="table",
+        interactions=str(table_data / "inter.csv"),
+        items=str(table_data / "items.csv"),
+    )
+    cfg = DataConfig(source, PrepareConfig(kcore=2), cache_dir=str(tmp_path / "cache"))
+    ds = PreparedDataset.load(prepare_dataset(cfg))
+    return ds, SASRecConfig(hidden=16, epochs=2, dtype="fp32")
+
+
+def test_reloaded_assistant_scores_like_the_fitted_one(tmp_path, table_data, fits):
+    ds, cfg = _train(table_data, tmp_path)
+    train, n = ds.split("train"), len(ds.titles)
+    fitted = run_sasrec(cfg, train, n, tmp_path)
+    reloaded = run_sasrec(cfg, train, n, tmp_path)
+    assert len(fits) == 1
+    test = ds.split("test")
+    np.testing.assert_array_equal(reloaded.scores(test), fitted.scores(test))
+    plain = SASRecRecommender(cfg).fit(train, n)  # no run directory: the usual fit
+    np.testing.assert_array_equal(plain.scores(test), fitted.scores(test))
+
+
+def test_another_config_or_training_data_refits(tmp_path, table_data, fits):
+    ds, cfg = _train(table_data, tmp_path)
+    train, n = ds.split("train"), len(ds.titles)
+    run_sasrec(cfg, train, n, tmp_path)
+    run_sasrec(SASRecConfig(hidden=16, epochs=3, dtype="fp32"), train, n, tmp_path)
+    assert len(fits) == 2
+    run_sasrec(SASRecConfig(hidden=16, epochs=3, dtype="fp32"), train.iloc[1:], n, tmp_path)
+    assert len(fits) == 3
+    saved = torch.load(tmp_path / ASSISTANT_FILE, weights_only=True)
+    assert saved["config"]["epochs"] == 3 and saved["n_items"] == n
