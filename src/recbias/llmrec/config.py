@@ -17,6 +17,7 @@ from recbias.decoding.igd_calibration import IGDDecodeConfig
 from recbias.lm.loading import ModelConfig
 from recbias.objectives.dpo import DPOConfig
 from recbias.prompts import PromptConfig
+from recbias.sidllm.config import ItemsConfig
 from recbias.train.loop import TrainConfig
 
 BASELINES = ("popularity", "sasrec")
@@ -182,6 +183,10 @@ class RunConfig(Config):
     )
     prompt: PromptConfig = field(
         default_factory=PromptConfig, metadata={"help": "how a history becomes a prompt"}
+    )
+    items: ItemsConfig = field(
+        default_factory=ItemsConfig,
+        metadata={"help": "how items are spelled: titles or semantic-ID tokens (SID-LLM)"},
     )
     model: ModelConfig = field(
         default_factory=ModelConfig,
