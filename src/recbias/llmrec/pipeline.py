@@ -170,9 +170,14 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
 
     out = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
     state = full_model_state(lm.model)
+    kwargs = {} if state is None else {"state_dict": state}
+    if lm.sid is not None and cfg.model.finetune == "lora":
+        # the SID rows are PEFT trainable tokens in the adapter; the resized base rows are
+        # rebuilt at load time, so the full embedding matrix need not be saved
+        kwargs["save_embedding_layers"] = False
     if distributed.is_main():
         with atomic_dir(out) as tmp:
-            lm.model.save_pretrained(tmp, **({} if state is None else {"state_dict": state}))
+            lm.model.save_pretrained(tmp, **kwargs)
             lm.builder.tokenizer.save_pretrained(tmp)
             if lm.sid is not None:  # the codes the model was trained with travel with it
                 save_sid_items(lm.sid.items, tmp / SID_FILE)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from recbias.data.dataset import PreparedDataset
-from recbias.errors import DataError
+from recbias.errors import ConfigError, DataError
 from recbias.fsutil import write_text
 from recbias.genrec.encoders import item_embeddings
 from recbias.genrec.semantic_ids import build_semantic_ids
@@ -45,8 +45,11 @@ class SidItems:
 def build_sid_items(cfg: SidConfig, ds: PreparedDataset) -> SidItems:
     """Quantise the items' text embeddings into semantic IDs (deterministic given the seed)."""
     gen = cfg.quantiser()
-    emb, source = item_embeddings(gen, ds.items)
-    sid = build_semantic_ids(gen, emb)
+    try:
+        emb, source = item_embeddings(gen, ds.items)
+        sid = build_semantic_ids(gen, emb)
+    except ConfigError as exc:  # the genrec checks name their own section's keys
+        raise ConfigError(str(exc).replace("'genrec.", "'items.sid.")) from None
     return SidItems(sid.codes, list(sid.sizes), sid.report, source)
 
 
