@@ -96,3 +96,20 @@ def test_codes_that_cannot_index_the_catalog_name_their_key(
     sets = [a for o in overrides for a in ("--set", o)]
     assert main(["run", str(cfg), "--run-dir", str(tmp_path / "r"), *sets]) == 2
     assert key in capsys.readouterr().err
+
+
+def test_audit_runs_on_a_sid_run(tmp_path, tiny_ckpt):
+    """Every audit analysis (attribution over SID history spans, IG shares over the SID trie,
+    training curves over the snapshots, ...) runs on a SID run as on a title run."""
+    from test_audit import QUICK, _config, _data
+
+    cfg = _config(tmp_path, tiny_ckpt, _data(tmp_path / "data"))
+    cfg.write_text(cfg.read_text() + SID.format(representation="sid"))
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--run-dir", str(run)]) == 0
+    assert main(["audit", str(run), *[a for s in QUICK for a in ("--set", s)]]) == 0
+    titles = [
+        s["title"] for s in json.loads((run / "audit" / "audit.json").read_text())["sections"]
+    ]
+    for name in ("attribution", "information gain", "over training", "Sensitivity"):
+        assert any(name in t for t in titles), name
