@@ -289,3 +289,25 @@ def test_igd_zero_gain_tokens_on_sid_targets(sid_lm):
         assert zero[row, :quote].all() and zero[row, quote + 3 : n].all()
         toy_story = s.target_item <= 1
         assert sid_part == [False, toy_story, not toy_story]
+
+
+# -- saved codes -----------------------------------------------------------------------------------
+
+
+def test_saved_codes_round_trip_and_bad_files_name_the_path(tmp_path):
+    from recbias.sidllm.items import SidItems, load_sid_items, save_sid_items
+
+    path = tmp_path / "semantic_ids.json"
+    save_sid_items(SidItems(CODES, SIZES, {"n_items": 8}, "tfidf"), path)
+    back = load_sid_items(path, n_items=8)
+    assert np.array_equal(back.codes, CODES) and back.sizes == SIZES and back.source == "tfidf"
+    with pytest.raises(DataError, match=r"n_items=9"):
+        load_sid_items(path, n_items=9)
+    path.write_text(
+        path.read_text().replace("[\n   3,\n   0,\n   0\n  ]", "[\n   4,\n   0,\n   0\n  ]")
+    )
+    with pytest.raises(DataError, match="outside the sizes"):
+        load_sid_items(path, n_items=8)
+    path.write_text("{")
+    with pytest.raises(DataError, match="semantic_ids.json"):
+        load_sid_items(path, n_items=8)
