@@ -84,9 +84,10 @@ def metaspace_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_llama(
-    vocab_size: int, seed: int = 0, hidden: int = 32, layers: int = 2
+    vocab_size: int, seed: int = 0, hidden: int = 32, layers: int = 2, tied: bool = True
 ) -> LlamaForCausalLM:
-    """A randomly initialised 2-layer Llama small enough to train in milliseconds."""
+    """A randomly initialised 2-layer Llama small enough to train in milliseconds (``tied``:
+    input and output embeddings share one matrix, as in SmolLM2)."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=vocab_size,
@@ -96,7 +97,7 @@ def tiny_llama(
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from transformers import PreTrainedTokenizerBase
 
@@ -164,10 +164,36 @@ def fill_domain_words(text: str, words: dict[str, str]) -> str:
         ) from None
 
 
-class PromptBuilder:
-    """Renders and tokenizes prompts of one template for one tokenizer and domain."""
+class ItemText(Protocol):
+    """How items are spelled in prompts: a history item and a target, from the item's title
+    (e.g. :class:`recbias.sidllm.items.SidText` spells them as semantic-ID tokens)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, cfg: PromptConfig, domain: Domain):
+    def history(self, title: str) -> str: ...
+
+    def target(self, title: str) -> str: ...
+
+
+class TitleText:
+    """Items spelled by their titles (the default)."""
+
+    def history(self, title: str) -> str:
+        return title
+
+    def target(self, title: str) -> str:
+        return title
+
+
+class PromptBuilder:
+    """Renders and tokenizes prompts of one template for one tokenizer and domain; ``items``
+    spells the items (their titles unless given)."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        cfg: PromptConfig,
+        domain: Domain,
+        items: ItemText | None = None,
+    ):
         if cfg.template not in _STYLES:
             raise ConfigError(f"prompt.template: unknown template '{cfg.template}'")
         if tokenizer.eos_token_id is None:
@@ -175,6 +201,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.domain = domain
+        self.items: ItemText = items if items is not None else TitleText()
         style = _STYLES[cfg.template]
         words = {"item": domain.item, "items": domain.items, "verb": domain.verb}
         self.style = style
@@ -219,14 +246,14 @@ class PromptBuilder:
         for i, (title, item) in enumerate(zip(titles, items, strict=True)):
             if i:
                 segs.append(Segment("task", self.style.sep))
-            segs.append(Segment("history", f"{q}{title}{q}", item))
+            segs.append(Segment("history", f"{q}{self.items.history(title)}{q}", item))
         if self.tail:
             segs.append(Segment("task", self.tail))
         segs.append(Segment("response_prefix", self.response_prefix))
         return segs
 
     def target_text(self, title: str) -> str:
-        return self.style.target.format(title=title)
+        return self.style.target.format(title=self.items.target(title))
 
     def encode_target(self, title: str) -> list[int]:
         """Target ids: the title with its terminator, then EOS; also the trie's item sequence."""

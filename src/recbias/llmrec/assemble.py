@@ -49,6 +49,13 @@ from recbias.llmrec.recommender import (
 )
 from recbias.lm import loading
 from recbias.prompts import PromptBuilder
+from recbias.sidllm.assemble import (
+    SidSetup,
+    attach_sid_encoder,
+    check_checkpoint_tokens,
+    lora_token_indices,
+    sid_setup,
+)
 
 log = logging.getLogger(__name__)
 ASSISTANT_FILE = "d3_assistant.pt"
@@ -57,12 +64,14 @@ ASSISTANT_FILE = "d3_assistant.pt"
 @dataclass
 class LoadedModel:
     """A causal LM with its prompt builder; ``max_length`` = the context size in tokens,
-    ``base_path`` = the checkpoint it was loaded from (before any trained weights)."""
+    ``base_path`` = the checkpoint it was loaded from (before any trained weights), ``sid`` =
+    the items' semantic IDs and tokens of a SID-LLM run (``items.representation != "title"``)."""
 
     model: torch.nn.Module
     builder: PromptBuilder
     max_length: int
     base_path: Path
+    sid: SidSetup | None = None
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
@@ -79,18 +88,25 @@ def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) ->
     tok = loading.load_tokenizer(base)
     device = distributed.init_from_env() or loading.resolve_device(cfg.model.device)
     attention = loading.attention_for(cfg.model.attention, device)
-    model = loading.load_model(
-        weights if weights and cfg.model.finetune == "full" else base, attention=attention
-    )
+    full_weights = weights is not None and cfg.model.finetune == "full"
+    model = loading.load_model(weights if full_weights else base, attention=attention)
+    sid = sid_setup(cfg.items, ds, tok, weights) if cfg.items.uses_sid else None
+    if sid is not None:
+        sid.fit_model(model, tok, ds.titles, init=not full_weights)
+        if weights is not None:
+            check_checkpoint_tokens(weights, sid.vocab)
     if cfg.model.finetune == "lora":
         adapter = weights or (Path(cfg.model.adapter) if cfg.model.adapter else None)
         if adapter is not None:
             model = loading.load_adapter(model, adapter, trainable=weights is None)
         else:
-            model = loading.add_lora(model, cfg.model.lora)
+            tokens = lora_token_indices(model, sid.vocab) if sid is not None else None
+            model = loading.add_lora(model, cfg.model.lora, tokens)
+    if sid is not None:
+        model = attach_sid_encoder(model, sid, cfg.items, weights)
     model.to(device)
-    builder = PromptBuilder(tok, cfg.prompt, ds.domain)
-    return LoadedModel(model, builder, loading.context_size(model, cfg.model), base)
+    builder = PromptBuilder(tok, cfg.prompt, ds.domain, sid.text if sid is not None else None)
+    return LoadedModel(model, builder, loading.context_size(model, cfg.model), base, sid)
 
 
 def make_recommender(

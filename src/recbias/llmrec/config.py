@@ -18,6 +18,7 @@ from recbias.lm.loading import ModelConfig
 from recbias.objectives.dpo import DPOConfig
 from recbias.prompts import PromptConfig
 from recbias.runs import FinishConfig
+from recbias.sidllm.config import ItemsConfig
 from recbias.train.loop import TrainConfig
 
 BASELINES = ("popularity", "sasrec")
@@ -159,6 +160,10 @@ class RunConfig(Config):
     )
     prompt: PromptConfig = field(
         default_factory=PromptConfig, metadata={"help": "how a history becomes a prompt"}
+    )
+    items: ItemsConfig = field(
+        default_factory=ItemsConfig,
+        metadata={"help": "how items are spelled: titles or semantic-ID tokens (SID-LLM)"},
     )
     model: ModelConfig = field(
         default_factory=ModelConfig,

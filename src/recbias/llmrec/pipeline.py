@@ -44,6 +44,8 @@ from recbias.objectives.base import ObjectiveContext
 from recbias.recs import Recommendations
 from recbias.run_marker import mark_finished, mark_unfinished
 from recbias.runs import seed_everything, set_threads, write_environment
+from recbias.sidllm.assemble import SID_FILE
+from recbias.sidllm.items import report_line, save_sid_items, sid_summary
 from recbias.train.loggers import build_loggers
 from recbias.train.loop import Reporter, Trainer
 
@@ -168,10 +170,17 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
 
     out = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
     state = full_model_state(lm.model)
+    kwargs = {} if state is None else {"state_dict": state}
+    if lm.sid is not None and cfg.model.finetune == "lora":
+        # the SID rows are PEFT trainable tokens in the adapter; the resized base rows are
+        # rebuilt at load time, so the full embedding matrix need not be saved
+        kwargs["save_embedding_layers"] = False
     if distributed.is_main():
         with atomic_dir(out) as tmp:
-            lm.model.save_pretrained(tmp, **({} if state is None else {"state_dict": state}))
+            lm.model.save_pretrained(tmp, **kwargs)
             lm.builder.tokenizer.save_pretrained(tmp)
+            if lm.sid is not None:  # the codes the model was trained with travel with it
+                save_sid_items(lm.sid.items, tmp / SID_FILE)
     distributed.barrier()
     return out
 
@@ -245,6 +254,9 @@ def write_summary(cfg: RunConfig, run_dir: Path, result: dict[str, Any]) -> str:
                 f"p = {c['p_value']:.4g}"
             )
     timing = result.get("timing", {})
+    if "semantic_ids" in result:
+        sid = result["semantic_ids"]
+        lines += ["", report_line(sid, sid["sizes"], sid["source"])]
     lines += ["", "Timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items())]
     text = "\n".join(lines) + "\n"
     write_text(run_dir / "summary.md", text)
@@ -262,6 +274,8 @@ def run_experiment(
     check_cutoffs(cfg.eval.ks, cfg.decode.beam.n_return, len(ds.titles), cfg.eval.ks_beyond_list)
     lm = load_lm(cfg, ds)
     timing["prepare_and_load"] = time.perf_counter() - t0
+    if lm.sid is not None and distributed.is_main():
+        save_sid_items(lm.sid.items, run_dir / SID_FILE)
     training = train(cfg, ds, lm, run_dir, resume, reporter) if cfg.train.epochs > 0 else {}
     timing["train"] = training.get("train_seconds", 0.0)
     timing["validate"] = training.get("validation_seconds", 0.0)
@@ -282,6 +296,8 @@ def run_experiment(
             "timing": timing,
             "metrics": evaluate(cfg, samples, recs),
         }
+        if lm.sid is not None:
+            result["semantic_ids"] = sid_summary(lm.sid.items)
         timing["total"] = time.perf_counter() - t_start
         write_metrics_json(run_dir / "metrics.json", result)
         result["summary"] = write_summary(cfg, run_dir, result)

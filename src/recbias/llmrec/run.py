@@ -21,6 +21,7 @@ from recbias.llmrec.assemble import LoadedModel, load_data, load_lm
 from recbias.llmrec.config import RunConfig
 from recbias.lm import loading
 from recbias.prompts import PromptBuilder
+from recbias.sidllm.assemble import sid_setup
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
@@ -108,7 +109,11 @@ class LoadedRun:
         if self._models:
             return next(iter(self._models.values())).builder
         tok = loading.load_tokenizer(loading.resolve_path(self.cfg.model))
-        return PromptBuilder(tok, self.cfg.prompt, self.ds.domain)
+        sid = None
+        if self.cfg.items.uses_sid:  # the SID tokens and the codes the run was trained with
+            weights = self.run_dir / ("adapter" if self.cfg.model.finetune == "lora" else "model")
+            sid = sid_setup(self.cfg.items, self.ds, tok, weights if weights.is_dir() else None)
+        return PromptBuilder(tok, self.cfg.prompt, self.ds.domain, sid.text if sid else None)
 
     def checkpoint_dir(self, name: str) -> Path:
         """``RUN/checkpoints/NAME`` holding ``weights.pt``; missing = error naming the path."""

@@ -140,7 +140,13 @@ def context_size(model: PreTrainedModel, cfg: ModelConfig) -> int:
     return min(native, cfg.max_length) if cfg.max_length else native
 
 
-def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
+def add_lora(
+    model: PreTrainedModel,
+    lora: LoraSettings,
+    trainable_tokens: list[int] | dict[str, list[int]] | None = None,
+) -> PreTrainedModel:
+    """LoRA adapters on ``lora.target_modules``; ``trainable_tokens`` = embedding rows trained as
+    well (PEFT ``trainable_token_indices``, e.g. newly added tokens)."""
     from peft import LoraConfig, get_peft_model
 
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
@@ -153,6 +159,7 @@ def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
         task_type="CAUSAL_LM",
+        trainable_token_indices=trainable_tokens,
     )
     return get_peft_model(model, peft_cfg)
 
