@@ -1,0 +1,1 @@
+"""LLM recommenders over semantic-ID tokens."""
