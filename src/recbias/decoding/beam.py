@@ -133,7 +133,7 @@ def _search_batch(
 ) -> list[BeamResult]:
     n, width = len(prompts), cfg.num_beams
     reach = context_width(model)  # tokens before a position that the input embedding reads
-    tails = _left_pad([p[-reach:] for p in prompts], -1, model_device(model)) if reach else None
+    tails = _left_pad([p[-reach:] for p in prompts], -1, model_device(model))[0] if reach else None
     padded, cache, logits = _prefill(model, prompts, index, pad_token_id, reach)
     if trie.stride > logits.shape[-1]:
         raise ModelError(
