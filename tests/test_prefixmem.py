@@ -416,3 +416,21 @@ def test_attaching_twice_or_before_resizing_is_refused():
     assert not model.get_input_embeddings()._forward_hooks
     with pytest.raises(ModelError, match="resize_token_embeddings"):
         attach_prefixmem(tiny.tiny_llama(VOCAB - 5), *vocab_tensors(), loud_config())
+
+
+def test_engram_gate_scales_the_term_by_the_sigmoid_of_the_normalised_match():
+    model = sid_model()
+    embedding = model.get_input_embeddings()
+    ids = _ids()
+    with torch.no_grad():
+        plain = embedding(ids)
+        pm = attach_prefixmem(model, *vocab_tensors(), loud_config(gate="engram"))
+        term = pm.term(ids)
+        gated = embedding(ids)
+
+    def rms(x):
+        return x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+
+    alpha = torch.sigmoid((rms(plain) * rms(term)).sum(-1, keepdim=True) / plain.shape[-1] ** 0.5)
+    torch.testing.assert_close(gated, plain + alpha * term)
+    assert float(alpha.min()) > 0 and float(alpha.max()) < 1 and term.abs().sum() > 0
