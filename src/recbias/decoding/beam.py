@@ -45,6 +45,7 @@ from recbias.decoding.kv import (
 )
 from recbias.decoding.trie import ItemTrie
 from recbias.errors import ModelError, RecbiasError
+from recbias.lm.token_context import context_width, preceding_tokens
 
 NEG_INF = float("-inf")
 
@@ -131,7 +132,9 @@ def _search_batch(
     hook: ScoreHook | None,
 ) -> list[BeamResult]:
     n, width = len(prompts), cfg.num_beams
-    padded, cache, logits = _prefill(model, prompts, index, pad_token_id)
+    reach = context_width(model)  # tokens before a position that the input embedding reads
+    tails = _left_pad([p[-reach:] for p in prompts], -1, model_device(model))[0] if reach else None
+    padded, cache, logits = _prefill(model, prompts, index, pad_token_id, reach)
     if trie.stride > logits.shape[-1]:
         raise ModelError(
             f"trie token {trie.stride - 1} is outside the model's {logits.shape[-1]} logits"
@@ -160,8 +163,12 @@ def _search_batch(
             break
         _reorder(cache, row_slot, parent_slot.view(-1)[new_slot], n * width)
         row_slot = new_slot
-        tokens = trie.token_in[beams.node.view(-1)[row_slot]]
-        logits = _decode(model, cache, prefix, tokens, padded, row_slot, width, step)
+        nodes = beams.node.view(-1)[row_slot]
+        keys = None if tails is None else _path_keys(trie, nodes, tails[row_slot // width], reach)
+        with preceding_tokens(model, keys):
+            logits = _decode(
+                model, cache, prefix, trie.token_in[nodes], padded, row_slot, width, step
+            )
         step += 1
     kept_score, kept_item = kept_score.cpu(), kept_item.cpu()
     return [_result(s, i, cfg.n_return) for s, i in zip(kept_score, kept_item, strict=True)]
@@ -185,7 +192,11 @@ def _reorder(cache: DynamicCache, row_slot: Tensor, parent_slot: Tensor, n_slots
 
 
 def _prefill(
-    model: torch.nn.Module, prompts: list[list[int]], index: list[int], pad_token_id: int
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    index: list[int],
+    pad_token_id: int,
+    reach: int = 0,
 ) -> tuple[_Padded, DynamicCache, Tensor]:
     """Run every prompt once; return the batch's cache and last-position logits ``[P, V]``.
 
@@ -203,14 +214,18 @@ def _prefill(
     position = shared + (rest_mask.cumsum(-1) - 1).clamp(min=0)
     head_mask = torch.ones((len(prompts), shared), dtype=torch.long, device=device)
     mask = torch.cat([head_mask, rest_mask], dim=1)
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=position,
-        past_key_values=header,
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    # An input embedding that reads ``reach`` tokens back sees the header's tail before the rest.
+    back = min(reach, shared)
+    keys = _left_pad([p[shared - back :] for p in prompts], -1, device)[0] if back else None
+    with preceding_tokens(model, keys):
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position,
+            past_key_values=header,
+            use_cache=True,
+            logits_to_keep=1,
+        )
     length = torch.tensor([len(p) for p in prompts], device=device)
     padded = _Padded(mask, length, torch.tensor(index, device=device))
     return padded, out.past_key_values, out.logits[:, -1]
@@ -263,6 +278,16 @@ def _decode(
     with shared_prefix_attention_enabled(model):
         out = model(**inputs, use_cache=True, logits_to_keep=1, recbias_prefix=prefix)
     return out.logits[:, -1]
+
+
+def _path_keys(trie: ItemTrie, nodes: Tensor, tails: Tensor, reach: int) -> Tensor:
+    """``[rows, reach + 1]``: each row's newest token (at ``nodes``) after the ``reach`` tokens
+    before it, from its trie path and then its prompt's tail ``tails: [rows, reach]``."""
+    path = trie.path_tail(nodes, reach + 1)
+    col = torch.arange(reach + 1, device=nodes.device)[None, :]
+    depth = trie.depth[nodes][:, None]  # generated tokens, the newest included
+    from_tail = tails.gather(1, (col + depth - 1).clamp(max=reach - 1))
+    return torch.where(col >= reach + 1 - depth, path, from_tail)
 
 
 def _candidates(

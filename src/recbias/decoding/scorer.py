@@ -22,6 +22,7 @@ from transformers import DynamicCache
 from recbias.decoding.kv import eval_mode, model_device
 from recbias.decoding.trie import ItemTrie
 from recbias.errors import RecbiasError
+from recbias.lm.token_context import context_width, preceding_tokens
 
 
 def score_items(
@@ -83,7 +84,7 @@ def item_token_logprobs(
         first = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         for start in range(0, len(item_seqs), batch_size):
             chunk = item_seqs[start : start + batch_size]
-            logits = _chunk_logits(model, first.past_key_values, first.logits[0, -1], chunk)
+            logits = _chunk_logits(model, first.past_key_values, first.logits[0, -1], chunk, prompt)
             target, real = _pad(chunk, device)
             logp = _target_logprobs(logits.to(device), target, real, trie)
             out[start : start + len(chunk), : target.shape[1]] = logp.masked_fill(~real, 0.0)
@@ -91,7 +92,11 @@ def item_token_logprobs(
 
 
 def _chunk_logits(
-    model: torch.nn.Module, prompt_cache: DynamicCache, last: Tensor, chunk: Sequence[Sequence[int]]
+    model: torch.nn.Module,
+    prompt_cache: DynamicCache,
+    last: Tensor,
+    chunk: Sequence[Sequence[int]],
+    prompt: Sequence[int] = (),
 ) -> Tensor:
     """Logits predicting each token of each item: ``[m, T, V]`` (position 0 from the prompt)."""
     m = len(chunk)
@@ -106,7 +111,15 @@ def _chunk_logits(
     n_prompt = prompt_cache.get_seq_length()
     position = (n_prompt + torch.arange(longest - 1, device=device)).expand(m, -1)
     mask = torch.ones((m, n_prompt + longest - 1), dtype=torch.long, device=device)
-    out = model(input_ids=inputs, attention_mask=mask, position_ids=position, past_key_values=cache)
+    reach = min(context_width(model), len(prompt))  # an input embedding reading tokens back
+    keys = None
+    if reach:
+        tail = torch.tensor(list(prompt[-reach:]), device=device).expand(m, -1)
+        keys = torch.cat([tail, inputs], dim=1)
+    with preceding_tokens(model, keys):
+        out = model(
+            input_ids=inputs, attention_mask=mask, position_ids=position, past_key_values=cache
+        )
     return torch.cat([head, out.logits.float().to(head.device)], dim=1)
 
 

@@ -121,6 +121,16 @@ class ItemTrie:
         child = torch.where(valid, self.child_node[index], -1)
         return token, child, valid
 
+    def path_tail(self, nodes: torch.Tensor, k: int) -> torch.Tensor:
+        """Last ``k`` tokens of the path from the root to each of ``nodes: [m]`` -> ``[m, k]``,
+        aligned on the right (the node's own token last), -1 before the root."""
+        out = torch.full((nodes.numel(), k), -1, dtype=torch.long, device=nodes.device)
+        node = nodes.long()
+        for col in range(k - 1, -1, -1):
+            out[:, col] = torch.where(node >= 0, self.token_in[node.clamp(min=0)], -1)
+            node = torch.where(node > 0, self.parent[node.clamp(min=0)], -1)
+        return out
+
     def item_sequences(self) -> list[list[int]]:
         """Token sequence of every item, aligned with ``item_ids`` (rebuilt from parent links)."""
         depth = self.depth[self.item_node]

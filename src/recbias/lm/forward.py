@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from recbias.lm.batching import Batch
+from recbias.lm.token_context import context_width, preceding_tokens
 
 
 def causal_lm(model: torch.nn.Module) -> Any:
@@ -53,12 +54,15 @@ def _decode_with_shared_prefix(decoder: torch.nn.Module, batch: Batch, n: int) -
     for layer in cache.layers:
         layer.keys = layer.keys.expand(rows, -1, -1, -1)
         layer.values = layer.values.expand(rows, -1, -1, -1)
-    return decoder(
-        input_ids=batch.input_ids[:, n:],
-        attention_mask=batch.attention_mask,
-        past_key_values=cache,
-        use_cache=True,
-    ).last_hidden_state
+    width = context_width(decoder)  # an input encoder that reads tokens inside the prefix
+    keys = batch.input_ids[:, max(0, n - width) :] if width else None
+    with preceding_tokens(decoder, keys):
+        return decoder(
+            input_ids=batch.input_ids[:, n:],
+            attention_mask=batch.attention_mask,
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
 
 
 def target_logits(

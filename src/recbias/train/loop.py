@@ -171,6 +171,21 @@ def _lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
     return fn
 
 
+def param_groups(model: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+    """The trainable parameters (sharded ones under FSDP) as AdamW groups: those of a module
+    that sets ``lr_multiplier`` (e.g. the PrefixMem encoder) train at ``lr * lr_multiplier``."""
+    scaled: dict[int, float] = {}
+    for module in model.modules():
+        factor = getattr(module, "lr_multiplier", None)
+        if factor is not None:
+            scaled.update({id(p): float(factor) for p in module.parameters()})
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault(scaled.get(id(p), 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * factor} for factor, ps in groups.items()]
+
+
 class TrainForward(torch.nn.Module):
     """The training forward (:func:`target_logits`) as a module, so that DDP and FSDP, which hook
     into module calls, see it. ``decoder`` (optional) is a compiled view of the model's own
@@ -232,10 +247,9 @@ class Trainer:
         self.forward = distributed.wrap(self.train_forward, self.mode, self.device)
         if self.mode == "fsdp":
             distributed.register_root(model, self.forward)
-        params = [p for p in model.parameters() if p.requires_grad]  # sharded ones under FSDP
         # The fused kernel avoids foreach's temporary copies of every parameter (peak memory).
         self.optimizer = torch.optim.AdamW(
-            params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+            param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
         # Compiling fuses the elementwise ops around the matmuls (about 1.2x on CPU here) after a
         # one-time compilation of a few minutes; decoding keeps the uncompiled model.
