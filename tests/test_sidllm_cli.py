@@ -113,3 +113,41 @@ def test_audit_runs_on_a_sid_run(tmp_path, tiny_ckpt):
     ]
     for name in ("attribution", "information gain", "over training", "Sensitivity"):
         assert any(name in t for t in titles), name
+
+
+PREFIXMEM = """
+[items.prefixmem]
+table_rows = 101
+memory_dim = 16
+heads = 2
+[items.prefixmem.pretrain]
+epochs = 2
+"""
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_prefixmem_run_trains_saves_and_recommend_reloads_the_encoder(
+    tmp_path, tiny_ckpt, table_data, finetune
+):
+    from recbias.sidllm.prefixmem_attach import WEIGHTS_FILE
+
+    items = SID.format(representation="sid").replace(
+        "[items.sid]", 'encoder = "prefixmem"\n[items.sid]'
+    )
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, items + PREFIXMEM)
+    run = tmp_path / finetune
+    sets = ["--set", f"model.finetune={finetune}", "--set", 'model.lora.target_modules=["q_proj"]']
+    assert main(["run", str(cfg), "--run-dir", str(run), *sets]) == 0
+    saved = run / ("adapter" if finetune == "lora" else "model")
+    state = load_file(saved / WEIGHTS_FILE)
+    assert state["out.weight"].abs().sum() > 0  # W_out starts at 0: it was trained
+    assert not any("prefixmem" in k for k in load_file(next(saved.glob("*model*.safetensors"))))
+    before = (run / "predictions" / "llm.jsonl").read_text()
+    assert main(["recommend", str(cfg), "--run-dir", str(run), *sets]) == 0
+    assert (run / "predictions" / "llm.jsonl").read_text() == before
+
+
+def test_prefixmem_needs_semantic_ids(tmp_path, tiny_ckpt, table_data, capsys):
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, '[items]\nencoder = "prefixmem"\n')
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "items.encoder" in capsys.readouterr().err

@@ -46,6 +46,7 @@ from recbias.run_marker import mark_finished, mark_unfinished
 from recbias.runs import seed_everything, set_threads, write_environment
 from recbias.sidllm.assemble import SID_FILE
 from recbias.sidllm.items import report_line, save_sid_items, sid_summary
+from recbias.sidllm.prefixmem_attach import save_prefixmem
 from recbias.train.loggers import build_loggers
 from recbias.train.loop import Reporter, Trainer
 
@@ -181,6 +182,7 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
             lm.builder.tokenizer.save_pretrained(tmp)
             if lm.sid is not None:  # the codes the model was trained with travel with it
                 save_sid_items(lm.sid.items, tmp / SID_FILE)
+                save_prefixmem(lm.model, tmp)  # the SID encoder, if any (not in HF's weights)
     distributed.barrier()
     return out
 

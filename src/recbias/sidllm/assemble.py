@@ -32,6 +32,9 @@ from recbias.sidllm.items import (
     load_sid_items,
     report_line,
 )
+from recbias.sidllm.prefixmem_attach import WEIGHTS_FILE as PREFIXMEM_FILE
+from recbias.sidllm.prefixmem_attach import attach_prefixmem, load_prefixmem
+from recbias.sidllm.prefixmem_pretrain import pretrain_prefixmem
 from recbias.sidllm.vocab import SidVocab, add_sid_tokens
 
 log = logging.getLogger(__name__)
@@ -97,17 +100,28 @@ def lora_token_indices(model: PreTrainedModel, vocab: SidVocab) -> list[int] | d
 
 
 # ---------------------------------------------------------------------------------------------
-# The SID encoder slot. A SID encoder (PrefixMem, arXiv 2606.00324) attaches HERE: after the SID
-# tokens are added and the embeddings resized (``setup.vocab.level_of`` / ``code_of`` cover every
-# row), after LoRA wraps the model (parameters created here stay trainable; PEFT froze the others
-# before), and with ``weights`` = the run checkpoint being loaded (None for a fresh model), where
-# the encoder's own saved weights would be read back. No encoder ships yet: the model is returned
-# unchanged.
+# The SID encoder slot: after the SID tokens are added and the embeddings resized
+# (``setup.vocab.level_of`` / ``code_of`` cover every row) and after LoRA wraps the model (the
+# encoder's parameters, created here, stay trainable; PEFT froze the others before).
 # ---------------------------------------------------------------------------------------------
 def attach_sid_encoder(
     model: torch.nn.Module, setup: SidSetup, cfg: ItemsConfig, weights: Path | None
 ) -> torch.nn.Module:
-    """The model with its SID encoder attached (none yet: ``model`` itself)."""
+    """``model`` with its SID encoder (``items.encoder``): read back from ``weights`` (a trained
+    checkpoint), or new (pre-trained first when ``items.prefixmem.pretrain.epochs`` > 0)."""
+    if cfg.encoder == "none":
+        return model
+    if weights is not None:
+        if load_prefixmem(model, weights) is None:
+            raise ModelError(f"'{weights}' has no '{PREFIXMEM_FILE}' but the run config sets "
+                             "items.encoder = 'prefixmem'")  # fmt: skip
+        return model
+    vocab, pretrained = setup.vocab, None
+    if cfg.prefixmem.pretrain.epochs:
+        codes = torch.as_tensor(setup.items.codes, dtype=torch.long)
+        pretrained, losses = pretrain_prefixmem(cfg.prefixmem, vocab.level_of, vocab.code_of, codes)
+        log.info("PrefixMem pre-training loss per epoch: %s", [round(x, 4) for x in losses])
+    attach_prefixmem(model, vocab.level_of, vocab.code_of, cfg.prefixmem, pretrained)
     return model
 
 

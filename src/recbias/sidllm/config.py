@@ -18,6 +18,7 @@ from typing import Literal
 
 from recbias.config import Config, invalid, spec
 from recbias.genrec.config import Encoder, GenRecConfig, Quantizer
+from recbias.sidllm.prefixmem import PrefixMemConfig
 
 Representation = Literal["title", "sid", "sid+title"]
 Init = Literal["title_mean", "vocab_mean"]
@@ -105,7 +106,23 @@ class ItemsConfig(Config):
         default_factory=SidConfig,
         metadata={"help": "semantic IDs (representation = sid or sid+title)"},
     )
+    encoder: Literal["none", "prefixmem"] = field(
+        default="none",
+        metadata=spec(
+            "SID encoder added to the input embeddings at SID positions: none, or prefixmem "
+            "(prefix n-gram memory tables, arXiv 2606.00324; settings in items.prefixmem)"
+        ),
+    )
+    prefixmem: PrefixMemConfig = field(
+        default_factory=PrefixMemConfig,
+        metadata={"help": "the PrefixMem encoder (encoder = prefixmem)"},
+    )
 
     @property
     def uses_sid(self) -> bool:
         return self.representation != "title"
+
+    def check(self) -> None:
+        if self.encoder != "none" and not self.uses_sid:
+            raise invalid("encoder", f"'{self.encoder}' encodes semantic IDs: set representation "
+                          "to sid or sid+title")  # fmt: skip
