@@ -162,8 +162,8 @@ def _accumulated_step(model, obj, samples, splits, pad_id):
 
 @pytest.mark.parametrize(
     "kw",
-    [{"weights_from": "batch"}, {"weights_from": "previous", "ema": 0.5}],
-    ids=["batch", "previous-ema"],
+    [{}, {"weights_from": "previous", "ema": 0.5}],
+    ids=["default-batch", "previous-ema"],
 )
 def test_accumulation_gives_the_effective_batch_gradient(byte_tok, kw):
     model = tiny.tiny_llama(len(byte_tok), seed=1)
@@ -186,8 +186,8 @@ def test_accumulation_gives_the_effective_batch_gradient(byte_tok, kw):
 
 @pytest.mark.parametrize(
     "kw",
-    [{"weights_from": "batch"}, {"weights_from": "previous", "ema": 0.5}],
-    ids=["batch", "previous-ema"],
+    [{}, {"weights_from": "previous", "ema": 0.5}],
+    ids=["default-batch", "previous-ema"],
 )
 def test_accumulation_does_not_change_training(byte_tok, tmp_path, kw):
     a = _train(byte_tok, tmp_path / "a", mbs=4, accum=1, **kw)
@@ -199,6 +199,46 @@ def test_accumulation_does_not_change_training(byte_tok, tmp_path, kw):
     ):
         torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-4, msg=name)
         torch.testing.assert_close(pa, pc, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def _reference_q(model, ctx, samples, tau):
+    """Plain Eq. 5 on ``samples`` run as one micro-batch: (Q over the present groups, present)."""
+    batch = collate(samples, ctx.pad_id)
+    _gdrt(ctx, groups=3).prepare(batch)  # only for the groups (the same K-means groups)
+    group = batch.meta["gdrt_group"]
+    with torch.no_grad():
+        ce = F.cross_entropy(target_logits(model, batch), batch.target_labels, reduction="none")
+    present = [k for k in range(3) if bool((group == k).any())]
+    losses = torch.tensor([ce[group == k].mean() for k in present])
+    return torch.softmax(losses / tau, 0), present
+
+
+def test_default_q_under_accumulation_is_the_one_micro_batch_q(byte_tok):
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    ctx = _context(byte_tok, model)
+    assert GDRTConfig().weights_from == "batch"
+    want, present = _reference_q(model, ctx, ctx.samples[:6], tau=0.5)
+    assert float(want.max() - want.min()) > 0.01  # not uniform: the lagged Q would be
+    obj = _gdrt(ctx, groups=3)  # the first step: no previous step to lag behind
+    _accumulated_step(model, obj, ctx.samples[:6], [(0, 2), (2, 4), (4, 6)], byte_tok.pad_token_id)
+    torch.testing.assert_close(obj.stats()["gdrt_group_weight"][present], want, rtol=1e-5, atol=0)
+
+
+def test_lagged_q_is_uniform_first_then_the_previous_steps(byte_tok):
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    ctx = _context(byte_tok, model)
+    pad = byte_tok.pad_token_id
+    obj = _gdrt(ctx, groups=3, weights_from="previous")
+    first, present = _reference_q(model, ctx, ctx.samples[:6], tau=0.5)
+    _accumulated_step(model, obj, ctx.samples[:6], [(0, 2), (2, 4), (4, 6)], pad)
+    q = obj.stats()["gdrt_group_weight"][present]
+    torch.testing.assert_close(q, torch.full_like(q, 1 / len(present)))
+    second, now = _reference_q(model, ctx, ctx.samples[6:12], tau=0.5)  # the weights did not move
+    assert now == present  # every group is in both steps, so Q is softmax of step 1's losses
+    _accumulated_step(model, obj, ctx.samples[6:12], [(0, 3), (3, 6)], pad)
+    got = obj.stats()["gdrt_group_weight"][present]
+    torch.testing.assert_close(got, first, rtol=1e-5, atol=0)
+    assert not torch.allclose(got, second)
 
 
 def test_auto_takes_q_from_the_batch_for_one_micro_batch_else_from_the_previous_step(byte_tok):

@@ -212,7 +212,9 @@ def test_beam_search_with_calibration_returns_catalog_items(byte_tok):
     builder, df, samples = setup_samples(byte_tok)
     items = [0, 2, 3, 4, 5, 6, 7]
     trie = build_trie(builder, TITLES, items)
-    hook = igd_score_hook(trie, count_items(df, len(TITLES)), IGDDecodeConfig(alpha=0.4))
+    counts = count_items(df, len(TITLES))
+    assert (counts[items] > 0).all()  # no unsupported edge: both treatments are the paper's
+    hook = igd_score_hook(trie, counts, IGDDecodeConfig(alpha=0.4))
     model = tiny.tiny_llama(len(byte_tok), seed=1)
     prompts = [s.prompt.input_ids for s in samples[:3]]
     cfg = BeamConfig(num_beams=4, length_penalty=0.0)
@@ -220,6 +222,106 @@ def test_beam_search_with_calibration_returns_catalog_items(byte_tok):
     for res in found:
         assert len(res.items) == 4 and set(res.items) <= set(items)
     plain = constrained_beam_search(model, prompts, trie, cfg, byte_tok.pad_token_id)
-    neutral = igd_score_hook(trie, count_items(df, len(TITLES)), IGDDecodeConfig(alpha=0.0))
+    neutral = igd_score_hook(trie, counts, IGDDecodeConfig(alpha=0.0))
     same = constrained_beam_search(model, prompts, trie, cfg, byte_tok.pad_token_id, neutral)
     assert [r.items for r in same] == [r.items for r in plain]
+
+
+# --- edges into subtrees that hold no training target ----------------------------------------
+
+# SEQS plus two items that are never a training target: [8, 9] off the root, [1, 8, 9] under (1,).
+UNSEEN_SEQS = [*SEQS, [8, 9], [1, 8, 9]]
+UNSEEN_COUNTS = np.array([*COUNTS, 0, 0])
+
+
+def _edges_at(trie, path, logp):
+    parent = torch.tensor([trie.walk(path)])
+    token, child, valid = trie.edges(parent)
+    return EdgeScores(logp, parent, token, child, valid, torch.zeros(1, dtype=torch.long), 0)
+
+
+def _expected_weights(alpha):
+    """Eq. 10 by hand over the supported children only: root (1, 4, 7) and node (1,) (2, 3)."""
+    s = h(0.4) + 2 * h(0.2) + 2 * h(0.1)
+    ig_root = {1: s - h(0.4) - h(0.2), 4: s - 2 * h(0.1), 7: s - h(0.2)}
+    lo, hi = min(ig_root.values()), max(ig_root.values())
+    root = {t: 1 - alpha * (g - lo) / (hi - lo + 1e-7) for t, g in ig_root.items()}
+    ig_one = {2: h(0.2), 3: h(0.4)}  # S((1,)) − S(child)
+    lo, hi = min(ig_one.values()), max(ig_one.values())
+    one = {t: 1 - alpha * (g - lo) / (hi - lo + 1e-7) for t, g in ig_one.items()}
+    return {(): root, (1,): one}
+
+
+def test_unseen_item_edge_has_the_largest_raw_gain():
+    # why the treatment exists: S(child) = 0 makes IG = S(parent), the largest among siblings
+    trie = ItemTrie.build(UNSEEN_SEQS)
+    info = ig.trie_information(trie, UNSEEN_COUNTS)
+    for path in ((), (1,)):
+        token, child, valid = trie.edges(torch.tensor([trie.walk(path)]))
+        gains = info.gain[child[valid]]
+        assert token[valid][gains.argmax()].item() == 8
+
+
+@pytest.mark.parametrize("unsupported", ["no_boost", "exclude"])
+def test_unseen_item_is_not_boosted_and_supported_edges_keep_eq_10(unsupported):
+    trie = ItemTrie.build(UNSEEN_SEQS)
+    alpha = 0.3
+    hook = igd_score_hook(trie, UNSEEN_COUNTS, IGDDecodeConfig(alpha, unsupported=unsupported))
+    for path, weights in _expected_weights(alpha).items():
+        degree = int(trie.edges(torch.tensor([trie.walk(path)]))[2].sum())
+        logp = torch.full((1, degree), math.log(1 / degree))
+        edges = _edges_at(trie, path, logp)
+        out = hook(edges)
+        for d in range(degree):
+            tok = int(edges.token[0, d])
+            if tok == 8:  # the unseen item's edge
+                want = math.log(1 / degree) if unsupported == "no_boost" else -math.inf
+            else:
+                want = weights[tok] * math.log(1 / degree)
+            assert out[0, d].item() == pytest.approx(want, rel=1e-6), (path, tok)
+
+
+def test_default_calibration_decodes_the_training_targets_only(byte_tok):
+    """Default (exclude) over the catalog == IGD over its training-target trie; no_boost keeps
+    the unseen items but never boosts them."""
+    builder, df, samples = setup_samples(byte_tok)
+    counts = count_items(df.head(5), len(TITLES))  # targets 0, 1, 3, 4, 6 of the 8 titles
+    targets = np.flatnonzero(counts).tolist()
+    assert 0 < len(targets) < len(TITLES)
+    catalog = build_trie(builder, TITLES, range(len(TITLES)))
+    reference = ig.target_trie(builder, TITLES, counts)
+    assert IGDDecodeConfig().unsupported == "exclude"
+    model = tiny.tiny_llama(len(byte_tok), seed=1)
+    prompts = [s.prompt.input_ids for s in samples[:3]]
+    cfg = BeamConfig(num_beams=4, length_penalty=0.0)
+    pad = byte_tok.pad_token_id
+
+    def search(trie, **kw):
+        hook = igd_score_hook(trie, counts, IGDDecodeConfig(alpha=0.4, **kw))
+        return constrained_beam_search(model, prompts, trie, cfg, pad, hook)
+
+    ours, paper = search(catalog), search(reference)
+    assert [r.items for r in ours] == [r.items for r in paper]
+    for a, b in zip(ours, paper, strict=True):
+        assert set(a.items) <= set(targets)
+        assert a.scores == pytest.approx(b.scores, rel=1e-6)
+    kept = search(catalog, unsupported="no_boost")
+    assert all(len(r.items) == 4 for r in kept)
+
+
+def test_igd_settings_that_would_undo_the_candidate_set_are_config_errors():
+    from recbias.llmrec import RunConfig
+
+    def load(**decode):
+        return from_dict(RunConfig, {"decode": {"calibration": ["igd"], **decode}})
+
+    with pytest.raises(ConfigError, match="decode.beam.renormalize"):
+        load(beam={"renormalize": True})
+    load(beam={"renormalize": True}, candidates="train_targets")
+    load(beam={"renormalize": True}, igd={"unsupported": "no_boost"})
+    d3 = {"assistant": "popularity", "guidance": 0.0}
+    with pytest.raises(ConfigError, match="decode.d3.guidance"):
+        load(calibration=["igd", "d3"], d3=d3)
+    load(calibration=["d3", "igd"], d3=d3)
+    with pytest.raises(ConfigError, match="decode.igd.unsupported"):
+        load(igd={"unsupported": "boost"})

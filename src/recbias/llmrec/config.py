@@ -33,7 +33,8 @@ class DecodeConfig(Config):
         default="catalog",
         metadata={
             "help": "items decoding may produce: the full catalog (D3) or only items that are "
-            "training targets (IGD)"
+            "training targets (IGD); calibration 'igd' decodes only training targets either way "
+            "unless decode.igd.unsupported = 'no_boost'"
         },
     )
     calibration: list[Literal["igd", "d3"]] = field(
@@ -53,6 +54,28 @@ class DecodeConfig(Config):
         if "d3" in self.calibration and self.d3.assistant == "none":
             raise invalid(
                 "d3.assistant", "calibration 'd3' needs an assistant (sasrec or popularity)"
+            )
+        if "igd" in self.calibration:
+            self._check_igd()
+
+    def _check_igd(self) -> None:
+        """Settings that would silently undo IGD's candidate set (decode.igd.unsupported)."""
+        excluding = self.candidates == "catalog" and self.igd.unsupported == "exclude"
+        if excluding and self.beam.renormalize:
+            raise invalid(
+                "beam.renormalize",
+                "calibration 'igd' over the catalog with igd.unsupported = 'exclude' needs "
+                "log-probs that other catalog items do not change: set it to false, or "
+                "decode.candidates = 'train_targets'",
+                True,
+            )
+        order = self.calibration
+        if "d3" in order and order.index("d3") > order.index("igd") and self.d3.guidance == 0:
+            raise invalid(
+                "d3.guidance",
+                "0 ignores every score calibration 'igd' made before 'd3' (put 'd3' first or "
+                "raise d3.guidance)",
+                0.0,
             )
 
 

@@ -14,7 +14,7 @@ reference code (none is public): K-means with G = 5 (the paper tunes G in {2, 5,
 (tuned in {0.1, 0.2, 0.3, 0.5, 1.0}; §4.4 reports accuracy rising then falling with τ, small τ
 overfitting the worst group; with group-loss gaps of ~1 nat, 0.5 already gives the worst group
 most of the weight without putting all of it there), r from the model before tuning, Q from the
-current batch.
+current effective batch.
 
     [train.objective]
     name = "gdrt"
@@ -27,16 +27,19 @@ effective batch are known from :meth:`GDRTObjective.prepare`. Each token then ge
 w_t = Q(g_t)·N/n_{g_t}; the numerator is Σ_t w_t·CE_t and the normaliser the token count, so the
 trainer's Σ numerators / N equals Σ_g Q(g)L(g). Q comes from ``weights_from``:
 
-- ``"batch"`` (paper): the effective batch's own detached group losses. With one micro-batch per
-  step and process these are read off its logits; otherwise the first call of a step also runs a
-  no-grad forward over this process's other micro-batches of the step (about (k-1)/k of a forward
-  pass extra for k micro-batches), and the per-group sums are added across processes. (With
-  dropout on, that pass sees other dropout masks than the gradient pass; Q is detached anyway.)
-- ``"previous"``: the group losses of the previous step (no extra forward; Q lags one step);
-  a group not seen yet takes the mean estimate of the present groups (uniform at the first step).
-- ``"auto"`` (default): ``"batch"`` for a step of one micro-batch per process (exact and free),
-  ``"previous"`` for a step of several (so GDRT costs what SFT costs per epoch; Q then lags one
-  step, which changes its sampling noise but not its expectation).
+- ``"batch"`` (default, the paper): the effective batch's own detached group losses. With one
+  micro-batch per step and process these are read off its logits; otherwise the first call of a
+  step also runs a no-grad forward over this process's other micro-batches of the step (k-1 of
+  k micro-batches, about a quarter of a training step extra for k = 4), and the per-group sums
+  are added across processes. Q, the loss and the update then equal those of the same effective
+  batch run as one micro-batch. (With dropout on, that pass sees other dropout masks than the
+  gradient pass; Q is detached anyway.)
+- ``"previous"`` (lagged): the group losses of the previous step (no extra forward; Q lags one
+  step); a group not seen yet takes the mean estimate of the present groups (uniform at the
+  first step).
+- ``"auto"``: ``"batch"`` for a step of one micro-batch per process (exact and free),
+  ``"previous"`` for a step of several (the default before Q was made exact under accumulation:
+  GDRT then costs what SFT costs, and Q lags one step).
 
 ``ema = η`` replaces the losses by a running estimate L̂_g ← (1-η)L̂_g + η·L_g updated with every
 step in which g is present (first value: L_g). The estimates are reset when the groups change
@@ -92,12 +95,13 @@ class GDRTConfig(Config):
             "η of a running estimate of the group losses used for Q; none = off", gt=0, le=1
         ),
     )
-    weights_from: Literal["auto", "batch", "previous"] = field(
-        default="auto",
+    weights_from: Literal["batch", "previous", "auto"] = field(
+        default="batch",
         metadata={
-            "help": "batch = Q from this step's group losses (paper; extra no-grad forward when "
-            "a step has several micro-batches); previous = from the previous step's; auto = "
-            "batch with one micro-batch per step and process, else previous"
+            "help": "batch = Q from this step's whole effective batch (paper, exact under "
+            "accumulation: a no-grad forward over the step's other micro-batches); previous = "
+            "from the previous step's (lagged, no extra forward); auto = batch with one "
+            "micro-batch per step and process, else previous"
         },
     )
     relevance_model: Literal["initial", "refresh"] = field(
@@ -322,15 +326,22 @@ class GDRTObjective:
             raise RecbiasError("gdrt: the micro-batch was not prepared in this step")
         sums = group_sums(ce, meta["gdrt_group"], self.cfg.groups)
         others = [b for b in share if b.meta is not meta]
-        if others:
+        calls = len(others)
+        ctx = self._require_setup()
+        world = distributed.rank_and_world()[1]
+        if world > 1 and distributed.is_fsdp(ctx.model):
+            # every FSDP forward is a collective: each rank runs as many as the fullest share
+            calls = -(-len(step.batches) // world) - 1
+        if calls:
             from recbias.lm.forward import target_logits
 
-            ctx = self._require_setup()
             with torch.no_grad(), autocast(ctx.dtype, ce.device):
-                for b in others:
+                for i in range(calls):
+                    b = others[i] if i < len(others) else share[0]
                     lg = target_logits(ctx.model, b).float()
-                    other_ce = self._token_losses(lg, b.target_labels, b.meta)
-                    sums += group_sums(other_ce, b.meta["gdrt_group"], self.cfg.groups)
+                    if i < len(others):  # the rest only take part in the collectives
+                        other_ce = self._token_losses(lg, b.target_labels, b.meta)
+                        sums += group_sums(other_ce, b.meta["gdrt_group"], self.cfg.groups)
         return sums
 
     def _accumulate(self, step: _Step, sums: torch.Tensor) -> None:

@@ -32,7 +32,6 @@ import torch
 
 from recbias import distributed
 from recbias.config import Config
-from recbias.errors import ConfigError
 from recbias.lm.batching import (
     Batch,
     TokenizedSample,
@@ -224,15 +223,6 @@ class Trainer:
         self.state = LoopState()
         self.device = next(model.parameters()).device
         self.mode = distributed.resolve_parallel(cfg.parallel)
-        if (
-            self.mode == "fsdp"
-            and getattr(getattr(objective, "cfg", None), "weights_from", "") == "batch"
-        ):
-            # its extra no-grad forwards would be collectives that ranks run unevenly
-            raise ConfigError(
-                "config key 'train.objective.gdrt.weights_from': 'batch' is not supported with "
-                "train.parallel = 'fsdp'; use 'auto' or 'previous', or ddp"
-            )
         # Under FSDP every forward is a collective: one forward per micro-batch on every rank.
         # Sharing the prompt prefix saves FLOPs but costs a second forward and backward call: it
         # pays on CPUs, which are bound by FLOPs; a GPU step of these models is bound by the host
