@@ -47,6 +47,23 @@ def test_the_audit_has_the_three_sections_and_the_report_shows_them(audited):
     assert positional["samples"] >= 1 and 0 <= positional["near_share"] <= 1
     html = (audited / "report" / "report.html").read_text()
     assert "Positional attention" in html and "Sensitivity" in html
+    assert "Codebook usage per level" in html
+
+
+def test_semantic_id_section_reads_both_files_and_rejects_a_bad_one(tmp_path):
+    from recbias.errors import DataError
+    from recbias.report.collect import semantic_id_section
+
+    assert semantic_id_section(tmp_path) is None
+    report = {"n_items": 3, "levels": [{"used": 2, "usage": 0.5, "perplexity": 1.9}],
+              "unique_prefixes": 2, "colliding_items": 2, "max_suffix": 1}  # fmt: skip
+    (tmp_path / "semantic_ids.json").write_text(json.dumps({"report": report, "codes": []}))
+    sec = semantic_id_section(tmp_path)
+    assert sec.tables[0].rows == [[1, 2, "0.5000", "1.900"]]
+    assert "2 items share a prefix" in sec.summary
+    (tmp_path / "semantic_ids.json").write_text(json.dumps({"report": {"levels": 3}}))
+    with pytest.raises(DataError, match="semantic_ids.json"):
+        semantic_id_section(tmp_path)
 
 
 def test_concentration_equals_a_direct_computation_on_the_predictions(audited):

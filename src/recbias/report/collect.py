@@ -178,6 +178,33 @@ def _section_entries(run_dir: Path, part: Part, anchors: Anchors) -> list[Entry]
     return entries
 
 
+CODEBOOK_FILES = ("semantic_ids.json", "codebook.json")  # SID-LLM run, recbias genrec
+
+
+def semantic_id_section(run_dir: Path) -> Section | None:
+    """Codebook usage per level and collisions of the run's semantic IDs (None: no SIDs)."""
+    path = next((run_dir / n for n in CODEBOOK_FILES if (run_dir / n).is_file()), None)
+    if path is None:
+        return None
+    doc = read_json(path)
+    report = doc.get("report", doc)  # semantic_ids.json nests the codebook report
+    levels = report.get("levels")
+    if not isinstance(levels, list):
+        raise DataError(f"{path}: expected a 'levels' list of codebook usage")
+    rows = [[i + 1, lv.get("used"), fmt_number(lv.get("usage")), fmt_number(lv.get("perplexity"))]
+            for i, lv in enumerate(levels)]  # fmt: skip
+    sec = Section("semantic_ids", "Semantic IDs")
+    sec.summary = (
+        f"{report.get('n_items', '?')} items; {report.get('unique_prefixes', '?')} distinct "
+        f"{len(levels)}-level prefixes; {report.get('colliding_items', '?')} items share a prefix "
+        f"with another (told apart by the suffix level, up to {report.get('max_suffix', '?')})."
+    )
+    sec.tables.append(Table("codebook", "Codebook usage per level: codes used, their share of the "
+                            "codebook, and the perplexity of the code distribution.",
+                            ["level", "codes used", "usage", "perplexity"], rows))  # fmt: skip
+    return sec
+
+
 def collect_run(
     run_dir: Path, label: str, anchors: Anchors, fig_dir: Path
 ) -> tuple[Part, list[MethodScores]]:
@@ -190,6 +217,9 @@ def collect_run(
     if accuracy is not None:
         part.entries.append(Entry(anchor, accuracy[0], run_dir))
         scores = accuracy[1]
+    codebook = semantic_id_section(run_dir)
+    if codebook is not None:
+        part.entries.append(Entry(anchors(part.anchor, "semantic_ids"), codebook, run_dir))
     anchor = anchors(part.anchor, "training")
     training = _training(run_dir, anchor, fig_dir)
     if training is not None:
