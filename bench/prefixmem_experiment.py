@@ -67,15 +67,17 @@ KS = (5, 10, 20)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--hidden", type=int, default=192)
-    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--codes", type=int, default=32)
-    p.add_argument("--train", type=int, default=512, help="training samples")
-    p.add_argument("--test", type=int, default=200, help="test samples (users)")
+    p.add_argument("--train", type=int, default=1024, help="training samples")
+    p.add_argument("--test", type=int, default=150, help="test samples (users)")
     p.add_argument("--history", type=int, default=10, help="data.prepare.max_history")
-    p.add_argument("--epochs", type=int, default=1, help="1: the only validation keeps the last weights")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--epochs", type=int, default=1, help="1: the only validation keeps the last weights"
+    )
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--beams", type=int, default=20)
     p.add_argument("--boot", type=int, default=1000)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "prefixmem_experiment")
@@ -146,6 +148,8 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, model: Path) -
         f"train.epochs={args.epochs}",
         f"train.lr={args.lr}",
         f"train.patience={args.epochs}",
+        "train.micro_batch_size=8",
+        "train.grad_accum=1",
         f"decode.beam.num_beams={args.beams}",
         f"decode.beam.num_return={max(KS)}",
         f"eval.ks=[{','.join(map(str, KS))}]",
@@ -255,8 +259,9 @@ def main(argv: list[str] | None = None) -> None:
         summary = summarise(per, hard, args.boot)
         summary["seconds"] = timing
         summary["train"] = {
-            v: json.loads((args.work / f"pm_{v}_s{seed}" / "metrics.json").read_text())
-            .get("training", {})
+            v: json.loads((args.work / f"pm_{v}_s{seed}" / "metrics.json").read_text()).get(
+                "training", {}
+            )
             for v in VARIANTS
         }
         results["seeds"][str(seed)] = summary
