@@ -82,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--boot", type=int, default=1000)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "prefixmem_experiment")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "measurements")
+    p.add_argument("--tag", default="", help="suffix of the output file names")
     p.add_argument("--set", nargs="*", default=[], help="extra config overrides KEY=VALUE")
     return p.parse_args(argv)
 
@@ -162,14 +163,15 @@ def run_config(args: argparse.Namespace, variant: str, seed: int, model: Path) -
 
 
 @torch.no_grad()
-def teacher_forced(run: LoadedRun, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def teacher_forced(run: LoadedRun, batch: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per test sample: [n, levels+1] 1 where the argmax over the level's tokens is the true
-    code, and the sample ids. Levels in the target order a, b, c, ..., suffix."""
+    code, the argmax codes [n, levels+1], and the sample ids. Levels in target order a, b, c, ...,
+    suffix."""
     lm = run.tuned()
     vocab = lm.sid.vocab
     level_ids = [torch.tensor(ids) for ids in vocab.token_ids]
     samples = encode_samples(lm.builder, run.ds.split("test"), run.ds.titles, lm.max_length)
-    rows = []
+    rows, preds = [], []
     for start in range(0, len(samples), batch):
         chunk = samples[start : start + batch]
         seqs = [s.prompt.full_ids for s in chunk]
@@ -185,13 +187,16 @@ def teacher_forced(run: LoadedRun, batch: int = 16) -> tuple[np.ndarray, np.ndar
             sid_pos = [j for j, t in enumerate(target) if int(vocab.level_of[t]) >= 0]
             if len(sid_pos) != vocab.n_levels:
                 raise RuntimeError(f"sample {s.sample_id}: {len(sid_pos)} SID tokens in target")
-            hits = []
+            hits, codes = [], []
             for level, j in enumerate(sid_pos):
                 cand = level_ids[level]
-                pred = cand[logits[i, n_prompt + j - 1, cand].argmax()]
-                hits.append(int(pred) == target[j])
+                code = int(logits[i, n_prompt + j - 1, cand].argmax())
+                hits.append(int(cand[code]) == target[j])
+                codes.append(code)
             rows.append(hits)
-    return np.asarray(rows, dtype=np.float64), np.asarray([s.sample_id for s in samples])
+            preds.append(codes)
+    ids = np.asarray([s.sample_id for s in samples])
+    return np.asarray(rows, dtype=np.float64), np.asarray(preds), ids
 
 
 def ranking(run_dir: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -205,18 +210,30 @@ def ranking(run_dir: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def measure(run_dir: Path) -> dict[str, np.ndarray]:
     """Per-sample arrays keyed by metric, aligned by sample id."""
     run = LoadedRun.open(run_dir)
-    tf, ids = teacher_forced(run)
+    tf, preds, ids = teacher_forced(run)
     names = [f"TF-{chr(ord('a') + level)}" for level in range(tf.shape[1] - 1)] + ["TF-suffix"]
     rank, rank_ids = ranking(run_dir)
     order = {int(s): i for i, s in enumerate(rank_ids)}
     idx = np.asarray([order[int(s)] for s in ids])
-    out = {"sample_id": ids, **{n: tf[:, j] for j, n in enumerate(names)}}
+    out = {"sample_id": ids, "_pred": preds, **{n: tf[:, j] for j, n in enumerate(names)}}
     out.update({k: v[idx] for k, v in rank.items()})
     return out
 
 
+def argmax_diagnostics(per: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Per level: how many distinct codes each variant's teacher-forced argmax takes over the
+    test samples (1 = the same code for every sample, i.e. only the level's marginal was
+    learned) and the share of samples where the two variants' argmax agree."""
+    a, b = per["plain"]["_pred"], per["prefixmem"]["_pred"]
+    return {
+        "distinct_plain": [len(set(col)) for col in a.T.tolist()],
+        "distinct_prefixmem": [len(set(col)) for col in b.T.tolist()],
+        "agree": (a == b).mean(axis=0).tolist(),
+    }
+
+
 def summarise(per: dict[str, dict[str, np.ndarray]], hard: np.ndarray, boot: int) -> dict:
-    metrics = [k for k in per["plain"] if k != "sample_id"]
+    metrics = [k for k in per["plain"] if k not in ("sample_id", "_pred")]
     out: dict = {"n": len(hard), "n_hard": int(hard.sum()), "subsets": {}}
     for subset, mask in (("all", np.ones_like(hard)), ("hard", hard), ("rest", ~hard)):
         block: dict = {}
@@ -258,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
             hard |= per["plain"][f"TF-{chr(ord('a') + level)}"] == 0
         summary = summarise(per, hard, args.boot)
         summary["seconds"] = timing
+        summary["argmax"] = argmax_diagnostics(per)
         summary["train"] = {
             v: json.loads((args.work / f"pm_{v}_s{seed}" / "metrics.json").read_text()).get(
                 "training", {}
@@ -269,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     results["across_seeds"] = across(results["seeds"])
     stamp = datetime.date.today().isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"prefixmem-experiment-{stamp}.json"
+    path = args.out / f"prefixmem-experiment-{stamp}{args.tag}.json"
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     table = markdown(results)
     path.with_suffix(".md").write_text(table + "\n")
