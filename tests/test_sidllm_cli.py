@@ -151,3 +151,42 @@ def test_prefixmem_needs_semantic_ids(tmp_path, tiny_ckpt, table_data, capsys):
     cfg = write_config(tmp_path, tiny_ckpt, table_data, '[items]\nencoder = "prefixmem"\n')
     assert main(["run", str(cfg), "--run-dir", str(tmp_path / "r")]) == 2
     assert "items.encoder" in capsys.readouterr().err
+
+
+def test_compare_runs_sid_methods_with_the_same_codes(tmp_path, tiny_ckpt, table_data):
+    from recbias.compare import CompareConfig, run_comparison
+    from recbias.config import load_config
+    from test_compare import write_config as write_compare
+
+    methods = """
+[base.items]
+representation = "sid"
+[base.items.sid]
+encoder = "tfidf"
+levels = 2
+codebook_size = 4
+
+[[methods]]
+name = "sft"
+
+[[methods]]
+name = "igd"
+set = { "train.objective.name" = "igd" }
+
+[[methods]]
+name = "sft_lp0"
+reuse_model_of = "sft"
+set = { "decode.beam.length_penalty" = 0.0 }
+"""
+    paths = {"root": tmp_path, "ckpt": tiny_ckpt, "data": table_data}
+    cfg = load_config(CompareConfig, write_compare(paths, tmp_path / "cmp.toml", methods))
+    result = run_comparison(cfg, tmp_path / "out")
+    assert result["status"] == {"seed-0/sft": "trained", "seed-0/igd": "trained",
+                                "seed-0/sft_lp0": "decoded"}  # fmt: skip
+    assert {"sft", "igd", "sft_lp0", "popularity"} <= set(result["comparison"]["methods"])
+    codes = {m: json.loads((tmp_path / "out" / "seed-0" / m / "semantic_ids.json").read_text())
+             for m in ("sft", "igd")}  # fmt: skip
+    assert codes["sft"]["codes"] == codes["igd"]["codes"]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "seed-0" / "igd" / "predictions"
+                                          / "llm.jsonl").open()]  # fmt: skip
+    assert rows and all(len(set(r["items"])) == len(r["items"]) for r in rows)
