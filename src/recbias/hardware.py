@@ -5,8 +5,14 @@ torch runs a bf16 matmul on any CPU, but only CPUs with native bf16 instructions
 slower than fp32. So ``auto`` means:
 
 * CUDA: bf16 where ``torch.cuda.is_bf16_supported()``, else fp32;
-* CPU: bf16 only when the flags say native bf16 *and* a ~50 ms matmul probe measures bf16 at
-  least as fast as fp32; else fp32.
+* CPU: bf16 only when the flags say native bf16 *and* a ~50 ms matmul probe confirms that bf16
+  is not the slow fallback (at least ``BF16_MIN_RATIO`` = 0.5 of the fp32 rate); else fp32.
+
+The fallback runs at 0.01-0.05x of fp32 and native bf16 at 1-4x, so the 0.5 cut leaves a wide
+margin both ways: a busy machine (other jobs stealing the cores for part of the probe) must not
+flip the dtype between two runs of the same config, or between the ranks of one run. For the same
+reason the probe interleaves its fp32 and bf16 bursts and keeps the best of each: a stall hits
+both dtypes alike instead of the one that happened to be measured during it.
 
 The decision (:func:`decide_dtype`) is a pure function of the flags, the measured rates and the
 device kind; :func:`probe` measures once per device and process (cached), so every model in a run
@@ -39,6 +45,8 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 PROBE_SIZE = {"cpu": 256, "cuda": 4096}
 PROBE_SECONDS = 0.025  # per dtype: the whole probe takes about 50 ms
 PROBE_REPEATS = 5
+#: bf16/fp32 rate ratio below which a CPU's bf16 counts as the slow fallback.
+BF16_MIN_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ def decide_dtype(
     if device_kind != "cpu":
         return "fp32"
     native = bool(NATIVE_BF16_FLAGS & set(flags))
-    return "bf16" if native and bf16_ratio >= 1.0 else "fp32"
+    return "bf16" if native and bf16_ratio >= BF16_MIN_RATIO else "fp32"
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -95,23 +103,39 @@ def matmul_gflops(
     best of ``PROBE_REPEATS`` timed bursts within ~``seconds`` (the best, so that a busy
     machine's stalls do not decide the dtype). Uses its own generator: the global RNG is left
     as it was."""
+    return matmul_rates([dtype], device, seconds)[0]
+
+
+def matmul_rates(
+    dtypes: list[torch.dtype], device: torch.device, seconds: float = PROBE_SECONDS
+) -> list[float]:
+    """:func:`matmul_gflops` of several dtypes with their bursts interleaved (round r times
+    every dtype once), so that a stall of the machine hits them alike."""
     n = PROBE_SIZE.get(device.type, 256)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-    a @ b  # warm-up: thread pool, kernel selection, packing buffers
+    a = torch.randn(n, n, generator=gen)
+    b = torch.randn(n, n, generator=gen)
+    pairs = [(a.to(device=device, dtype=d), b.to(device=device, dtype=d)) for d in dtypes]
+    for x, y in pairs:
+        x @ y  # warm-up: thread pool, kernel selection, packing buffers
     _sync(device)
-    best = 0.0
+    best = [0.0] * len(dtypes)
     for _ in range(PROBE_REPEATS):
-        count, start = 0, time.perf_counter()
-        while count < 1 or time.perf_counter() - start < seconds / PROBE_REPEATS:
-            a @ b
-            count += 1
-            if device.type == "cuda" and count % 16 == 0:
-                _sync(device)
-        _sync(device)
-        best = max(best, 2.0 * n**3 * count / (time.perf_counter() - start) / 1e9)
+        for i, (x, y) in enumerate(pairs):
+            best[i] = max(best[i], _burst(x, y, device, seconds / PROBE_REPEATS))
     return best
+
+
+def _burst(a: torch.Tensor, b: torch.Tensor, device: torch.device, seconds: float) -> float:
+    n = a.shape[0]
+    count, start = 0, time.perf_counter()
+    while count < 1 or time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        if device.type == "cuda" and count % 16 == 0:
+            _sync(device)
+    _sync(device)
+    return 2.0 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -123,11 +147,10 @@ _PROBES: dict[str, Probe] = {}
 
 
 def _measure(device: torch.device) -> Probe:
-    fp32 = matmul_gflops(torch.float32, device)
     try:
-        bf16 = matmul_gflops(torch.bfloat16, device)
+        fp32, bf16 = matmul_rates([torch.float32, torch.bfloat16], device)
     except RuntimeError:  # a build or device with no bf16 matmul at all
-        bf16 = 0.0
+        fp32, bf16 = matmul_gflops(torch.float32, device), 0.0
     flags = tuple(sorted(NATIVE_BF16_FLAGS & cpu_flags())) if device.type == "cpu" else ()
     cuda_bf16 = device.type == "cuda" and _cuda_native_bf16(device)
     found = Probe(str(device), round(fp32, 1), round(bf16, 1), flags, cuda_bf16)
