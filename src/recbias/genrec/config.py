@@ -22,10 +22,10 @@ Architecture = Literal["encoder_decoder", "decoder_only"]
 
 
 @dataclass
-class GenRecConfig(Config):
-    """Semantic IDs, transformer, training and decoding settings of ``GenerativeRecommender``."""
+class SemanticIdConfig(Config):
+    """How items get semantic IDs: their text embeddings and the quantiser (shared by
+    ``recbias genrec`` and the SID-LLM's ``[items.sid]``)."""
 
-    # semantic IDs
     encoder: Encoder = field(
         default="auto",
         metadata=spec("item text encoder: minilm, tfidf, or auto (minilm if available)"),
@@ -54,6 +54,16 @@ class GenRecConfig(Config):
     rqvae_epochs: int = field(default=300, metadata=spec("full-batch RQ-VAE training steps", ge=1))
     rqvae_latent: int = field(default=32, metadata=spec("RQ-VAE latent width", ge=1))
     rqvae_beta: float = field(default=0.25, metadata=spec("RQ-VAE commitment-loss weight", ge=0))
+
+    def check(self) -> None:
+        if self.embeddings_path is not None and not self.embeddings_path.endswith(".npy"):
+            raise invalid("embeddings_path", "must be a .npy file", self.embeddings_path)
+
+
+@dataclass
+class GenRecConfig(SemanticIdConfig):
+    """Semantic IDs, transformer, training and decoding settings of ``GenerativeRecommender``."""
+
     # transformer
     architecture: Architecture = field(
         default="encoder_decoder",
@@ -102,14 +112,13 @@ class GenRecConfig(Config):
     device: str = field(default="cpu", metadata=spec("torch device (cpu, cuda, cuda:1, ...)"))
 
     def check(self) -> None:
+        super().check()
         if self.d_model % self.heads:
             raise invalid("heads", f"must be a divisor of d_model ({self.d_model})", self.heads)
         if self.position == "rope" and (self.d_model // self.heads) % 2:
             raise invalid("heads", "must make d_model / heads even for rope", self.heads)
         if self.architecture == "encoder_decoder" and self.encoder_layers < 1:
             raise invalid("encoder_layers", "must be >= 1 for encoder_decoder", self.encoder_layers)
-        if self.embeddings_path is not None and not self.embeddings_path.endswith(".npy"):
-            raise invalid("embeddings_path", "must be a .npy file", self.embeddings_path)
 
 
 @dataclass
