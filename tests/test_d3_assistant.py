@@ -14,6 +14,7 @@ from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
 from recbias.cli import main
 from recbias.data import PreparedDataset
 from recbias.llmrec.assemble import ASSISTANT_FILE, run_sasrec
+from test_cli import write_config
 
 D3 = [
     'decode.calibration=["d3"]',
@@ -22,39 +23,15 @@ D3 = [
     "baselines.sasrec.epochs=2",
     "baselines.sasrec.hidden=16",
     "baselines.sasrec.dtype=fp32",
+    "train.epochs=1",
+    "decode.beam.num_beams=4",
+    "eval.ks=[1, 4]",
+    "eval.bootstrap=20",
 ]
 
 
 def _config(root: Path, ckpt: Path, data: Path) -> Path:
-    path = root / "exp.toml"
-    path.write_text(f"""
-name = "tiny-d3"
-threads = 1
-[data]
-cache_dir = "{root / "cache"}"
-[data.source]
-kind = "table"
-interactions = "{data / "inter.csv"}"
-items = "{data / "items.csv"}"
-[data.prepare]
-kcore = 2
-[model]
-path = "{ckpt}"
-dtype = "fp32"
-[train]
-epochs = 1
-lr = 0.01
-warmup_steps = 0
-micro_batch_size = 8
-[decode.beam]
-num_beams = 4
-[eval]
-ks = [1, 4]
-bootstrap = 20
-[finish]
-report = false
-""")
-    return path
+    return write_config(root, ckpt, data, "[finish]\nreport = false\n")
 
 
 @pytest.fixture
