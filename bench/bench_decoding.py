@@ -158,8 +158,9 @@ def run_hf(model, prompts, trie, cfg, pad, eos, batch, table) -> list[BeamResult
 
 def hf_generate(model, prompts, trie, cfg, pad, eos, table) -> list[BeamResult]:
     width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    device = next(model.parameters()).device
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     settings = GenerationConfig(  # fresh: ignore any generation_config.json of the checkpoint
         num_beams=cfg.num_beams,
         num_return_sequences=cfg.num_beams,

@@ -7,50 +7,18 @@ from typing import Any
 
 import torch
 
-from bench_decoding import agreement, parse_hf
+from bench_decoding import agreement, hf_generate
 from gpu_common import BenchData, build_model, free, timed
-from recbias.decoding import BeamConfig, BeamResult, ItemTrie, constrained_beam_search
+from recbias.decoding import BeamConfig, BeamResult, constrained_beam_search
 
 
 # -- decoding -----------------------------------------------------------------------------------
-def hf_generate(
-    model, prompts, trie: ItemTrie, beams: int, pad: int, eos: int, table
-) -> list[BeamResult]:
-    from transformers import GenerationConfig
-
-    width = max(len(p) for p in prompts)
-    device = next(model.parameters()).device
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    settings = GenerationConfig(
-        num_beams=beams,
-        num_return_sequences=beams,
-        do_sample=False,
-        length_penalty=0.0,
-        early_stopping=False,
-        max_new_tokens=trie.max_depth,
-        pad_token_id=pad,
-        eos_token_id=eos,
-        return_dict_in_generate=True,
-        output_scores=True,
-    )
-    gen = model.generate(
-        ids,
-        attention_mask=mask,
-        generation_config=settings,
-        prefix_allowed_tokens_fn=trie.hf_prefix_fn(width, eos, table),
-    )
-    seqs, scores = gen.sequences[:, width:].tolist(), gen.sequences_scores.tolist()
-    return [
-        parse_hf(trie, seqs[b * beams : (b + 1) * beams], scores[b * beams : (b + 1) * beams], eos)
-        for b in range(len(prompts))
-    ]
-
-
 def run_hf(model, prompts, trie, args, pad, eos, table, batch: int) -> list[BeamResult]:
+    reference = BeamConfig(num_beams=args.beams, length_penalty=0.0)  # as HF generate is asked
     out: list[BeamResult] = []
     for start in range(0, len(prompts), batch):
-        out += hf_generate(model, prompts[start : start + batch], trie, args.beams, pad, eos, table)
+        chunk = prompts[start : start + batch]
+        out += hf_generate(model, chunk, trie, reference, pad, eos, table)
     return out
 
 
