@@ -79,17 +79,23 @@ class LOOSplit:
         return len(self.item_tokens)
 
 
-def read_atomic_inter(path: str | Path) -> pd.DataFrame:
-    """A RecBole ``.inter`` file -> ``user`` str, ``item`` str, ``timestamp`` int64, file order."""
-    path = Path(path)
+def _read_atomic(path: Path, what: str, columns: list[str]) -> pd.DataFrame:
+    """A RecBole atomic file as strings, in file order; it must hold ``columns``."""
     if not path.is_file():
-        raise DataError(f"{path}: interactions file not found")
+        raise DataError(f"{path}: {what} file not found")
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [name for name in INTER_COLUMNS.values() if name not in frame.columns]
+    missing = [name for name in columns if name not in frame.columns]
     if missing:
         raise DataError(
             f"{path}: missing columns {missing}; columns present: {', '.join(frame.columns)}"
         )
+    return frame
+
+
+def read_atomic_inter(path: str | Path) -> pd.DataFrame:
+    """A RecBole ``.inter`` file -> ``user`` str, ``item`` str, ``timestamp`` int64, file order."""
+    path = Path(path)
+    frame = _read_atomic(path, "interactions", list(INTER_COLUMNS.values()))
     times = pd.to_numeric(frame[INTER_COLUMNS["timestamp"]], errors="coerce")
     if times.isna().any():
         row = int(np.flatnonzero(times.isna().to_numpy())[0]) + 2  # header is line 1
@@ -174,12 +180,7 @@ ITEM_COLUMNS = {
 def read_atomic_items(path: str | Path, item_tokens: np.ndarray) -> pd.DataFrame:
     """A RecBole ``.item`` file -> ``title``, ``year``, ``genres`` (list) per our item id."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: item file not found")
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ITEM_COLUMNS.values() if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; present: {', '.join(frame.columns)}")
+    frame = _read_atomic(path, "item", list(ITEM_COLUMNS.values()))
     by_token = frame.set_index(ITEM_COLUMNS["item"])
     absent = [str(t) for t in item_tokens if t not in by_token.index]
     if absent:
