@@ -29,6 +29,7 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from gpu_common import SHAPES as GPU_SHAPES
 from recbias.fsutil import write_json
 from recbias.sidllm.prefixmem import PrefixMemConfig
 from recbias.sidllm.prefixmem_attach import attach_prefixmem
@@ -36,8 +37,7 @@ from recbias.train.loop import param_groups
 
 RESULTS = Path(__file__).parent / "results" / "prefixmem.json"
 SHAPES = {
-    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3),
+    "smollm2-135m": GPU_SHAPES["smollm2-135m"],
     "small": dict(hidden_size=192, intermediate_size=512, num_hidden_layers=6,
                   num_attention_heads=3, num_key_value_heads=1),
 }  # fmt: skip
