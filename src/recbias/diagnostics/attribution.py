@@ -292,7 +292,11 @@ def _score_batch(
         kwargs["position_ids"] = (n_prefix + torch.arange(width, device=device)).expand(
             len(batch), -1
         )
-    logits = model(input_ids=ids, logits_to_keep=keep, **kwargs).logits.float()  # [n_keep, V]
+    # logits_to_keep as 1-D column indices (the documented form; a 2-D mask needs transformers
+    # > 5.17): the union of the scored columns, then each row's own scored positions.
+    cols = keep.any(dim=0).nonzero().squeeze(1)
+    logits = model(input_ids=ids, logits_to_keep=cols, **kwargs).logits  # [B, C, V]
+    logits = logits[keep[:, cols]].float()  # [n_keep, V], row-major like keep
     target = wanted[keep]
     logp = logits.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
     counts = keep.sum(dim=1).tolist()
