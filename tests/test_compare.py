@@ -24,8 +24,12 @@ from recbias.compare import (
 )
 from recbias.compare.table import MethodRuns, build_comparison, comparison_csv
 from recbias.config import from_dict, load_config, read_toml
+from recbias.data.dataset import PreparedDataset
+from recbias.diagnostics.groups import popularity_grouping
 from recbias.errors import ConfigError, RecbiasError
-from recbias.evaluation.predictions import write_predictions_jsonl
+from recbias.evaluation.predictions import read_predictions_jsonl, write_predictions_jsonl
+from recbias.metrics.concentration import coverage, exposure_counts, gini, tail_share
+from recbias.metrics.fairness import group_gap
 from recbias.metrics.ranking import per_sample_metrics
 from recbias.recs import Recommendations
 
@@ -62,6 +66,8 @@ output_dir = "{root / "cmp"}"
 ks = [1, 3, 5]
 paired_metric = "NDCG@5"
 {top}
+[bias]
+k = 5
 [base]
 name = "tiny"
 threads = 1
@@ -124,7 +130,10 @@ def test_table_has_a_row_per_method_and_the_popularity_baseline(compared):
         assert 0.0 < p <= 1.0
     md = (out / "comparison.md").read_text()
     assert md == result["markdown"]
-    assert sum(line.startswith("| ") for line in md.splitlines()) == 5  # header + 4 rows
+    accuracy, bias = md.split("## Bias of the lists")
+    assert sum(line.startswith("| ") for line in accuracy.splitlines()) == 5  # header + 4 rows
+    # bias cells: header + 4 rows; Δ vs reference: header + 3 rows
+    assert sum(line.startswith("| ") for line in bias.splitlines()) == 5 + 4
     assert "| sft_lp0 (model of sft) |" in md and "(reference)" in md
     csv = pd.read_csv(out / "comparison.csv")
     assert csv["method"].tolist() == ["sft", "sft_lr", "sft_lp0", "popularity"]
@@ -430,6 +439,34 @@ def test_compare_methods_lists_every_method():
     igd_dec = cfg.methods[names.index("igd+dec")]
     assert igd_dec.reuse_model_of == "igd" and igd_dec.set["decode.calibration"] == ["igd"]
     assert cfg.base.decode.beam.length_penalty != 0.0
+
+
+def test_the_comparison_bias_table_matches_the_audit_metrics_on_its_predictions(compared):
+    """End to end: every cell equals group_gap (pooled) and the concentration functions computed
+    on the run's own predictions, histories and training popularity."""
+    out, result = compared
+    bias = result["comparison"]["bias"]
+    assert list(bias["rows"]) == list(result["comparison"]["methods"])
+    assert (out / "comparison_bias.csv").is_file() and "## Bias of the lists" in result["markdown"]
+    assert json.loads((out / "comparison.json").read_text())["bias"] == bias
+    run_dir = out / "seed-0" / "sft"
+    cache = next((run_dir.parents[2] / "cache").rglob("card.json")).parent
+    ds = PreparedDataset.load(cache)
+    test = ds.split("test").set_index("sample_id")
+    pop = ds.train_popularity()
+    grouping = popularity_grouping(pop, bias["n_groups"])
+    for name in ("sft", "sft_lr", "popularity"):
+        stem = "popularity" if name == "popularity" else "llm"
+        d = out / "seed-0" / ("sft" if name == "popularity" else name)
+        pred = read_predictions_jsonl(d / "predictions" / f"{stem}.jsonl")
+        items = pred.items[:, : bias["k"]]
+        hist = [list(h) for h in test.loc[pred.sample_ids, "history"]]
+        gap = group_gap(items, hist, grouping, bias["k"], "pooled")
+        counts = exposure_counts(items, len(pop))
+        want = {"Gini": gini(counts), "Coverage": coverage(counts),
+                "Tail": tail_share(counts, pop, 0.2), "MGU": gap.mgu, "DGU": gap.dgu}  # fmt: skip
+        for metric, value in want.items():
+            assert bias["rows"][name]["cells"][metric]["mean"] == pytest.approx(value, abs=1e-12)
 
 
 # --- the table from run directories (plain numpy reference) ---

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from recbias import distributed, llmrec
+from recbias.compare.bias import BiasTableConfig, bias_markdown, comparison_bias
 from recbias.compare.groups import DecodingGroups, decoding_groups
 from recbias.compare.table import build_comparison, method_rows, write_comparison
 from recbias.config import (
@@ -135,6 +136,10 @@ class CompareConfig(Config):
     output_dir: str = field(
         default="runs/compare", metadata={"help": "the comparison's directory (resumable)"}
     )
+    bias: BiasTableConfig = field(
+        default_factory=BiasTableConfig,
+        metadata={"help": "popularity concentration and MGU/DGU of every row's lists, with CIs"},
+    )
 
     def check(self) -> None:
         _check_names(self.methods)
@@ -149,6 +154,12 @@ class CompareConfig(Config):
             check_ks(self.ks)
         except ValueError as exc:
             raise ConfigError(f"config key 'ks': {exc}") from None
+        beams = self.base.decode.beam.num_beams
+        if self.bias.enabled and self.bias.k > beams:
+            raise ConfigError(
+                f"config key 'bias.k': {self.bias.k} is above the lists' length "
+                f"(base.decode.beam.num_beams = {beams}); set bias.k <= {beams}"
+            )
         if self.paired_metric not in metric_names(self.ks):
             raise ConfigError(
                 f"config key 'paired_metric': expected one of {metric_names(self.ks)}, "
@@ -537,7 +548,12 @@ def write_table(
     runs = method_rows(out_dir, rows, cfg.reference, seeds_done, BASELINE_ROW)
     complete = len(seeds_done) == len(seeds) and len(rows) == len(groups.label)
     meta = {"name": cfg.name, "seeds": seeds_done, "complete": complete}
-    table = build_comparison(
-        runs, cfg.reference, cfg.ks, cfg.paired_metric, cfg.base.eval.bootstrap, meta
-    )
-    return table, write_comparison(out_dir, table)
+    n_boot = cfg.base.eval.bootstrap
+    table = build_comparison(runs, cfg.reference, cfg.ks, cfg.paired_metric, n_boot, meta)
+    extra = ""
+    if cfg.bias.enabled:
+        table["bias"] = comparison_bias(
+            cfg.base.data, runs, cfg.reference, cfg.bias, n_boot, out_dir
+        )
+        extra = bias_markdown(table["bias"], table["n_seeds"])
+    return table, write_comparison(out_dir, table, extra)

@@ -304,10 +304,11 @@ def comparison_csv(table: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_comparison(out_dir: Path, table: Mapping[str, Any]) -> str:
-    """Write comparison.json, comparison.md and comparison.csv atomically; return the Markdown."""
+def write_comparison(out_dir: Path, table: Mapping[str, Any], extra_markdown: str = "") -> str:
+    """Write comparison.json, comparison.md (+ ``extra_markdown``, e.g. the bias table) and
+    comparison.csv atomically; return the Markdown."""
     out_dir = Path(out_dir)
-    markdown = comparison_markdown(table)
+    markdown = comparison_markdown(table) + (f"\n{extra_markdown}" if extra_markdown else "")
     write_json(out_dir / "comparison.json", table)
     write_text(out_dir / "comparison.md", markdown)
     write_text(out_dir / "comparison.csv", comparison_csv(table))

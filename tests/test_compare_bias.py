@@ -1,0 +1,125 @@
+"""The comparison's bias table: concentration and MGU/DGU per method, with paired intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tiny
+from recbias.compare import CompareConfig
+from recbias.compare.bias import (
+    NAMES,
+    BiasData,
+    BiasTableConfig,
+    build_bias_table,
+    list_bias,
+)
+from recbias.compare.table import MethodRuns, seed_interval
+from recbias.config import from_dict
+from recbias.diagnostics.groups import popularity_grouping
+from recbias.errors import ConfigError
+from recbias.evaluation.predictions import write_predictions_jsonl
+from recbias.recs import Recommendations
+
+TITLES = tiny.MOVIES_16
+
+
+def _data(weights: np.ndarray, head: np.ndarray, history_mass: np.ndarray, k: int) -> BiasData:
+    return BiasData(np.arange(len(history_mass)), history_mass, weights, head, k)
+
+
+def test_list_bias_on_a_hand_computed_case():
+    # items 0,1 in group 0 and 2,3 in group 1; item 0 alone is the head
+    weights = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=float)
+    data = _data(weights, np.array([True, False, False, False]), np.ones((2, 2)), k=2)
+    lists = np.array([[0, 1], [0, 2]])  # exposure 2, 1, 1, 0
+    values = dict(zip(NAMES, list_bias(lists, np.array([1.0, 1.0]), data), strict=True))
+    # Gini: x = (0, 1, 1, 2), Σ (2i − n − 1) x_(i) = −1 + 1 + 6 = 6, / (n Σx = 16)
+    assert values["Gini"] == pytest.approx(6 / 16)
+    assert values["Coverage"] == pytest.approx(3 / 4)
+    assert values["Tail"] == pytest.approx(2 / 4)  # slots of items 1 and 2
+    # list shares (3/4, 1/4) vs history (1/2, 1/2): gaps ±1/4
+    assert values["MGU"] == pytest.approx(0.25) and values["DGU"] == pytest.approx(0.5)
+
+
+def test_empty_slots_are_not_exposure():
+    weights = np.eye(3)
+    data = _data(weights, np.array([True, False, False]), np.ones((1, 3)), k=3)
+    full = list_bias(np.array([[0, 1, -1]]), np.ones(3), data)
+    assert full[1] == pytest.approx(2 / 3)  # coverage counts items 0 and 1 only
+    assert np.isnan(list_bias(np.full((1, 3), -1), np.ones(3), data)).all()
+
+
+def _write(run_dir: Path, lists: np.ndarray, ids: np.ndarray) -> None:
+    samples = pd.DataFrame({"sample_id": ids, "user": "u", "target": lists[:, 0]})
+    recs = Recommendations(lists, np.zeros(lists.shape), ids)
+    write_predictions_jsonl(run_dir / "predictions" / "llm.jsonl", samples, recs, TITLES)
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """Three rows over 16 items and 40 samples: a random one, a copy of it, one stuck on item 0."""
+    rng = np.random.default_rng(3)
+    n, k = 40, 4
+    ids = np.arange(100, 100 + n)
+    lists = [np.stack([rng.choice(16, k, replace=False) for _ in range(n)]) for _ in range(2)]
+    stuck = np.tile(np.array([0, 1, 2, 3]), (n, 1))
+    rows = []
+    for name, seeds in [("ref", lists), ("copy", lists), ("stuck", [stuck, stuck])]:
+        dirs = []
+        for s, li in enumerate(seeds):
+            d = tmp_path / f"seed-{s}" / name
+            order = np.arange(n) if s == 0 else np.arange(n)[::-1]  # seed 1's file is reversed
+            _write(d, li[order], ids[order])
+            dirs.append(d)
+        rows.append(MethodRuns(name, dirs))
+    popularity = np.arange(16)[::-1].copy()
+    weights = popularity_grouping(popularity, 4).weights
+    mass = rng.integers(0, 3, size=(n, 4)).astype(float) + 1
+    return rows, BiasData(ids, mass, weights, np.arange(16) < 4, k), lists
+
+
+def test_a_copy_of_the_reference_has_zero_delta_and_a_zero_interval(toy):
+    rows, data, _ = toy
+    table = build_bias_table(rows, "ref", data, n_boot=200)
+    for name in NAMES:
+        d = table["rows"]["copy"]["delta"][name]
+        assert d["delta"] == 0.0 and d["lo"] == 0.0 and d["hi"] == 0.0 and not d["excludes_0"]
+    assert table["rows"]["ref"]["delta"] is None and table["rows"]["copy"]["vs"] == "ref"
+
+
+def test_lists_stuck_on_the_head_are_more_concentrated_beyond_the_interval(toy):
+    rows, data, _ = toy
+    d = build_bias_table(rows, "ref", data, n_boot=200)["rows"]["stuck"]["delta"]
+    assert d["Gini"]["delta"] > 0 and d["Gini"]["excludes_0"]
+    assert d["Coverage"]["delta"] < 0 and d["Coverage"]["excludes_0"]
+    ref_tail = [list_bias(li, data.history_mass.sum(0), data)[2] for li in toy[2]]
+    assert d["Tail"]["delta"] == pytest.approx(-np.mean(ref_tail))  # stuck lists: head only
+
+
+def test_cells_over_seeds_are_the_mean_and_t_interval_of_per_seed_values(toy):
+    rows, data, lists = toy
+    cells = build_bias_table(rows, "ref", data, n_boot=50)["rows"]["ref"]["cells"]
+    per_seed = np.stack([list_bias(li, data.history_mass.sum(0), data) for li in lists])
+    for j, name in enumerate(NAMES):
+        assert cells[name]["per_seed"] == pytest.approx(per_seed[:, j].tolist())
+        mean, std, lo, hi = seed_interval(per_seed[:, j])
+        c = cells[name]
+        assert (c["mean"], c["std"], c["lo"], c["hi"]) == pytest.approx((mean, std, lo, hi))
+
+
+def test_bias_k_above_the_beam_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"bias\.k.*num_beams = 5"):
+        from_dict(
+            CompareConfig,
+            {"methods": [{"name": "sft"}], "bias": {"k": 10},
+             "base": {"decode": {"beam": {"num_beams": 5}}}},
+        )  # fmt: skip
+
+
+def test_default_bias_settings():
+    cfg = BiasTableConfig()
+    assert (cfg.enabled, cfg.k, cfg.n_groups, cfg.head_fraction) == (True, 10, 5, 0.2)
