@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 import math
 import shutil
@@ -32,6 +33,7 @@ from recbias.metrics.concentration import coverage, exposure_counts, gini, tail_
 from recbias.metrics.fairness import group_gap
 from recbias.metrics.ranking import per_sample_metrics
 from recbias.recs import Recommendations
+from recbias.report.build import build_report
 
 TITLES = tiny.MOVIES_16
 ROOT = Path(__file__).parent.parent
@@ -467,6 +469,17 @@ def test_the_comparison_bias_table_matches_the_audit_metrics_on_its_predictions(
                 "Tail": tail_share(counts, pop, 0.2), "MGU": gap.mgu, "DGU": gap.dgu}  # fmt: skip
         for metric, value in want.items():
             assert bias["rows"][name]["cells"][metric]["mean"] == pytest.approx(value, abs=1e-12)
+
+
+def test_the_report_of_a_comparison_shows_its_bias_table(compared, tmp_path):
+    out, _ = compared
+    paths = build_report([out], tmp_path / "report")
+    html = paths.html.read_text()
+    assert "Bias of the lists" in html
+    delta = next(p for p in paths.csv if p.name.endswith("bias-delta.csv"))
+    rows = list(csv_module.reader(delta.open()))
+    assert rows[0][:3] == ["method", "vs", "Δ Gini@5"]
+    assert [r[0] for r in rows[1:]] == ["sft_lr", "sft_lp0", "popularity"]
 
 
 # --- the table from run directories (plain numpy reference) ---

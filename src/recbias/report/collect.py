@@ -22,7 +22,7 @@ from recbias.errors import DataError
 from recbias.report.accuracy import MethodScores, comparison_accuracy, run_accuracy
 from recbias.report.document import Anchors, Entry, Part
 from recbias.report.figures import Curve, training_curves
-from recbias.report.format import fmt_number
+from recbias.report.format import fmt_ci, fmt_number
 from recbias.report.inputs import read_json, read_jsonl, read_toml_text
 from recbias.report.reproducibility import reproducibility_entry
 from recbias.report.sections import Figure, Section, Table, load_sections
@@ -205,6 +205,40 @@ def semantic_id_section(run_dir: Path) -> Section | None:
     return sec
 
 
+def comparison_bias_section(run_dir: Path) -> Section | None:
+    """The bias table of a comparison (``comparison.json`` → ``bias``; None: none there)."""
+    path = run_dir / "comparison.json"
+    bias = read_json(path).get("bias") if path.is_file() else None
+    if not bias:
+        return None
+    try:
+        k, names = bias["k"], list(next(iter(bias["rows"].values()))["cells"])
+        heads = [f"{n}@{k}" for n in names]
+        cells = [[name] + [fmt_ci(row["cells"][n]["mean"], row["cells"][n]["lo"],
+                                  row["cells"][n]["hi"]) for n in names]
+                 for name, row in bias["rows"].items()]  # fmt: skip
+        deltas = [[name, row["vs"]] + [
+            fmt_ci(d["delta"], d["lo"], d["hi"], signed=True) + ("*" if d["excludes_0"] else "")
+            for d in (row["delta"][n] for n in names)]
+            for name, row in bias["rows"].items() if row["delta"]]  # fmt: skip
+    except (KeyError, TypeError, StopIteration) as exc:
+        raise DataError(f"{path}: field 'bias' is malformed ({exc!r})") from None
+    sec = Section("comparison_bias", "Bias of the lists")
+    sec.summary = (
+        f"Top-{k} lists of every method on the same {bias.get('n_samples', '?')} test samples: "
+        "exposure Gini and coverage over the catalog, the share of slots outside the short head "
+        f"(Tail), and MGU/DGU over {bias.get('n_groups', '?')} popularity groups against the same "
+        f"samples' histories. {bias.get('groups', '')} Δ = method − vs with the 95% interval of "
+        f"{bias.get('n_boot', '?')} paired resamples of the test samples; * excludes 0."
+    )
+    sec.tables += [
+        Table("bias", "Bias metrics per method: mean [95% CI].", ["method", *heads], cells),
+        Table("bias_delta", "Δ vs each row's reference: Δ [95% CI].",
+              ["method", "vs", *(f"Δ {h}" for h in heads)], deltas),
+    ]  # fmt: skip
+    return sec
+
+
 def collect_run(
     run_dir: Path, label: str, anchors: Anchors, fig_dir: Path
 ) -> tuple[Part, list[MethodScores]]:
@@ -217,6 +251,9 @@ def collect_run(
     if accuracy is not None:
         part.entries.append(Entry(anchor, accuracy[0], run_dir))
         scores = accuracy[1]
+    bias = comparison_bias_section(run_dir)
+    if bias is not None:
+        part.entries.append(Entry(anchors(part.anchor, "comparison_bias"), bias, run_dir))
     codebook = semantic_id_section(run_dir)
     if codebook is not None:
         part.entries.append(Entry(anchors(part.anchor, "semantic_ids"), codebook, run_dir))
