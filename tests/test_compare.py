@@ -68,8 +68,6 @@ output_dir = "{root / "cmp"}"
 ks = [1, 3, 5]
 paired_metric = "NDCG@5"
 {top}
-[bias]
-k = 5
 [base]
 name = "tiny"
 threads = 1

@@ -14,6 +14,7 @@ from recbias.compare.bias import (
     NAMES,
     BiasData,
     BiasTableConfig,
+    bias_k,
     build_bias_table,
     list_bias,
 )
@@ -120,6 +121,8 @@ def test_bias_k_above_the_beam_is_a_config_error():
         )  # fmt: skip
 
 
-def test_default_bias_settings():
+def test_default_bias_settings_and_k_capped_at_the_beam():
     cfg = BiasTableConfig()
-    assert (cfg.enabled, cfg.k, cfg.n_groups, cfg.head_fraction) == (True, 10, 5, 0.2)
+    assert (cfg.enabled, cfg.n_groups, cfg.head_fraction) == (True, 5, 0.2)
+    assert (bias_k(cfg, 10), bias_k(cfg, 20), bias_k(cfg, 5)) == (10, 10, 5)
+    assert bias_k(BiasTableConfig(k=3), 5) == 3

@@ -60,11 +60,22 @@ class BiasTableConfig(Config):
     enabled: bool = field(
         default=True, metadata={"help": "write the bias table (concentration, MGU/DGU)"}
     )
-    k: int = field(default=10, metadata=spec("cut-off K of the lists", ge=1))
+    k: int | None = field(
+        default=None,
+        metadata=spec("cut-off K of the lists (default: 10, or the beam width if smaller)", ge=1),
+    )
     n_groups: int = field(default=5, metadata=spec("popularity groups of MGU/DGU", ge=2))
     head_fraction: float = field(
         default=0.2, metadata=spec("share of most popular items that is the short head", gt=0, lt=1)
     )
+
+
+DEFAULT_K = 10
+
+
+def bias_k(cfg: BiasTableConfig, num_beams: int) -> int:
+    """The cut-off the table uses: ``cfg.k``, else 10 capped at the beam width."""
+    return cfg.k if cfg.k is not None else min(DEFAULT_K, num_beams)
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class BiasData:
 
     @classmethod
     def from_dataset(
-        cls, ds: PreparedDataset, ids: np.ndarray, cfg: BiasTableConfig, split: str = "test"
+        cls, ds: PreparedDataset, ids: np.ndarray, cfg: BiasTableConfig, k: int, split: str = "test"
     ) -> BiasData:
         popularity = ds.train_popularity()
         weights = popularity_grouping(popularity, cfg.n_groups).weights
@@ -92,7 +103,7 @@ class BiasData:
             )
         mass = np.stack([weights[np.asarray(h, dtype=np.int64)].sum(axis=0)
                          for h in samples.loc[ids, "history"]])  # fmt: skip
-        return cls(ids, mass, weights, head_items(popularity, cfg.head_fraction), cfg.k)
+        return cls(ids, mass, weights, head_items(popularity, cfg.head_fraction), k)
 
     @property
     def n_items(self) -> int:
@@ -256,6 +267,7 @@ def comparison_bias(
     rows: Sequence[MethodRuns],
     reference: str,
     cfg: BiasTableConfig,
+    k: int,
     n_boot: int,
     out_dir: Path,
 ) -> dict[str, Any]:
@@ -265,6 +277,6 @@ def comparison_bias(
     first = ref.run_dirs[0] / "predictions" / f"{ref.stem}.jsonl"
     ids = np.sort(read_predictions_jsonl(first).sample_ids)
     ds = PreparedDataset.load(prepare_dataset(data_cfg))
-    bias = build_bias_table(rows, reference, BiasData.from_dataset(ds, ids, cfg), n_boot)
+    bias = build_bias_table(rows, reference, BiasData.from_dataset(ds, ids, cfg, k), n_boot)
     write_text(Path(out_dir) / "comparison_bias.csv", bias_csv(bias))
     return bias

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from recbias import distributed, llmrec
-from recbias.compare.bias import BiasTableConfig, bias_markdown, comparison_bias
+from recbias.compare.bias import BiasTableConfig, bias_k, bias_markdown, comparison_bias
 from recbias.compare.groups import DecodingGroups, decoding_groups
 from recbias.compare.table import build_comparison, method_rows, write_comparison
 from recbias.config import (
@@ -155,7 +155,7 @@ class CompareConfig(Config):
         except ValueError as exc:
             raise ConfigError(f"config key 'ks': {exc}") from None
         beams = self.base.decode.beam.num_beams
-        if self.bias.enabled and self.bias.k > beams:
+        if self.bias.enabled and self.bias.k is not None and self.bias.k > beams:
             raise ConfigError(
                 f"config key 'bias.k': {self.bias.k} is above the lists' length "
                 f"(base.decode.beam.num_beams = {beams}); set bias.k <= {beams}"
@@ -552,8 +552,9 @@ def write_table(
     table = build_comparison(runs, cfg.reference, cfg.ks, cfg.paired_metric, n_boot, meta)
     extra = ""
     if cfg.bias.enabled:
+        k = bias_k(cfg.bias, cfg.base.decode.beam.num_beams)
         table["bias"] = comparison_bias(
-            cfg.base.data, runs, cfg.reference, cfg.bias, n_boot, out_dir
+            cfg.base.data, runs, cfg.reference, cfg.bias, k, n_boot, out_dir
         )
         extra = bias_markdown(table["bias"], table["n_seeds"])
     return table, write_comparison(out_dir, table, extra)
