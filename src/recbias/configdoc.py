@@ -38,8 +38,8 @@ KINDS: dict[str, tuple[str, str | None, str, str]] = {
         "configs/quickstart.toml",
     ),
     "compare": (
-        "recbias.compare.run:CompareConfig",
-        "recbias.compare.run:load_compare_config",
+        "recbias.compare.config:CompareConfig",
+        "recbias.compare.config:load_compare_config",
         "compare",
         "configs/quickstart_compare.toml",
     ),

@@ -3,21 +3,23 @@
     cfg = load_compare_config(Path("configs/quickstart_compare.toml"), ["base.train.epochs=1"])
     run_comparison(cfg, Path("runs/compare"), seeds=[0, 1, 2])   # runs, then comparison.*
 
-* :mod:`~recbias.compare.run`: the config, the methods' resolved run configs and the runs;
+* :mod:`~recbias.compare.config`: the config and each method's resolved, validated run config;
+* :mod:`~recbias.compare.run`: the runs (train or decode only, resumable) and writing the tables;
 * :mod:`~recbias.compare.groups`: decoding groups (each method against the reference decoded
   with its decoding settings, added as a decode-only row where no method is that);
-* :mod:`~recbias.compare.table`: the table (means over seeds, intervals, paired tests).
+* :mod:`~recbias.compare.table`: the table (means over seeds, intervals, paired tests);
+* :mod:`~recbias.compare.bias`: the bias table (concentration, MGU/DGU) beside it.
 """
 
-from recbias.compare.run import (
+from recbias.compare.config import (
     CompareConfig,
     MethodSpec,
     flatten_set,
     load_compare_config,
     resolve_methods,
-    run_comparison,
     select_methods,
 )
+from recbias.compare.run import run_comparison
 from recbias.compare.table import (
     MethodRuns,
     build_comparison,
