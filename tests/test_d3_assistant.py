@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from recbias.baselines.sasrec import SASRecConfig, SASRecRecommender
 from recbias.cli import main
 from recbias.data import PreparedDataset
-from recbias.llmrec.assemble import ASSISTANT_FILE, run_sasrec
+from recbias.llmrec.assemble import SASREC_FILE, run_sasrec
 from test_cli import write_config
 
 D3 = [
@@ -56,7 +57,7 @@ def test_a_d3_run_fits_its_assistant_once_and_reuses_it(tmp_path, tiny_ckpt, tab
     cfg, run = _config(tmp_path, tiny_ckpt, table_data), tmp_path / "run"
     assert main(_argv("run", str(cfg), "--run-dir", str(run))) == 0
     assert len(fits) == 1  # validation after the epoch and the test decoding share one fit
-    assert (run / ASSISTANT_FILE).is_file()
+    assert (run / SASREC_FILE).is_file()
     before = (run / "predictions" / "llm.jsonl").read_text()
     # recommend and the audit reload it
     assert main(_argv("recommend", str(cfg), "--run-dir", str(run))) == 0
@@ -65,11 +66,29 @@ def test_a_d3_run_fits_its_assistant_once_and_reuses_it(tmp_path, tiny_ckpt, tab
     assert (run / "predictions" / "llm.jsonl").read_text() == before
     # without the saved assistant, recommend fits it again and decodes the same lists
     fresh = tmp_path / "fresh"
-    shutil.copytree(run, fresh, ignore=lambda d, names: [ASSISTANT_FILE, "audit"])
+    shutil.copytree(run, fresh, ignore=lambda d, names: [SASREC_FILE, "audit"])
     (fresh / "predictions" / "llm.jsonl").unlink()
     assert main(_argv("recommend", str(cfg), "--run-dir", str(fresh))) == 0
     assert len(fits) == 2
     assert (fresh / "predictions" / "llm.jsonl").read_text() == before
+
+
+def test_the_sasrec_baseline_is_the_same_fit_as_the_assistant(
+    tmp_path, tiny_ckpt, table_data, fits
+):
+    cfg, run = _config(tmp_path, tiny_ckpt, table_data), tmp_path / "run"
+    argv = _argv("run", str(cfg), "--run-dir", str(run), "--set", 'eval.baselines=["sasrec"]')
+    assert main(argv) == 0
+    assert len(fits) == 1  # validation, test decoding and the baseline share one fit
+    assert (run / "predictions" / "sasrec.jsonl").is_file()
+    # the baseline's lists are those of the saved model
+    ds = PreparedDataset.load(next((tmp_path / "run").parent.rglob("card.json")).parent)
+    saved = SASRecRecommender(SASRecConfig(hidden=16, epochs=2, dtype="fp32"))
+    saved.restore(torch.load(run / SASREC_FILE, weights_only=True))
+    lists = [json.loads(line)["items"] for line in (run / "predictions" / "sasrec.jsonl").open()]
+    test = ds.split("test")
+    want = saved.recommend(test, len(lists[0])).items
+    np.testing.assert_array_equal(np.array(lists), want)
 
 
 def _train(table_data, tmp_path) -> tuple[PreparedDataset, SASRecConfig]:
@@ -105,5 +124,5 @@ def test_another_config_or_training_data_refits(tmp_path, table_data, fits):
     assert len(fits) == 2
     run_sasrec(SASRecConfig(hidden=16, epochs=3, dtype="fp32"), train.iloc[1:], n, tmp_path)
     assert len(fits) == 3
-    saved = torch.load(tmp_path / ASSISTANT_FILE, weights_only=True)
+    saved = torch.load(tmp_path / SASREC_FILE, weights_only=True)
     assert saved["config"]["epochs"] == 3 and saved["n_items"] == n

@@ -7,10 +7,11 @@ builder, and the recommender with its configured score calibrations.
     rec = make_recommender(cfg, ds, lm)          # LLMRecommender over the catalog trie
     rec = make_recommender(cfg, ds, lm, run_dir) # D3's SASRec assistant fitted once per run
 
-D3's SASRec assistant (``decode.d3.assistant = "sasrec"``) is fitted on the first use in a run and
-saved as ``RUN/d3_assistant.pt`` (weights, SASRec config, item count and a fingerprint of the
-training samples); validation, the test decoding, ``recbias recommend`` and the audit reload it
-while all three match, instead of fitting it again.
+The run's SASRec (D3's assistant, ``decode.d3.assistant = "sasrec"``, and the ``sasrec`` baseline
+of ``eval.baselines``, both ``baselines.sasrec`` on the training split) is fitted on the first use
+in a run and saved as ``RUN/sasrec.pt`` (weights, SASRec config, item count and a fingerprint of
+the training samples); validation, the test decoding, the baseline, ``recbias recommend`` and the
+audit reload it while all three match, instead of fitting it again.
 
 The pipeline (:mod:`recbias.llmrec.pipeline`) and the run loader (:mod:`recbias.llmrec.run`)
 both build their models here.
@@ -58,7 +59,7 @@ from recbias.sidllm.assemble import (
 )
 
 log = logging.getLogger(__name__)
-ASSISTANT_FILE = "d3_assistant.pt"
+SASREC_FILE = "sasrec.pt"
 
 
 @dataclass
@@ -176,11 +177,11 @@ def samples_fingerprint(samples: pd.DataFrame) -> str:
 def run_sasrec(
     cfg: SASRecConfig, train_df: pd.DataFrame, n_items: int, run_dir: Path | None
 ) -> SASRecRecommender:
-    """SASRec fitted on ``train_df``, once per run: reloaded from ``RUN/d3_assistant.pt`` when it
+    """SASRec fitted on ``train_df``, once per run: reloaded from ``RUN/sasrec.pt`` when it
     was fitted with this config, item count and training samples, else fitted and saved there
     (rank 0 writes)."""
     model = SASRecRecommender(cfg)
-    path = None if run_dir is None else Path(run_dir) / ASSISTANT_FILE
+    path = None if run_dir is None else Path(run_dir) / SASREC_FILE
     key = samples_fingerprint(train_df)
     if path is not None and path.is_file():
         state = torch.load(path, map_location=cfg.device, weights_only=True)

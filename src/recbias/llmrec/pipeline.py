@@ -25,7 +25,6 @@ import torch
 
 from recbias import distributed
 from recbias.baselines.popularity import PopularityRecommender, count_items
-from recbias.baselines.sasrec import SASRecRecommender
 from recbias.config import write_resolved
 from recbias.data.dataset import PreparedDataset
 from recbias.decoding import information_gain as ig
@@ -33,7 +32,7 @@ from recbias.evaluation.cutoffs import check_cutoffs
 from recbias.evaluation.predictions import export_peer_json, write_predictions_jsonl
 from recbias.evaluation.summary import metrics_table_markdown, to_jsonable, write_metrics_json
 from recbias.fsutil import write_text
-from recbias.llmrec.assemble import LoadedModel, load_data, load_lm, make_recommender
+from recbias.llmrec.assemble import LoadedModel, load_data, load_lm, make_recommender, run_sasrec
 from recbias.llmrec.config import RunConfig
 from recbias.lm import loading
 from recbias.lm.batching import encode_samples
@@ -204,9 +203,7 @@ def recommend(
         return samples, recs, seconds
     for name in cfg.eval.baselines:
         t0 = time.perf_counter()
-        recs[name] = (
-            make_baseline(cfg, name).fit(ds.split("train"), len(ds.titles)).recommend(samples, k)
-        )
+        recs[name] = make_baseline(cfg, name, ds, run_dir).recommend(samples, k)
         seconds[name] = time.perf_counter() - t0
     for name, r in recs.items():
         write_predictions_jsonl(run_dir / "predictions" / f"{name}.jsonl", samples, r, ds.titles)
@@ -215,11 +212,13 @@ def recommend(
     return samples, recs, seconds
 
 
-def make_baseline(cfg: RunConfig, name: str):
-    """A traditional recommender evaluated on the same samples (explicit, by name)."""
+def make_baseline(cfg: RunConfig, name: str, ds: PreparedDataset, run_dir: Path | None = None):
+    """A traditional recommender fitted on the training split and evaluated on the same samples
+    (explicit, by name). SASRec is the run's one fit, shared with D3's assistant (``RUN/sasrec.pt``)."""
+    train, n_items = ds.split("train"), len(ds.titles)
     if name == "sasrec":
-        return SASRecRecommender(cfg.baselines.sasrec)
-    return PopularityRecommender()
+        return run_sasrec(cfg.baselines.sasrec, train, n_items, run_dir)
+    return PopularityRecommender().fit(train, n_items)
 
 
 def evaluate(
