@@ -19,6 +19,7 @@ from recbias.diagnostics.groups import popularity_grouping
 from recbias.errors import ConfigError
 from recbias.evaluation.predictions import read_predictions_jsonl
 from recbias.llmrec import RunConfig, load_data
+from recbias.metrics.concentration import exposure_counts, tail_share
 from recbias.metrics.fairness import group_gap
 from recbias.recs import Recommendations
 from recbias.report import build_report
@@ -128,6 +129,17 @@ def test_fairness_matches_a_direct_computation(audited, run_dir):
     want = group_gap(pred.items, hist, grouping, 5, "pooled")
     assert gaps[("popularity", 5, "pooled")]["mgu"] == pytest.approx(want.mgu)
     assert gaps[("popularity", 5, "pooled")]["dgu"] == pytest.approx(want.dgu)
+
+
+def test_tail_share_counts_the_head_on_all_training_interactions(audited, run_dir):
+    _, sections = load_sections(audited / "audit.json")
+    conc = next(s for s in sections if s.key == "concentration").data["concentration"]
+    pred = read_predictions_jsonl(run_dir / "predictions" / "llm.jsonl")
+    ds = load_data(load_config(RunConfig, run_dir / "config.toml"))
+    for cell in conc["llm"]:
+        counts = exposure_counts(pred.items[:, : cell["k"]], len(ds.titles))
+        want = tail_share(counts, ds.train_popularity(), 0.2)
+        assert cell["tail_share"] == pytest.approx(want)
 
 
 def test_training_curves_cover_base_and_every_epoch(audited):

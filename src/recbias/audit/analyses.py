@@ -118,7 +118,7 @@ def fairness(ctx: AuditContext, out_dir: Path) -> list[Section]:
 
 def _concentration(ctx: AuditContext, pred: StoredPredictions, k: int, where: str):
     return concentration(
-        pred.items, k, ctx.n_items, ctx.train_counts, ctx.cfg.head_fraction, ctx.cfg.or_top, where
+        pred.items, k, ctx.n_items, ctx.popularity, ctx.cfg.head_fraction, ctx.cfg.or_top, where
     )
 
 

@@ -77,12 +77,13 @@ class AuditContext:
     @cached_property
     def train_counts(self) -> np.ndarray:
         """``[n_items]`` counts of the (sampled) training targets the model was trained on:
-        information gain and the concentration's head/tail items."""
+        information gain (IGD's tree counts the training targets)."""
         return count_items(self.ds.split("train"), self.n_items)
 
     @cached_property
     def popularity(self) -> np.ndarray:
-        """``[n_items]`` training interactions before subsampling: the popularity groups."""
+        """``[n_items]`` training interactions before subsampling: the popularity groups and
+        the concentration's short head."""
         return self.ds.train_popularity()
 
     def subset(self, n: int) -> pd.DataFrame:
