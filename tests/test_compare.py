@@ -469,6 +469,17 @@ def test_the_comparison_bias_table_matches_the_audit_metrics_on_its_predictions(
             assert bias["rows"][name]["cells"][metric]["mean"] == pytest.approx(value, abs=1e-12)
 
 
+def test_bias_k_above_a_methods_beam_fails_before_anything_runs(setup, tmp_path):
+    cfg = load_compare_config(
+        setup["config"], ["bias.k=4", "methods.sft_lr.decode.beam.num_beams=3"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"bias\.k': 4 is above the lists of 'sft_lr' \(3 items\)"
+    ):
+        run_comparison(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_report_of_a_comparison_shows_its_bias_table(compared, tmp_path):
     out, _ = compared
     paths = build_report([out], tmp_path / "report")

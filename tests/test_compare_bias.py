@@ -124,5 +124,8 @@ def test_bias_k_above_the_beam_is_a_config_error():
 def test_default_bias_settings_and_k_capped_at_the_beam():
     cfg = BiasTableConfig()
     assert (cfg.enabled, cfg.n_groups, cfg.head_fraction) == (True, 5, 0.2)
-    assert (bias_k(cfg, 10), bias_k(cfg, 20), bias_k(cfg, 5)) == (10, 10, 5)
-    assert bias_k(BiasTableConfig(k=3), 5) == 3
+    assert bias_k(cfg, {"sft": 10, "popularity": 20}) == 10
+    assert bias_k(cfg, {"sft": 5, "popularity": 20}) == 5
+    assert bias_k(BiasTableConfig(k=3), {"sft": 5}) == 3
+    with pytest.raises(ConfigError, match=r"bias\.k': 8 is above the lists of 'gdrt' \(5 items\)"):
+        bias_k(BiasTableConfig(k=8), {"sft": 10, "gdrt": 5})

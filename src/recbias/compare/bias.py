@@ -42,7 +42,7 @@ from recbias.data.config import DataConfig
 from recbias.data.dataset import PreparedDataset
 from recbias.data.prepare import prepare_dataset
 from recbias.diagnostics.groups import POPULARITY_GROUPS_TEXT, popularity_grouping
-from recbias.errors import DataError
+from recbias.errors import ConfigError, DataError
 from recbias.evaluation.predictions import read_predictions_jsonl
 from recbias.evaluation.summary import format_value, to_jsonable
 from recbias.fsutil import write_text
@@ -73,9 +73,19 @@ class BiasTableConfig(Config):
 DEFAULT_K = 10
 
 
-def bias_k(cfg: BiasTableConfig, num_beams: int) -> int:
-    """The cut-off the table uses: ``cfg.k``, else 10 capped at the beam width."""
-    return cfg.k if cfg.k is not None else min(DEFAULT_K, num_beams)
+def bias_k(cfg: BiasTableConfig, widths: Mapping[str, int]) -> int:
+    """The cut-off the table uses: ``cfg.k``, else 10 capped at the shortest lists; ``widths``:
+    each row's list length. An explicit K above a row's lists is an error naming the row."""
+    if cfg.k is None:
+        return min(DEFAULT_K, *widths.values())
+    short = {name: w for name, w in widths.items() if w < cfg.k}
+    if short:
+        name, width = next(iter(short.items()))
+        raise ConfigError(
+            f"config key 'bias.k': {cfg.k} is above the lists of '{name}' ({width} items); "
+            f"set bias.k <= {width} or leave it unset"
+        )
+    return cfg.k
 
 
 @dataclass(frozen=True)
@@ -267,12 +277,16 @@ def comparison_bias(
     rows: Sequence[MethodRuns],
     reference: str,
     cfg: BiasTableConfig,
-    k: int,
     n_boot: int,
     out_dir: Path,
 ) -> dict[str, Any]:
     """Build the bias table of a comparison's finished rows on its prepared data (the cached
     preparation) and write ``comparison_bias.csv``; returns the ``bias`` part of the JSON."""
+    widths = {}
+    for runs in rows:
+        files = [d / "predictions" / f"{runs.stem}.jsonl" for d in runs.run_dirs]
+        widths[runs.name] = min(read_predictions_jsonl(f).items.shape[1] for f in files)
+    k = bias_k(cfg, widths)
     ref = next(r for r in rows if r.name == reference)
     first = ref.run_dirs[0] / "predictions" / f"{ref.stem}.jsonl"
     ids = np.sort(read_predictions_jsonl(first).sample_ids)

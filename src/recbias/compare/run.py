@@ -198,6 +198,8 @@ def run_comparison(
         raise ConfigError(f"--seeds: expected distinct seeds, got {seeds}")
     names = select_methods(cfg, only)
     resolved = resolve_methods(cfg, names)
+    if cfg.bias.enabled and cfg.bias.k is not None:  # before anything trains
+        bias_k(cfg.bias, {name: r.decode.beam.n_return for name, r in resolved.items()})
     groups = method_groups(cfg, resolved)
     plan = plan_runs(cfg, out_dir, resolved, seeds, groups)
     for run in plan:  # earlier runs must be of the same configs
@@ -258,9 +260,8 @@ def write_table(
     table = build_comparison(runs, cfg.reference, cfg.ks, cfg.paired_metric, n_boot, meta)
     extra = ""
     if cfg.bias.enabled:
-        k = bias_k(cfg.bias, cfg.base.decode.beam.num_beams)
         table["bias"] = comparison_bias(
-            cfg.base.data, runs, cfg.reference, cfg.bias, k, n_boot, out_dir
+            cfg.base.data, runs, cfg.reference, cfg.bias, n_boot, out_dir
         )
         extra = bias_markdown(table["bias"], table["n_seeds"])
     return table, write_comparison(out_dir, table, extra)
