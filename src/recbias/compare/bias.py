@@ -62,7 +62,9 @@ class BiasTableConfig(Config):
     )
     k: int | None = field(
         default=None,
-        metadata=spec("cut-off K of the lists (default: 10, or the beam width if smaller)", ge=1),
+        metadata=spec(
+            "cut-off K of the lists (default: 10, capped at the shortest lists of any row)", ge=1
+        ),
     )
     n_groups: int = field(default=5, metadata=spec("popularity groups of MGU/DGU", ge=2))
     head_fraction: float = field(
