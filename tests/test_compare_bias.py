@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,12 @@ from recbias.compare.bias import (
     BiasData,
     BiasTableConfig,
     bias_k,
+    bias_markdown,
     build_bias_table,
     list_bias,
+    permutation_p,
+    seed_values,
+    swap_masks,
 )
 from recbias.compare.table import MethodRuns, seed_interval
 from recbias.config import from_dict
@@ -83,33 +88,66 @@ def toy(tmp_path):
     return rows, BiasData(ids, mass, weights, np.arange(16) < 4, k), lists
 
 
-def test_a_copy_of_the_reference_has_zero_delta_and_a_zero_interval(toy):
+def test_a_copy_of_the_reference_has_zero_delta_and_p_one(toy):
     rows, data, _ = toy
-    table = build_bias_table(rows, "ref", data, n_boot=200)
+    table = build_bias_table(rows, "ref", data, n_perm=200)
     for name in NAMES:
         d = table["rows"]["copy"]["delta"][name]
-        assert d["delta"] == 0.0 and d["lo"] == 0.0 and d["hi"] == 0.0 and not d["excludes_0"]
+        assert d["delta"] == 0.0 and d["lo"] == 0.0 and d["hi"] == 0.0
+        assert d["p_value"] == 1.0 and not d["significant"]
     assert table["rows"]["ref"]["delta"] is None and table["rows"]["copy"]["vs"] == "ref"
 
 
-def test_lists_stuck_on_the_head_are_more_concentrated_beyond_the_interval(toy):
-    rows, data, _ = toy
-    d = build_bias_table(rows, "ref", data, n_boot=200)["rows"]["stuck"]["delta"]
-    assert d["Gini"]["delta"] > 0 and d["Gini"]["excludes_0"]
-    assert d["Coverage"]["delta"] < 0 and d["Coverage"]["excludes_0"]
-    ref_tail = [list_bias(li, data.history_mass.sum(0), data)[2] for li in toy[2]]
+def test_lists_stuck_on_the_head_are_more_concentrated_and_significant(toy):
+    rows, data, lists = toy
+    d = build_bias_table(rows, "ref", data, n_perm=200)["rows"]["stuck"]["delta"]
+    assert d["Gini"]["delta"] > 0 and d["Gini"]["significant"]
+    assert d["Coverage"]["delta"] < 0 and d["Coverage"]["significant"]
+    assert d["Gini"]["p_value"] == pytest.approx(1 / 201)  # no swap is as extreme
+    ref_tail = [list_bias(li, data.history_mass.sum(0), data)[2] for li in lists]
     assert d["Tail"]["delta"] == pytest.approx(-np.mean(ref_tail))  # stuck lists: head only
+
+
+def test_randomisation_p_matches_full_enumeration_of_the_swaps():
+    """n = 4 samples: the exact p over all 2^4 swap patterns vs the Monte Carlo p."""
+    weights = np.eye(4)
+    data = BiasData(np.arange(4), np.ones((4, 4)), weights, np.array([1, 0, 0, 0], bool), 2)
+    a = [np.array([[0, 1], [0, 2], [0, 1], [3, 1]])]
+    b = [np.array([[0, 1], [2, 3], [1, 2], [3, 2]])]
+    observed = seed_values(a, data)[0] - seed_values(b, data)[0]
+    hits = np.zeros(len(NAMES))
+    for bits in itertools.product([False, True], repeat=4):
+        m = np.array(bits)[:, None]
+        sa, sb = np.where(m, b[0], a[0]), np.where(m, a[0], b[0])
+        delta = seed_values([sa], data)[0] - seed_values([sb], data)[0]
+        hits += np.abs(delta) >= np.abs(observed) - 1e-12
+    exact = hits / 16
+    approx = permutation_p(a, b, data, swap_masks(4, 20_000))
+    np.testing.assert_allclose(approx, exact, atol=0.015)
+    assert exact.min() < 1.0  # a case where some swaps are less extreme
 
 
 def test_cells_over_seeds_are_the_mean_and_t_interval_of_per_seed_values(toy):
     rows, data, lists = toy
-    cells = build_bias_table(rows, "ref", data, n_boot=50)["rows"]["ref"]["cells"]
+    cells = build_bias_table(rows, "ref", data, n_perm=20)["rows"]["ref"]["cells"]
     per_seed = np.stack([list_bias(li, data.history_mass.sum(0), data) for li in lists])
     for j, name in enumerate(NAMES):
         assert cells[name]["per_seed"] == pytest.approx(per_seed[:, j].tolist())
         mean, std, lo, hi = seed_interval(per_seed[:, j])
         c = cells[name]
         assert (c["mean"], c["std"], c["lo"], c["hi"]) == pytest.approx((mean, std, lo, hi))
+
+
+def test_one_seed_gives_values_without_intervals(toy):
+    rows, data, _ = toy
+    one = [MethodRuns(r.name, r.run_dirs[:1]) for r in rows]
+    table = build_bias_table(one, "ref", data, n_perm=20)
+    assert table["n_seeds"] == 1
+    cell = table["rows"]["ref"]["cells"]["Gini"]
+    assert cell["lo"] is None and cell["hi"] is None and cell["std"] is None
+    d = table["rows"]["stuck"]["delta"]["Gini"]
+    assert d["lo"] is None and d["p_value"] < 0.05
+    assert "one seed (no interval)" in bias_markdown(table)
 
 
 def test_bias_k_above_the_beam_is_a_config_error():

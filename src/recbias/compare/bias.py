@@ -15,13 +15,19 @@ from the top-``k`` lists of ``predictions/<stem>.jsonl``:
 Popularity (head items and groups) counts every interaction of the training split before
 subsampling (``popularity.parquet``), not the sampled training targets.
 
-These are set-level metrics (one number per list set), so intervals come from resampling test
-samples: B resamples of the n sample ids (seed 0, the same draws for every row and seed), each
-metric recomputed on each resample. A cell is the mean over seeds with, for S > 1 seeds, the
-Student t-interval over seeds (as the accuracy table), else the percentile bootstrap interval.
-Δ vs the row's ``vs`` (the accuracy table's reference or decoding-group reference) is the
-seed-averaged difference with the 95% percentile interval of the paired resampled differences
-(same draws on both sides); ``*`` marks an interval that excludes 0.
+These are set-level metrics (one number per list set), and a bootstrap over test samples is
+biased for them: a resample holds fewer distinct samples, so its coverage is lower and its Gini
+higher than the full set's, and the percentile interval can miss the point estimate. So:
+
+* a cell is the mean over seeds with, for S > 1 seeds, the Student t-interval over seeds (as the
+  accuracy table); one seed gives the value alone;
+* Δ vs the row's ``vs`` (the accuracy table's reference or decoding-group reference) is the
+  seed-averaged difference, with the t-interval over seeds of the per-seed differences (S > 1), and
+  the p-value of a paired randomisation test: R times, each test sample's two lists (the row's
+  and vs's, in every seed) are swapped with probability 1/2 (the same swaps in every seed), the
+  seed-averaged Δ is recomputed, and p = (1 + #{|Δ*| ≥ |Δ|}) / (1 + R) (seed 0). Under "the two
+  methods' lists are exchangeable per sample" this is exact up to Monte Carlo error, whatever the
+  metric; ``*`` marks p < 0.05.
 """
 
 from __future__ import annotations
@@ -136,16 +142,30 @@ def list_bias(lists: np.ndarray, history_mass: np.ndarray, data: BiasData) -> np
     return np.array([gini(counts), coverage(counts), tail, mgu, dgu])
 
 
-def draws(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
-    """``[n_boot, n]`` resampled sample indices, the same for every row and seed."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+def swap_masks(n: int, n_perm: int, seed: int = 0) -> np.ndarray:
+    """``[n_perm, n]`` bool: which samples' two lists swap in each permutation."""
+    return np.random.default_rng(seed).random((n_perm, n)) < 0.5
 
 
-def row_values(lists: np.ndarray, data: BiasData, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One seed's list set: (``[5]`` on all samples, ``[B, 5]`` on each resample)."""
-    point = list_bias(lists, data.history_mass.sum(axis=0), data)
-    boot = np.stack([list_bias(lists[r], data.history_mass[r].sum(axis=0), data) for r in idx])
-    return point, boot
+def seed_values(lists: Sequence[np.ndarray], data: BiasData) -> np.ndarray:
+    """``[S, 5]``: the metrics of each seed's list set on all samples."""
+    hist = data.history_mass.sum(axis=0)
+    return np.stack([list_bias(li, hist, data) for li in lists])
+
+
+def permutation_p(
+    a: Sequence[np.ndarray], b: Sequence[np.ndarray], data: BiasData, masks: np.ndarray
+) -> np.ndarray:
+    """``[5]`` paired randomisation p-values of the seed-averaged Δ = metric(a) − metric(b)."""
+    observed = (seed_values(a, data) - seed_values(b, data)).mean(axis=0)
+    extreme = np.zeros(len(NAMES))
+    for mask in masks:
+        m = mask[:, None]
+        swapped_a = [np.where(m, lb, la) for la, lb in zip(a, b, strict=True)]
+        swapped_b = [np.where(m, la, lb) for la, lb in zip(a, b, strict=True)]
+        delta = (seed_values(swapped_a, data) - seed_values(swapped_b, data)).mean(axis=0)
+        extreme += np.abs(delta) >= np.abs(observed) - 1e-12
+    return (1 + extreme) / (1 + len(masks))
 
 
 def load_lists(runs: MethodRuns, data: BiasData) -> list[np.ndarray]:
@@ -159,82 +179,80 @@ def load_lists(runs: MethodRuns, data: BiasData) -> list[np.ndarray]:
     return out
 
 
-def _percentiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    tail = 100 * (1 - LEVEL) / 2
-    return np.nanpercentile(values, tail, axis=0), np.nanpercentile(values, 100 - tail, axis=0)
+def _interval(per_seed: np.ndarray) -> tuple[float, float | None, float | None, float | None]:
+    """(mean, std, lo, hi) over seeds; std and the t-interval only for S > 1."""
+    if len(per_seed) < 2:
+        return float(per_seed.mean()), None, None, None
+    return seed_interval(per_seed)
 
 
-def _cells(point: np.ndarray, boot: np.ndarray) -> dict[str, dict[str, Any]]:
-    """point ``[S, 5]``, boot ``[S, B, 5]`` → per metric mean, interval, per-seed values."""
-    sample_lo, sample_hi = _percentiles(boot.mean(axis=0))
+def _cells(point: np.ndarray) -> dict[str, dict[str, Any]]:
+    """point ``[S, 5]`` → per metric the mean, the t-interval over seeds and per-seed values."""
     out = {}
     for j, name in enumerate(NAMES):
-        cell = {"mean": float(point[:, j].mean()), "std": None,
-                "lo": float(sample_lo[j]), "hi": float(sample_hi[j]),
-                "per_seed": point[:, j].tolist(),
-                "sample_lo": float(sample_lo[j]), "sample_hi": float(sample_hi[j])}  # fmt: skip
-        if len(point) > 1:
-            cell["mean"], cell["std"], cell["lo"], cell["hi"] = seed_interval(point[:, j])
-        out[name] = cell
+        mean, std, lo, hi = _interval(point[:, j])
+        out[name] = {"mean": mean, "std": std, "lo": lo, "hi": hi, "per_seed": point[:, j].tolist()}
     return out
 
 
-def _deltas(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> dict:
-    diff_point = (a[0] - b[0]).mean(axis=0)
-    lo, hi = _percentiles((a[1] - b[1]).mean(axis=0))
-    return {name: {"delta": float(diff_point[j]), "lo": float(lo[j]), "hi": float(hi[j]),
-                   "excludes_0": bool(lo[j] > 0 or hi[j] < 0)}
-            for j, name in enumerate(NAMES)}  # fmt: skip
+def _deltas(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> dict[str, dict[str, Any]]:
+    """per-seed values ``a, b [S, 5]`` and p-values ``[5]`` → Δ, its interval over seeds, p."""
+    out = {}
+    for j, name in enumerate(NAMES):
+        delta, _, lo, hi = _interval(a[:, j] - b[:, j])
+        out[name] = {"delta": delta, "lo": lo, "hi": hi, "p_value": float(p[j]),
+                     "significant": bool(p[j] < 1 - LEVEL)}  # fmt: skip
+    return out
 
 
 def build_bias_table(
     rows: Sequence[MethodRuns],
     reference: str,
     data: BiasData,
-    n_boot: int = 1000,
+    n_perm: int = 1000,
 ) -> dict[str, Any]:
     """The ``bias`` part of ``comparison.json``: a cell per (row, metric) and Δ vs each row's
     ``vs``. ``rows`` as for the accuracy table (same names, run directories and ``compare_to``)."""
-    idx = draws(len(data.ids), n_boot)
-    values = {}
-    for runs in rows:
-        per_seed = [row_values(lists, data, idx) for lists in load_lists(runs, data)]
-        values[runs.name] = (np.stack([p for p, _ in per_seed]), np.stack([b for _, b in per_seed]))
+    masks = swap_masks(len(data.ids), n_perm)
+    lists = {runs.name: load_lists(runs, data) for runs in rows}
+    values = {name: seed_values(li, data) for name, li in lists.items()}
     out = {}
     for runs in rows:
         vs = None if runs.name == reference else runs.compare_to or reference
         if vs is not None and vs not in values:
             raise DataError(f"method '{runs.name}' is compared with '{vs}', not in the table")
-        out[runs.name] = {
-            "vs": vs,
-            "cells": _cells(*values[runs.name]),
-            "delta": _deltas(values[runs.name], values[vs]) if vs else None,
-        }
+        delta = None
+        if vs is not None:
+            p = permutation_p(lists[runs.name], lists[vs], data, masks)
+            delta = _deltas(values[runs.name], values[vs], p)
+        out[runs.name] = {"vs": vs, "cells": _cells(values[runs.name]), "delta": delta}
     return to_jsonable({
         "k": data.k,
         "n_groups": data.weights.shape[1],
         "n_samples": len(data.ids),
-        "n_boot": n_boot,
+        "n_seeds": len(next(iter(values.values()))),
+        "n_perm": n_perm,
         "groups": POPULARITY_GROUPS_TEXT,
         "rows": out,
     })  # fmt: skip
 
 
 def _cell(c: Mapping[str, Any]) -> str:
+    if c["lo"] is None:
+        return format_value(c["mean"])
     return format_value({"mean": c["mean"], "lo": c["lo"], "hi": c["hi"]})
 
 
-def _delta(d: Mapping[str, Any] | None) -> str:
-    if not d:
-        return "—"
-    star = "*" if d["excludes_0"] else ""
-    return f"{d['delta']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]{star}"
+def _delta(d: Mapping[str, Any]) -> str:
+    star = "*" if d["significant"] else ""
+    interval = "" if d["lo"] is None else f" [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+    return f"{d['delta']:+.4f}{interval}, p = {d['p_value']:.3g}{star}"
 
 
-def bias_markdown(bias: Mapping[str, Any], n_seeds: int) -> str:
+def bias_markdown(bias: Mapping[str, Any]) -> str:
     """Two Markdown tables: the cells, then Δ vs each row's ``vs``."""
     k, heads = bias["k"], [f"{n}@{bias['k']}" for n in NAMES]
-    ci = "95% t-interval over seeds" if n_seeds > 1 else "95% bootstrap CI over samples"
+    multi = bias["n_seeds"] > 1
     lines = [
         f"## Bias of the lists (top {k}, {bias['n_groups']} popularity groups)",
         "",
@@ -249,13 +267,20 @@ def bias_markdown(bias: Mapping[str, Any], n_seeds: int) -> str:
         if row["delta"]:
             cells = " | ".join(_delta(row["delta"][n]) for n in NAMES)
             lines.append(f"| {name} | {row['vs']} | {cells} |")
+    spread = (
+        f"mean over {bias['n_seeds']} seeds [95% t-interval over seeds]"
+        if multi
+        else "one seed (no interval)"
+    )
     lines += [
         "",
-        f"Cells: mean [{ci}]. Δ = method − vs, averaged over seeds, with the 95% interval of "
-        f"{bias['n_boot']} paired resamples of the {bias['n_samples']} test samples; * the "
-        "interval excludes 0. Gini, Coverage: exposure over the catalog; Tail: share of slots "
-        "outside the short head; MGU/DGU: pooled gap between the popularity-group shares of "
-        f"the lists and of the same samples' histories (SPRec). {bias['groups']}",
+        f"Cells: {spread}. Δ = method − vs, averaged over seeds"
+        + (" [95% t-interval over seeds of the per-seed Δ]" if multi else "")
+        + f"; p: paired randomisation test over the {bias['n_samples']} test samples "
+        f"({bias['n_perm']} random swaps of a sample's two lists); * p < 0.05. Gini, Coverage: "
+        "exposure over the catalog; Tail: share of slots outside the short head; MGU/DGU: pooled "
+        "gap between the popularity-group shares of the lists and of the same samples' histories "
+        f"(SPRec). {bias['groups']}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -264,13 +289,14 @@ def bias_csv(bias: Mapping[str, Any]) -> str:
     """One line per (method, metric): the cell and the Δ vs the row's ``vs``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "metric", "mean", "lo", "hi", "vs", "delta", "delta_lo", "delta_hi"])
+    writer.writerow(["method", "metric", "mean", "lo", "hi", "vs", "delta", "delta_lo", "delta_hi",
+                     "p_value"])  # fmt: skip
     for name, row in bias["rows"].items():
         for metric in NAMES:
             c, d = row["cells"][metric], (row["delta"] or {}).get(metric) or {}
             writer.writerow([name, f"{metric}@{bias['k']}", c["mean"], c["lo"], c["hi"],
                              row["vs"] or "", d.get("delta", ""), d.get("lo", ""),
-                             d.get("hi", "")])  # fmt: skip
+                             d.get("hi", ""), d.get("p_value", "")])  # fmt: skip
     return buf.getvalue()
 
 
@@ -279,7 +305,7 @@ def comparison_bias(
     rows: Sequence[MethodRuns],
     reference: str,
     cfg: BiasTableConfig,
-    n_boot: int,
+    n_perm: int,
     out_dir: Path,
 ) -> dict[str, Any]:
     """Build the bias table of a comparison's finished rows on its prepared data (the cached
@@ -293,6 +319,6 @@ def comparison_bias(
     first = ref.run_dirs[0] / "predictions" / f"{ref.stem}.jsonl"
     ids = np.sort(read_predictions_jsonl(first).sample_ids)
     ds = PreparedDataset.load(prepare_dataset(data_cfg))
-    bias = build_bias_table(rows, reference, BiasData.from_dataset(ds, ids, cfg, k), n_boot)
+    bias = build_bias_table(rows, reference, BiasData.from_dataset(ds, ids, cfg, k), n_perm)
     write_text(Path(out_dir) / "comparison_bias.csv", bias_csv(bias))
     return bias

@@ -263,5 +263,5 @@ def write_table(
         table["bias"] = comparison_bias(
             cfg.base.data, runs, cfg.reference, cfg.bias, n_boot, out_dir
         )
-        extra = bias_markdown(table["bias"], table["n_seeds"])
+        extra = bias_markdown(table["bias"])
     return table, write_comparison(out_dir, table, extra)

@@ -15,6 +15,7 @@ A directory with none of these is not a recbias directory: :class:`DataError` na
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,13 @@ def semantic_id_section(run_dir: Path) -> Section | None:
     return sec
 
 
+def _bias_delta(d: Mapping[str, Any]) -> str:
+    star = "*" if d["significant"] else ""
+    return (
+        f"{fmt_ci(d['delta'], d['lo'], d['hi'], signed=True)}, p = {fmt_number(d['p_value'])}{star}"
+    )
+
+
 def comparison_bias_section(run_dir: Path) -> Section | None:
     """The bias table of a comparison (``comparison.json`` → ``bias``; None: none there)."""
     path = run_dir / "comparison.json"
@@ -217,23 +225,24 @@ def comparison_bias_section(run_dir: Path) -> Section | None:
         cells = [[name] + [fmt_ci(row["cells"][n]["mean"], row["cells"][n]["lo"],
                                   row["cells"][n]["hi"]) for n in names]
                  for name, row in bias["rows"].items()]  # fmt: skip
-        deltas = [[name, row["vs"]] + [
-            fmt_ci(d["delta"], d["lo"], d["hi"], signed=True) + ("*" if d["excludes_0"] else "")
-            for d in (row["delta"][n] for n in names)]
-            for name, row in bias["rows"].items() if row["delta"]]  # fmt: skip
+        deltas = [[name, row["vs"]] + [_bias_delta(row["delta"][n]) for n in names]
+                  for name, row in bias["rows"].items() if row["delta"]]  # fmt: skip
     except (KeyError, TypeError, StopIteration) as exc:
         raise DataError(f"{path}: field 'bias' is malformed ({exc!r})") from None
     sec = Section("comparison_bias", "Bias of the lists")
+    seeds = bias.get("n_seeds", 1)
     sec.summary = (
-        f"Top-{k} lists of every method on the same {bias.get('n_samples', '?')} test samples: "
-        "exposure Gini and coverage over the catalog, the share of slots outside the short head "
-        f"(Tail), and MGU/DGU over {bias.get('n_groups', '?')} popularity groups against the same "
-        f"samples' histories. {bias.get('groups', '')} Δ = method − vs with the 95% interval of "
-        f"{bias.get('n_boot', '?')} paired resamples of the test samples; * excludes 0."
+        f"Top-{k} lists of every method on the same {bias.get('n_samples', '?')} test samples "
+        f"and {seeds} seed(s): exposure Gini and coverage over the catalog, the share of slots "
+        f"outside the short head (Tail), and MGU/DGU over {bias.get('n_groups', '?')} popularity "
+        f"groups against the same samples' histories. {bias.get('groups', '')} Intervals: 95% "
+        "t-intervals over seeds (none with one seed). p: paired randomisation test over the test "
+        f"samples ({bias.get('n_perm', '?')} random swaps of a sample's two lists); * p < 0.05."
     )
     sec.tables += [
-        Table("bias", "Bias metrics per method: mean [95% CI].", ["method", *heads], cells),
-        Table("bias_delta", "Δ vs each row's reference: Δ [95% CI].",
+        Table("bias", "Bias metrics per method: mean [95% t-interval over seeds].",
+              ["method", *heads], cells),
+        Table("bias_delta", "Δ vs each row's reference: Δ [95% t-interval over seeds], p.",
               ["method", "vs", *(f"Δ {h}" for h in heads)], deltas),
     ]  # fmt: skip
     return sec
