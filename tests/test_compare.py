@@ -23,6 +23,7 @@ from recbias.compare import (
     run_comparison,
     select_methods,
 )
+from recbias.compare.run import prune_resume_state
 from recbias.compare.table import MethodRuns, build_comparison, comparison_csv
 from recbias.config import from_dict, load_config, read_toml
 from recbias.data.dataset import PreparedDataset
@@ -141,6 +142,27 @@ def test_table_has_a_row_per_method_and_the_popularity_baseline(compared):
     assert (out / "compare.toml").is_file()
 
 
+def test_finished_runs_keep_their_model_but_not_the_resume_state(compared):
+    out, _ = compared
+    for name in ("sft", "sft_lr"):
+        run = out / "seed-0" / name
+        assert (run / "model").is_dir() and (run / "metrics.json").is_file()
+        assert not (run / "checkpoints" / "last").exists()
+        assert not (run / "checkpoints" / "best").exists()
+
+
+def test_prune_leaves_unfinished_runs_and_epoch_snapshots(tmp_path):
+    run = tmp_path / "run"
+    for d in ("checkpoints/last", "checkpoints/best", "checkpoints/epoch-1", "model"):
+        (run / d).mkdir(parents=True)
+    (run / "UNFINISHED").write_text("")
+    (run / "metrics.json").write_text("{}")
+    assert prune_resume_state(run) == []  # still marked unfinished
+    (run / "UNFINISHED").unlink()
+    assert sorted(p.name for p in prune_resume_state(run)) == ["best", "last"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-1"]
+
+
 def test_cells_are_the_run_metrics_with_bootstrap_cis(compared):
     out, result = compared
     row = result["comparison"]["methods"]["sft"]
@@ -208,11 +230,15 @@ def test_rerun_skips_finished_methods_and_adds_new_ones(compared, setup, tmp_pat
     assert (paired["diff"], paired["p_value"]) == (0.0, 1.0)
 
 
-def test_a_method_killed_after_training_resumes_with_the_same_numbers(compared, setup, tmp_path):
-    out = _copy(compared[0], tmp_path)
+def test_a_method_killed_after_training_resumes_with_the_same_numbers(setup, tmp_path):
+    cfg = load_config(CompareConfig, write_config(setup, tmp_path / "keep.toml",
+                                                  top="keep_resume_state = true"))  # fmt: skip
+    out = tmp_path / "cmp"
+    run_comparison(cfg, out)
+    assert (out / "seed-0/sft_lr/checkpoints/last").is_dir()  # kept on request
     before = json.loads((out / "seed-0/sft_lr/metrics.json").read_text())["metrics"]
     (out / "seed-0/sft_lr/metrics.json").unlink()
-    result = run_comparison(load_config(CompareConfig, setup["config"]), out)
+    result = run_comparison(cfg, out)
     assert result["status"]["seed-0/sft_lr"] == "resumed"
     assert result["status"]["seed-0/sft"] == "skipped"
     assert json.loads((out / "seed-0/sft_lr/metrics.json").read_text())["metrics"] == before

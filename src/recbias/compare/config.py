@@ -99,6 +99,14 @@ class CompareConfig(Config):
     output_dir: str = field(
         default="runs/compare", metadata={"help": "the comparison's directory (resumable)"}
     )
+    keep_resume_state: bool = field(
+        default=False,
+        metadata={
+            "help": "keep each finished run's checkpoints/last and checkpoints/best (weights, "
+            "optimiser, RNG: ~4x the model size); false deletes them once the run has written "
+            "metrics.json and model/ (or adapter/). Epoch snapshots are always kept"
+        },
+    )
     bias: BiasTableConfig = field(
         default_factory=BiasTableConfig,
         metadata={"help": "popularity concentration and MGU/DGU of every row's lists, with CIs"},

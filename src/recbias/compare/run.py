@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,22 @@ def run_method(
     return "decoded" if source is not None else "resumed" if resume else "trained"
 
 
+RESUME_STATE = ("last", "best")  # checkpoints/<name>: only a run that has not finished needs them
+
+
+def prune_resume_state(run_dir: Path) -> list[Path]:
+    """Delete ``checkpoints/last`` and ``checkpoints/best`` of a finished run (its metrics.json and
+    model/ or adapter/ written, no UNFINISHED marker); returns what was deleted."""
+    finished = (run_dir / "metrics.json").is_file() and not (run_dir / UNFINISHED).is_file()
+    if not finished or not any((run_dir / d).is_dir() for d in ("model", "adapter")):
+        return []
+    gone = [run_dir / "checkpoints" / n for n in RESUME_STATE]
+    gone = [d for d in gone if d.is_dir()]
+    for d in gone:
+        shutil.rmtree(d)
+    return gone
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     """One method × seed: its config, directory and (for a decode-only variant) the model source."""
@@ -214,6 +231,8 @@ def run_comparison(
         announce = partial(reporter, run.seed, run.name, run.run_dir) if reporter else None
         key = f"seed-{run.seed}/{run.name}"
         status[key] = run_method(run.cfg, run.run_dir, run.source, announce)
+        if not cfg.keep_resume_state and distributed.is_main():
+            prune_resume_state(run.run_dir)
         if run is not plan[-1] and distributed.is_main():  # a time-out keeps what finished
             try:
                 write_table(cfg, out_dir, names, seeds, groups)
