@@ -167,3 +167,16 @@ def test_default_bias_settings_and_k_capped_at_the_beam():
     assert bias_k(BiasTableConfig(k=3), {"sft": 5}) == 3
     with pytest.raises(ConfigError, match=r"bias\.k': 8 is above the lists of 'gdrt' \(5 items\)"):
         bias_k(BiasTableConfig(k=8), {"sft": 10, "gdrt": 5})
+
+
+def test_a_difference_the_seeds_disagree_on_is_not_starred():
+    from recbias.compare.bias import _deltas
+
+    a = np.array([[0.5] * 5, [0.1] * 5, [0.3] * 5])  # seeds above, below, level with b
+    b = np.full((3, 5), 0.3)
+    small_p = np.full(5, 0.001)
+    d = _deltas(a, b, small_p)["Gini"]
+    assert d["delta"] == pytest.approx(0.0) and d["lo"] < 0 < d["hi"] and not d["significant"]
+    agree = _deltas(np.array([[0.5] * 5, [0.52] * 5, [0.48] * 5]), b, small_p)["Gini"]
+    assert agree["lo"] > 0 and agree["significant"]
+    assert not _deltas(a + 0.5, b, np.full(5, 0.2))["Gini"]["significant"]  # p too large

@@ -27,7 +27,9 @@ higher than the full set's, and the percentile interval can miss the point estim
   and vs's, in every seed) are swapped with probability 1/2 (the same swaps in every seed), the
   seed-averaged Δ is recomputed, and p = (1 + #{|Δ*| ≥ |Δ|}) / (1 + R) (seed 0). Under "the two
   methods' lists are exchangeable per sample" this is exact up to Monte Carlo error, whatever the
-  metric; ``*`` marks p < 0.05.
+  metric. It holds the trained models fixed, so it sees the test samples' variation only; the
+  interval over seeds sees the training's. ``*`` marks p < 0.05 where, with several seeds, the
+  t-interval over seeds also excludes 0.
 """
 
 from __future__ import annotations
@@ -200,8 +202,9 @@ def _deltas(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> dict[str, dict[str, 
     out = {}
     for j, name in enumerate(NAMES):
         delta, _, lo, hi = _interval(a[:, j] - b[:, j])
+        seeds_agree = lo is None or lo > 0 or hi < 0  # type: ignore[operator]
         out[name] = {"delta": delta, "lo": lo, "hi": hi, "p_value": float(p[j]),
-                     "significant": bool(p[j] < 1 - LEVEL)}  # fmt: skip
+                     "significant": bool(p[j] < 1 - LEVEL and seeds_agree)}  # fmt: skip
     return out
 
 
@@ -277,7 +280,10 @@ def bias_markdown(bias: Mapping[str, Any]) -> str:
         f"Cells: {spread}. Δ = method − vs, averaged over seeds"
         + (" [95% t-interval over seeds of the per-seed Δ]" if multi else "")
         + f"; p: paired randomisation test over the {bias['n_samples']} test samples "
-        f"({bias['n_perm']} random swaps of a sample's two lists); * p < 0.05. Gini, Coverage: "
+        f"({bias['n_perm']} random swaps of a sample's two lists; it holds the trained models "
+        "fixed); * p < 0.05"
+        + (" and the t-interval over seeds excludes 0" if multi else "")
+        + ". Gini, Coverage: "
         "exposure over the catalog; Tail: share of slots outside the short head; MGU/DGU: pooled "
         "gap between the popularity-group shares of the lists and of the same samples' histories "
         f"(SPRec). {bias['groups']}",

@@ -237,7 +237,8 @@ def comparison_bias_section(run_dir: Path) -> Section | None:
         f"outside the short head (Tail), and MGU/DGU over {bias.get('n_groups', '?')} popularity "
         f"groups against the same samples' histories. {bias.get('groups', '')} Intervals: 95% "
         "t-intervals over seeds (none with one seed). p: paired randomisation test over the test "
-        f"samples ({bias.get('n_perm', '?')} random swaps of a sample's two lists); * p < 0.05."
+        f"samples ({bias.get('n_perm', '?')} random swaps of a sample's two lists, the trained "
+        "models held fixed); * p < 0.05 and, with several seeds, the t-interval excludes 0."
     )
     sec.tables += [
         Table("bias", "Bias metrics per method: mean [95% t-interval over seeds].",
