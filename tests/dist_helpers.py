@@ -26,7 +26,7 @@ from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.prompts import Domain, PromptBuilder, PromptConfig
 from recbias.train.loop import TrainConfig, Trainer
 
-TITLES = ["Toy Story", "Toy Story 2", "Heat", "Heat Wave", "Alien", "Aliens", "Casino", "Fargo"]
+TITLES = tiny.MOVIES
 
 
 def frame(n: int = 14, seed: int = 0) -> pd.DataFrame:
