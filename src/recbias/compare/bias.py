@@ -51,7 +51,7 @@ from recbias.data.dataset import PreparedDataset
 from recbias.data.prepare import prepare_dataset
 from recbias.diagnostics.groups import POPULARITY_GROUPS_TEXT, popularity_grouping
 from recbias.errors import ConfigError, DataError
-from recbias.evaluation.predictions import read_predictions_jsonl
+from recbias.evaluation.predictions import StoredPredictions, read_predictions_jsonl
 from recbias.evaluation.summary import format_value, to_jsonable
 from recbias.fsutil import write_text
 from recbias.metrics.concentration import coverage, gini, head_items, top_k_lists
@@ -170,12 +170,21 @@ def permutation_p(
     return (1 + extreme) / (1 + len(masks))
 
 
-def load_lists(runs: MethodRuns, data: BiasData) -> list[np.ndarray]:
-    """Each seed's top-k lists ``[n, k]`` of ``runs``, aligned to ``data.ids``."""
+def read_rows(rows: Sequence[MethodRuns]) -> dict[str, list[tuple[Path, StoredPredictions]]]:
+    """Each row's predictions file of every seed, read once."""
+    out = {}
+    for runs in rows:
+        files = [d / "predictions" / f"{runs.stem}.jsonl" for d in runs.run_dirs]
+        out[runs.name] = [(f, read_predictions_jsonl(f)) for f in files]
+    return out
+
+
+def aligned_lists(
+    preds: Sequence[tuple[Path, StoredPredictions]], data: BiasData
+) -> list[np.ndarray]:
+    """Each seed's top-k lists ``[n, k]``, aligned to ``data.ids``."""
     out = []
-    for run_dir in runs.run_dirs:
-        path = run_dir / "predictions" / f"{runs.stem}.jsonl"
-        pred = read_predictions_jsonl(path)
+    for path, pred in preds:
         idx = align_sample_ids(data.ids, pred.sample_ids, ("the reference run", str(path)))
         out.append(top_k_lists(pred.items[idx], data.k, data.n_items, str(path)))
     return out
@@ -213,11 +222,14 @@ def build_bias_table(
     reference: str,
     data: BiasData,
     n_perm: int = 1000,
+    preds: Mapping[str, Sequence[tuple[Path, StoredPredictions]]] | None = None,
 ) -> dict[str, Any]:
     """The ``bias`` part of ``comparison.json``: a cell per (row, metric) and Δ vs each row's
-    ``vs``. ``rows`` as for the accuracy table (same names, run directories and ``compare_to``)."""
+    ``vs``. ``rows`` as for the accuracy table (same names, run directories and ``compare_to``);
+    ``preds``: their files as :func:`read_rows` returns them (read here if not given)."""
+    preds = read_rows(rows) if preds is None else preds
     masks = swap_masks(len(data.ids), n_perm)
-    lists = {runs.name: load_lists(runs, data) for runs in rows}
+    lists = {runs.name: aligned_lists(preds[runs.name], data) for runs in rows}
     values = {name: seed_values(li, data) for name, li in lists.items()}
     out = {}
     for runs in rows:
@@ -316,15 +328,11 @@ def comparison_bias(
 ) -> dict[str, Any]:
     """Build the bias table of a comparison's finished rows on its prepared data (the cached
     preparation) and write ``comparison_bias.csv``; returns the ``bias`` part of the JSON."""
-    widths = {}
-    for runs in rows:
-        files = [d / "predictions" / f"{runs.stem}.jsonl" for d in runs.run_dirs]
-        widths[runs.name] = min(read_predictions_jsonl(f).items.shape[1] for f in files)
-    k = bias_k(cfg, widths)
-    ref = next(r for r in rows if r.name == reference)
-    first = ref.run_dirs[0] / "predictions" / f"{ref.stem}.jsonl"
-    ids = np.sort(read_predictions_jsonl(first).sample_ids)
+    preds = read_rows(rows)
+    k = bias_k(cfg, {name: min(p.items.shape[1] for _, p in ps) for name, ps in preds.items()})
+    ids = np.sort(preds[reference][0][1].sample_ids)
     ds = PreparedDataset.load(prepare_dataset(data_cfg))
-    bias = build_bias_table(rows, reference, BiasData.from_dataset(ds, ids, cfg, k), n_perm)
+    data = BiasData.from_dataset(ds, ids, cfg, k)
+    bias = build_bias_table(rows, reference, data, n_perm, preds)
     write_text(Path(out_dir) / "comparison_bias.csv", bias_csv(bias))
     return bias
