@@ -87,6 +87,33 @@ def test_shared_prefix_forward_gives_the_plain_logits_and_gradients(any_tok, n_r
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("share", [False, True])
+def test_right_padded_batches_run_without_the_mask_and_give_the_masked_results(any_tok, share):
+    model = tiny.tiny_llama(len(any_tok))
+    batch = collate(_samples(any_tok, seed=5)[:5], any_tok.pad_token_id)
+    assert batch.right_padded and not bool(batch.attention_mask.all())  # there is padding
+    seen = []
+    hook = model.model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw.get("attention_mask")), with_kwargs=True
+    )
+    results = []
+    for right in (False, True):  # False: the mask is passed
+        batch.right_padded = right
+        seen.append(right)
+        model.zero_grad()
+        logits = target_logits(model, batch, share_prefix=share)
+        F.cross_entropy(logits, batch.target_labels).backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    hook.remove()
+    split = next(i for i, m in enumerate(seen) if m is True)
+    assert any(isinstance(m, torch.Tensor) for m in seen[1:split])
+    assert all(m is None for m in seen[split + 1 :])
+    (masked, g_masked), (free, g_free) = results
+    torch.testing.assert_close(free, masked, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_masked, g_free, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
+
+
 def test_sft_loss_equals_plain_cross_entropy_on_targets(byte_tok):
     batch = collate(_samples(byte_tok)[:4], byte_tok.pad_token_id)
     model = tiny.tiny_llama(len(byte_tok))

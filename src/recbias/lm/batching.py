@@ -43,6 +43,10 @@ class Batch:
     ``precomputed`` holds facts computed on the host before the tensors move to an accelerator
     (:func:`precompute_targets`), so that a training step never waits on the device for a
     data-dependent shape (boolean-mask indexing, ``int()`` of a device tensor).
+
+    ``right_padded``: every row's real tokens come first (what :func:`collate` builds). A causal
+    model then needs no attention mask for the real positions (they never see the padding after
+    them), so the forward can leave it out (:func:`recbias.lm.forward.target_logits`).
     """
 
     input_ids: torch.Tensor
@@ -52,6 +56,7 @@ class Batch:
     target_items: torch.Tensor
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
     precomputed: dict[str, Any] = field(default_factory=dict)
+    right_padded: bool = False
 
     @property
     def target_labels(self) -> torch.Tensor:
@@ -140,6 +145,7 @@ def collate(samples: Sequence[TokenizedSample], pad_id: int) -> Batch:
         labels,
         torch.tensor([s.sample_id for s in samples]),
         torch.tensor([s.target_item for s in samples]),
+        right_padded=True,
     )
     batch.meta["sample"] = batch.target_mask.nonzero()[:, 0]
     batch.meta["position"] = torch.cat(positions)

@@ -59,7 +59,7 @@ def _decode_with_shared_prefix(decoder: torch.nn.Module, batch: Batch, n: int) -
     with preceding_tokens(decoder, keys):
         return decoder(
             input_ids=batch.input_ids[:, n:],
-            attention_mask=batch.attention_mask,
+            attention_mask=_mask(batch),
             past_key_values=cache,
             use_cache=True,
         ).last_hidden_state
@@ -77,7 +77,8 @@ def target_logits(
     ``share_prefix`` computes the rows' common leading tokens once (:func:`shared_prefix_length`);
     the result equals the plain forward up to floating-point summation order. A batch prepared
     with :func:`~recbias.lm.batching.precompute_targets` uses the prefix and target positions
-    recorded there (no device synchronisation).
+    recorded there (no device synchronisation). A right-padded batch runs without its attention
+    mask (:func:`_mask`).
     """
     lm = causal_lm(model)
     stack = decoder if decoder is not None else lm.get_decoder()
@@ -89,9 +90,21 @@ def target_logits(
         hidden = _decode_with_shared_prefix(stack, batch, n)
     else:
         hidden = stack(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+            input_ids=batch.input_ids, attention_mask=_mask(batch), use_cache=False
         ).last_hidden_state
     return lm.get_output_embeddings()(_target_states(hidden[:, :-1], batch, n))
+
+
+def _mask(batch: Batch) -> torch.Tensor | None:
+    """The attention mask the forward needs: none for a right-padded batch.
+
+    Under causal attention a real token only sees the tokens before it, all real in a right-padded
+    row, so its state (and every supervised logit and gradient) is the same without the mask; only
+    the padding positions' states change, and nothing reads them. Without a mask, attention runs as
+    plain causal attention (SDPA's ``is_causal``, flash kernels on CUDA) and ``transformers`` does not
+    inspect the mask's values, which would wait for the device.
+    """
+    return None if batch.right_padded else batch.attention_mask
 
 
 def _target_states(hidden: torch.Tensor, batch: Batch, n: int) -> torch.Tensor:

@@ -121,7 +121,7 @@ class CFTObjective(ObjectiveBase):
 
         assert self._model is not None
         ids, mask, cf_labels = (meta[k] for k in _CF_KEYS)
-        cf = Batch(ids, mask, cf_labels, torch.empty(0), torch.empty(0))
+        cf = Batch(ids, mask, cf_labels, torch.empty(0), torch.empty(0), right_padded=True)
         if not torch.equal(cf.target_labels, labels):
             raise RecbiasError("CFT: the no-history batch's targets differ from the batch's")
         with autocast(self._dtype, ids.device):
