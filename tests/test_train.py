@@ -29,6 +29,7 @@ def _samples(tok, n=12, seed=0):
 def _train(tok, tmp_path, mbs, accum, epochs=1, seed=0, **kw):
     model = tiny.tiny_llama(len(tok), seed=1)
     cfg = TrainConfig(
+        compile=kw.pop("compile", False),
         epochs=epochs,
         lr=1e-2,
         warmup_steps=0,
@@ -147,6 +148,17 @@ def test_accumulation_does_not_change_training(byte_tok, tmp_path):
     ):
         torch.testing.assert_close(pa, pb, atol=2e-5, rtol=1e-4, msg=name)
         torch.testing.assert_close(pa, pc, atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_compiled_training_reaches_the_eager_weights(byte_tok, tmp_path):
+    from torch._dynamo.utils import counters
+
+    eager = _train(byte_tok, tmp_path / "eager", mbs=4, accum=1)
+    counters.clear()
+    compiled = _train(byte_tok, tmp_path / "compiled", mbs=4, accum=1, compile=True)
+    assert counters["stats"]["unique_graphs"] > 0  # the compiled stack ran
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
 
 def test_resume_after_kill_reaches_the_same_weights(byte_tok, tmp_path):
