@@ -126,3 +126,33 @@ def test_another_config_or_training_data_refits(tmp_path, table_data, fits):
     assert len(fits) == 3
     saved = torch.load(tmp_path / SASREC_FILE, weights_only=True)
     assert saved["config"]["epochs"] == 3 and saved["n_items"] == n
+
+
+def _fit_on_rank(cache: Path, out: Path) -> None:
+    """One rank of the two-process test: run_sasrec, then this rank's fit count and scores."""
+    from recbias import distributed
+
+    calls = []
+    fit = SASRecRecommender.fit
+    SASRecRecommender.fit = lambda self, *a: calls.append(1) or fit(self, *a)  # type: ignore
+    ds = PreparedDataset.load(cache)
+    model = run_sasrec(SASRecConfig(hidden=16, epochs=2, dtype="fp32"), ds.split("train"),
+                       len(ds.titles), out / "run")  # fmt: skip
+    rank = distributed.rank_and_world()[0]
+    torch.save({"fits": len(calls), "scores": model.scores(ds.split("test"))}, out / f"{rank}.pt")
+
+
+def test_under_two_processes_rank_0_fits_and_every_rank_scores_with_its_model(tmp_path, table_data):
+    import functools
+
+    import dist_helpers as dh
+
+    ds, cfg = _train(table_data, tmp_path)
+    cache = next((tmp_path / "cache").rglob("card.json")).parent
+    dh.spawn(functools.partial(_fit_on_rank, cache), tmp_path / "out")
+    ranks = [torch.load(tmp_path / "out" / f"{r}.pt", weights_only=False) for r in (0, 1)]
+    assert [r["fits"] for r in ranks] == [1, 0]
+    single = SASRecRecommender(cfg).fit(ds.split("train"), len(ds.titles))
+    for r in ranks:
+        np.testing.assert_array_equal(r["scores"], single.scores(ds.split("test")))
+    assert (tmp_path / "out" / "run" / SASREC_FILE).is_file()

@@ -70,6 +70,25 @@ def test_recommend_under_torchrun_writes_the_same_bytes(single, tmp_path):
     assert files(two) == files(run)  # no stray or half-written files from other ranks
 
 
+def test_d3_and_the_sasrec_baseline_under_torchrun_write_the_same_bytes(single, tmp_path):
+    """Every rank decodes with rank 0's SASRec assistant; the baseline (rank 0 only) reuses it."""
+    cfg, run = single
+    d3 = ['decode.calibration=["d3"]', 'decode.d3.assistant="sasrec"', "decode.d3.guidance=0.5",
+          "baselines.sasrec.epochs=2", "baselines.sasrec.hidden=16", "baselines.sasrec.dtype=fp32",
+          'eval.baselines=["popularity", "sasrec"]']  # fmt: skip
+    sets = [*BATCH, *(a for s in d3 for a in ("--set", s))]
+    dirs = {n: tmp_path / n for n in ("one", "two")}
+    for d in dirs.values():
+        shutil.copytree(run, d, ignore=lambda _d, names: ["predictions"])
+    assert main(["recommend", str(cfg), "--run-dir", str(dirs["one"]), *sets]) == 0
+    launch("recommend", str(cfg), "--run-dir", str(dirs["two"]), *sets)
+    for name in ("llm.jsonl", "sasrec.jsonl"):
+        one, two = (dirs[n] / "predictions" / name for n in ("one", "two"))
+        assert two.read_bytes() == one.read_bytes()
+    assert (dirs["two"] / "sasrec.pt").is_file()
+    assert files(dirs["two"]) == files(dirs["one"])
+
+
 def test_audit_under_torchrun_gives_the_one_process_tables(single, tmp_path):
     _, run = single
     only = ["--only", "attribution,sensitivity,curves"]

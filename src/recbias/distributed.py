@@ -111,6 +111,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_object(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (``obj`` itself with one process). It travels pickled: put
+    tensors on the CPU first, or they arrive on rank 0's device."""
+    if rank_and_world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def sum_scalar(value: torch.Tensor) -> torch.Tensor:
     """The sum over ranks of a tensor (a copy; the value itself when single)."""
     if rank_and_world()[1] > 1:

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -175,22 +176,49 @@ def samples_fingerprint(samples: pd.DataFrame) -> str:
 
 
 def run_sasrec(
-    cfg: SASRecConfig, train_df: pd.DataFrame, n_items: int, run_dir: Path | None
+    cfg: SASRecConfig,
+    train_df: pd.DataFrame,
+    n_items: int,
+    run_dir: Path | None,
+    collective: bool = True,
 ) -> SASRecRecommender:
     """SASRec fitted on ``train_df``, once per run: reloaded from ``RUN/sasrec.pt`` when it
-    was fitted with this config, item count and training samples, else fitted and saved there
-    (rank 0 writes)."""
+    was fitted with this config, item count and training samples, else fitted and saved there.
+
+    With several processes every rank calls it (``collective``): rank 0 loads or fits the model
+    and the others receive its weights, so every rank scores with the same model. A call that
+    only rank 0 makes passes ``collective=False``.
+    """
     model = SASRecRecommender(cfg)
+    if not collective or distributed.rank_and_world()[1] == 1:
+        _load_or_fit(model, cfg, train_df, n_items, run_dir)
+        return model
+    state = _load_or_fit(model, cfg, train_df, n_items, run_dir) if distributed.is_main() else None
+    state = distributed.broadcast_object(state)
+    return model if distributed.is_main() else model.restore(state)
+
+
+def _load_or_fit(
+    model: SASRecRecommender,
+    cfg: SASRecConfig,
+    train_df: pd.DataFrame,
+    n_items: int,
+    run_dir: Path | None,
+) -> dict[str, Any]:
+    """Fit (or restore) ``model`` in place; returns its state with CPU tensors."""
     path = None if run_dir is None else Path(run_dir) / SASREC_FILE
     key = samples_fingerprint(train_df)
     if path is not None and path.is_file():
-        state = torch.load(path, map_location=cfg.device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         same = state.get("config") == to_dict(cfg) and state.get("n_items") == n_items
         if same and state.get("samples") == key:
-            return model.restore(state)
+            model.restore(state)
+            return state
         log.info("%s was fitted on other data or settings: fitting the assistant again", path)
     model.fit(train_df, n_items)
-    if path is not None and distributed.is_main():
+    state = model.state()
+    state = {**state, "net": {k: v.cpu() for k, v in state["net"].items()}, "samples": key}
+    if path is not None:
         with atomic_path(path) as tmp:
-            torch.save({**model.state(), "samples": key}, tmp)
-    return model
+            torch.save(state, tmp)
+    return state

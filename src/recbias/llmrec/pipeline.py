@@ -214,10 +214,11 @@ def recommend(
 
 def make_baseline(cfg: RunConfig, name: str, ds: PreparedDataset, run_dir: Path | None = None):
     """A traditional recommender fitted on the training split and evaluated on the same samples
-    (explicit, by name). SASRec is the run's one fit, shared with D3's assistant (``RUN/sasrec.pt``)."""
+    (explicit, by name). SASRec is the run's one fit, shared with D3's assistant (``RUN/sasrec.pt``).
+    Only rank 0 runs the baselines."""
     train, n_items = ds.split("train"), len(ds.titles)
     if name == "sasrec":
-        return run_sasrec(cfg.baselines.sasrec, train, n_items, run_dir)
+        return run_sasrec(cfg.baselines.sasrec, train, n_items, run_dir, collective=False)
     return PopularityRecommender().fit(train, n_items)
 
 
