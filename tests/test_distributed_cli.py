@@ -144,3 +144,26 @@ def test_compare_under_torchrun_matches_one_process(tmp_path, tiny_ckpt, table_d
              / "predictions" / "llm.jsonl").read_text().splitlines()] for d in ("one", "two")
         ]  # fmt: skip
         assert rows[0] == rows[1]
+
+
+def test_prefixmem_fsdp_run_saves_the_one_process_encoder(tmp_path, tiny_ckpt, table_data):
+    from recbias.sidllm.prefixmem_attach import WEIGHTS_FILE
+    from test_sidllm_cli import PREFIXMEM, SID, write_config
+
+    items = SID.format(representation="sid").replace(
+        "[items.sid]", 'encoder = "prefixmem"\n[items.sid]'
+    )
+    cfg = write_config(tmp_path, tiny_ckpt, table_data, items + PREFIXMEM)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["run", str(cfg), "--run-dir", str(one), *BATCH]) == 0
+    launch("run", str(cfg), "--run-dir", str(two), *BATCH, "--set", "train.parallel=fsdp")
+    for name in (WEIGHTS_FILE, "model.safetensors"):
+        want, got = load_file(one / "model" / name), load_file(two / "model" / name)
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    assert load_file(two / "model" / WEIGHTS_FILE)["out.weight"].abs().sum() > 0
+    assert files(two) - {"audit"} >= {"predictions/llm.jsonl", "metrics.json"}
+    before = (two / "predictions" / "llm.jsonl").read_bytes()  # decoded by 2 ranks
+    assert main(["recommend", str(cfg), "--run-dir", str(two), *BATCH]) == 0  # reloads it
+    assert (two / "predictions" / "llm.jsonl").read_bytes() == before

@@ -170,7 +170,8 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
 
     out = run_dir / ("adapter" if cfg.model.finetune == "lora" else "model")
     state = full_model_state(lm.model)
-    kwargs = {} if state is None else {"state_dict": state}
+    # a copy: save_pretrained deletes the keys it does not save (the PrefixMem encoder's) from it
+    kwargs = {} if state is None else {"state_dict": dict(state)}
     if lm.sid is not None and cfg.model.finetune == "lora":
         # the SID rows are PEFT trainable tokens in the adapter; the resized base rows are
         # rebuilt at load time, so the full embedding matrix need not be saved
@@ -181,7 +182,7 @@ def save_model(cfg: RunConfig, lm: LoadedModel, run_dir: Path) -> Path:
             lm.builder.tokenizer.save_pretrained(tmp)
             if lm.sid is not None:  # the codes the model was trained with travel with it
                 save_sid_items(lm.sid.items, tmp / SID_FILE)
-                save_prefixmem(lm.model, tmp)  # the SID encoder, if any (not in HF's weights)
+                save_prefixmem(lm.model, tmp, state)  # the SID encoder (not in HF's weights)
     distributed.barrier()
     return out
 

@@ -16,6 +16,7 @@ them (``_keys_to_ignore_on_save``): they go to ``prefixmem.safetensors`` + ``pre
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -112,15 +113,28 @@ def _skip_on_save(model: nn.Module, embedding: nn.Module, encoder: PrefixMem) ->
         owner._keys_to_ignore_on_save = set(owner._keys_to_ignore_on_save or ()) | keys
 
 
-def save_prefixmem(model: nn.Module, directory: Path) -> bool:
+def save_prefixmem(
+    model: nn.Module, directory: Path, full_state: Mapping[str, Tensor] | None = None
+) -> bool:
     """Write ``prefixmem.safetensors`` and ``prefixmem.json`` to ``directory`` (if the model has
-    an encoder); returns whether it did."""
+    an encoder); returns whether it did.
+
+    ``full_state``: the model's gathered state dict when its own tensors are sharded (FSDP,
+    :func:`recbias.train.checkpoint.full_model_state`); the encoder's entries are taken from it.
+    """
     encoder = find_prefixmem(model)
     if encoder is None:
         return False
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+    if full_state is None:
+        own = encoder.state_dict()
+    else:
+        where = next(n for n, m in model.named_modules() if m is encoder) + "."
+        own = {k[len(where) :]: v for k, v in full_state.items() if k.startswith(where)}
+        if own.keys() != encoder.state_dict().keys():
+            raise RuntimeError(f"the gathered state lacks the PrefixMem entries under {where}")
+    state = {k: v.detach().contiguous().cpu() for k, v in own.items()}
     save_file(state, str(directory / WEIGHTS_FILE))
     meta = {"config": asdict(encoder.cfg), "d_model": encoder.d_model}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
