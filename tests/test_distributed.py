@@ -19,6 +19,13 @@ SCENARIOS = {
     "fsdp": {"parallel": "fsdp", "share_prompt_prefix": False},
     "lora_ddp": {"parallel": "ddp", "lora": True},
     "lora_fsdp": {"parallel": "fsdp", "lora": True, "share_prompt_prefix": False},
+    # lengths 164-190: passes of 2 rows up to 180 tokens, single rows above (uneven per rank)
+    "ddp_token_budget": {"parallel": "ddp", "micro_batch_tokens": 360},
+    "fsdp_token_budget": {
+        "parallel": "fsdp",
+        "micro_batch_tokens": 360,
+        "share_prompt_prefix": False,
+    },
 }
 RESUMED = ("ddp", "fsdp")
 
@@ -60,7 +67,9 @@ def two_procs(tmp_path_factory) -> Path:
 def _assert_same(got: dict, want: dict, rtol: float, atol: float) -> None:
     assert got.keys() == want.keys()
     for name, value in want.items():
-        torch.testing.assert_close(got[name], value, rtol=rtol, atol=atol, msg=name)
+        torch.testing.assert_close(
+            got[name], value, rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}"
+        )
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -70,7 +79,7 @@ def test_two_processes_give_the_single_process_update(two_procs, tmp_path, name)
     got = torch.load(two_procs / f"{name}.pt", weights_only=True)
     want = {"ddp": "DistributedDataParallel", "fsdp": "FSDPTrainForward"}
     assert got["wrapper"] == want[SCENARIOS[name]["parallel"]]
-    _assert_same(got["weights"], single, rtol=1e-5, atol=1e-6)
+    _assert_same(got["weights"], single, rtol=1e-5, atol=2e-6)  # fp32 summation order
     init = dh.weights(dh.train(tmp_path / "init", epochs=0, **kw))
     assert all(not torch.equal(init[k], v) for k, v in single.items() if "lora_A" not in k)
 

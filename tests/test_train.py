@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import tiny
-from recbias.lm.batching import bucketed_batches, collate, encode_samples
+from recbias.lm.batching import bucketed_batches, collate, encode_samples, split_micro_batches
 from recbias.lm.forward import shared_prefix_length, target_logits
 from recbias.objectives import ObjectiveConfig, build_objective
 from recbias.train.loop import TrainConfig, Trainer
@@ -30,6 +30,7 @@ def _train(tok, tmp_path, mbs, accum, epochs=1, seed=0, **kw):
     model = tiny.tiny_llama(len(tok), seed=1)
     cfg = TrainConfig(
         compile=kw.pop("compile", False),
+        micro_batch_tokens=kw.pop("micro_batch_tokens", 0),
         epochs=epochs,
         lr=1e-2,
         warmup_steps=0,
@@ -159,6 +160,27 @@ def test_compiled_training_reaches_the_eager_weights(byte_tok, tmp_path):
     assert counters["stats"]["unique_graphs"] > 0  # the compiled stack ran
     for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_token_budget_splits_in_order_within_both_caps():
+    lengths = [5, 6, 6, 9, 20, 3, 4]
+    assert split_micro_batches(range(7), lengths, 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    # 18 tokens: 3 rows of 6; 9 is 2 x 9 with the next row; 20 is over the budget, alone
+    assert split_micro_batches(range(7), lengths, 3, 18) == [[0, 1, 2], [3], [4], [5, 6]]
+    assert split_micro_batches([6, 5, 0], lengths, 8, 12) == [[6, 5], [0]]  # 3*5 > 12
+
+
+def test_a_token_budget_bounds_every_pass_and_leaves_the_update_unchanged(byte_tok, tmp_path):
+    fixed = _train(byte_tok, tmp_path / "fixed", mbs=6, accum=2)
+    budget = max(s.length for s in _samples(byte_tok)) * 2
+    capped = _train(byte_tok, tmp_path / "capped", mbs=6, accum=2, micro_batch_tokens=budget)
+    samples = _samples(byte_tok)
+    groups = capped.step_groups(samples, 0)
+    assert len(groups) == len(fixed.step_groups(samples, 0))  # the same optimiser steps
+    widths = [max(samples[i].length for i in mb) * len(mb) for g in groups for mb in g]
+    assert max(widths) <= budget and sum(len(g) for g in groups) > len(groups) * 2
+    for a, b in zip(fixed.model.parameters(), capped.model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
 
 
 def test_resume_after_kill_reaches_the_same_weights(byte_tok, tmp_path):

@@ -125,6 +125,31 @@ def bucketed_batches(
     return batches
 
 
+def split_micro_batches(
+    indices: Sequence[int], lengths: Sequence[int], max_samples: int, max_tokens: int = 0
+) -> list[list[int]]:
+    """Consecutive micro-batches of ``indices`` (in their order), each of at most ``max_samples``
+    samples and, when ``max_tokens`` > 0, at most ``max_tokens`` padded tokens (rows × the
+    longest row's length). A sample longer than ``max_tokens`` forms a micro-batch of its own.
+    """
+    out: list[list[int]] = []
+    current: list[int] = []
+    widest = 0
+    for i in indices:
+        width = max(widest, lengths[i])
+        full = len(current) >= max_samples or (
+            max_tokens > 0 and width * (len(current) + 1) > max_tokens
+        )
+        if current and full:
+            out.append(current)
+            current, width = [], lengths[i]
+        current.append(i)
+        widest = width
+    if current:
+        out.append(current)
+    return out
+
+
 def collate(samples: Sequence[TokenizedSample], pad_id: int) -> Batch:
     width = max(s.length for s in samples)
     n = len(samples)

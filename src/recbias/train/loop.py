@@ -38,6 +38,7 @@ from recbias.lm.batching import (
     bucketed_batches,
     collate,
     precompute_targets,
+    split_micro_batches,
     to_device,
 )
 from recbias.lm.forward import MIN_SHARED_PREFIX, causal_lm, shared_prefix_length, target_logits
@@ -66,6 +67,16 @@ class TrainConfig(Config):
     micro_batch_size: int = field(default=8, metadata={"help": "samples per forward pass", "ge": 1})
     grad_accum: int = field(
         default=2, metadata={"help": "micro-batches per optimiser step", "ge": 1}
+    )
+    micro_batch_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "cap on the padded tokens (rows x longest row) of a forward pass: a step's "
+            "micro_batch_size x grad_accum samples are then split, shortest first, into passes of "
+            "at most micro_batch_size samples within this budget (bounds activation memory when "
+            "prompt lengths vary; the update is the same); 0 = off",
+            "ge": 0,
+        },
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
     bucket_factor: int = field(
@@ -259,8 +270,9 @@ class Trainer:
             self.seed * 100_003 + epoch,
             self.cfg.bucket_factor,
         )
-        mbs = self.cfg.micro_batch_size
-        return [[b[i : i + mbs] for i in range(0, len(b), mbs)] for b in eff]
+        lengths = [s.length for s in samples]
+        mbs, budget = self.cfg.micro_batch_size, self.cfg.micro_batch_tokens
+        return [split_micro_batches(b, lengths, mbs, budget) for b in eff]
 
     def _step(self, samples: Sequence[TokenizedSample], group: list[list[int]]) -> dict[str, float]:
         batches = [self.collate_fn([samples[i] for i in idx], self.pad_id) for idx in group]
