@@ -84,6 +84,10 @@ class Objective(Protocol):
         """Scalar numerator: the sum of per-token loss terms."""
         ...
 
+    # Optional: ``idle_loss(logits, batch)``, a zero loss built from the same forward passes as
+    # a real micro-batch's, for a rank that only takes part in FSDP's collectives (see
+    # :meth:`ObjectiveBase.idle_loss`); without it the loop uses ``logits.sum() * 0``.
+
 
 class ObjectiveBase:
     """No-op defaults of the optional hooks, so an objective writes only what it uses."""
@@ -107,3 +111,10 @@ class ObjectiveBase:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         return None
+
+    def idle_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """A zero loss over the forward passes a real micro-batch runs. Under FSDP a rank with
+        fewer micro-batches in a step repeats one with zero weight, so that every rank runs the
+        same collectives; an objective that runs extra forward passes in ``__call__`` (CFT) runs
+        them here too, without touching its statistics."""
+        return logits.float().sum() * 0.0

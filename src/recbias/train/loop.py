@@ -328,7 +328,9 @@ class Trainer:
                     (num / total).backward()
                     loss_sum += num.detach()
                 else:  # zero weight: this rank only takes part in the collectives
-                    (logits.float().sum() * 0.0).backward()
+                    idle = getattr(self.objective, "idle_loss", None)
+                    zero = logits.float().sum() * 0.0 if idle is None else idle(logits, b)
+                    zero.backward()
         return distributed.sum_scalar(loss_sum)
 
     def fit(
