@@ -111,6 +111,19 @@ def test_ddp_without_a_launcher_is_a_clear_error():
     assert distributed.resolve_parallel("auto") == "none"
 
 
+def test_parallel_mode_follows_the_launch(monkeypatch):
+    monkeypatch.setattr(distributed, "initialized", lambda: True)
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 2))
+    assert distributed.resolve_parallel("auto") == "ddp"
+    with pytest.raises(ConfigError, match="'none' with 2 processes would train 2 unsync"):
+        distributed.resolve_parallel("none")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # accelerate launch --use_fsdp
+    assert distributed.resolve_parallel("auto") == "fsdp"
+    assert distributed.resolve_parallel("fsdp") == "fsdp"
+    with pytest.raises(ConfigError, match="train.parallel.*'ddp', but accelerate.*--use_fsdp"):
+        distributed.resolve_parallel("ddp")
+
+
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_sharded_decoding_and_validation_match_one_process(two_procs, tmp_path, parallel):
     ranks = [torch.load(two_procs / f"valid-{parallel}-rank{r}.pt") for r in (0, 1)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,14 +23,15 @@ BATCH = ["--set", "decode.beam.batch_size=3"]  # several decoding batches per ra
 AUDIT = [*(a for s in QUICK for a in ("--set", s)), "--set", "attribution.sample_chunk=2"]
 
 
-def launch(*args: str, launcher: str = "torchrun") -> None:
-    """``recbias ARGS`` in 2 processes; fails with the processes' stderr."""
+def launch(*args: str, launcher: str = "torchrun", options: tuple[str, ...] = ()) -> None:
+    """``recbias ARGS`` in 2 processes (``options``: accelerate's mode, default --multi_gpu);
+    fails with the processes' stderr."""
     port = str(free_port())
     if launcher == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--master_port", port]  # fmt: skip
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *(options or ["--multi_gpu"]),
                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", port]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -104,8 +106,13 @@ def test_audit_under_torchrun_gives_the_one_process_tables(single, tmp_path):
 def test_fsdp_run_matches_one_process(single, tmp_path, launcher):
     cfg, run = single
     two = tmp_path / "fsdp"
-    launch("run", str(cfg), "--run-dir", str(two), *BATCH, "--set", "train.parallel=fsdp",
-           launcher=launcher)  # fmt: skip
+    if launcher == "torchrun":
+        launch("run", str(cfg), "--run-dir", str(two), *BATCH, "--set", "train.parallel=fsdp")
+    else:  # train.parallel = "auto" follows accelerate's --use_fsdp
+        launch("run", str(cfg), "--run-dir", str(two), *BATCH, launcher=launcher,
+               options=("--use_fsdp", "--fsdp_version", "2"))  # fmt: skip
+    env = json.loads((two / "environment.json").read_text())
+    assert (env["processes"], env["parallel"]) == (2, "fsdp")
     one, got = (
         load_file(run / "model" / "model.safetensors"),
         load_file(two / "model" / "model.safetensors"),

@@ -37,6 +37,7 @@ def test_auto_dtype_is_resolved_into_config_and_environment(
     assert env["dtype"] == expected
     assert env["dtype_probes"]["cpu"]["auto"] == expected
     assert env["dtype_probes"]["cpu"]["bf16_gflops"] == bf16_gflops
+    assert (env["processes"], env["parallel"]) == (1, "none")
 
 
 @pytest.mark.parametrize("finetune", ["full", "lora"])

@@ -156,11 +156,20 @@ def gather_shards(mine: list[T], n: int) -> list[T]:
 # --------------------------------------------------------------------------- training
 
 
+def accelerate_fsdp() -> bool:
+    """Whether ``accelerate launch`` was asked for FSDP (``--use_fsdp`` or its config file)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+
+
 def resolve_parallel(mode: str) -> str:
-    """``none``, ``ddp`` or ``fsdp`` for this launch (``auto`` = ddp with several processes)."""
+    """``none``, ``ddp`` or ``fsdp`` for this launch: ``auto`` = ddp with several processes, or
+    fsdp when ``accelerate launch --use_fsdp`` started them (recbias shards per decoder layer
+    with FSDP2 itself; accelerate's other FSDP options are not read)."""
     world = rank_and_world()[1]
     if mode == "auto":
-        return "ddp" if world > 1 else "none"
+        if world == 1:
+            return "none"
+        return "fsdp" if accelerate_fsdp() else "ddp"
     if mode in ("ddp", "fsdp") and not initialized():
         raise ConfigError(
             f"config key 'train.parallel': {mode!r} needs a launcher "
@@ -169,7 +178,12 @@ def resolve_parallel(mode: str) -> str:
     if mode == "none" and world > 1:
         raise ConfigError(
             f"config key 'train.parallel': 'none' with {world} processes would train "
-            "{world} unsynchronised copies; use auto, ddp or fsdp"
+            f"{world} unsynchronised copies; use auto, ddp or fsdp"
+        )
+    if mode == "ddp" and accelerate_fsdp():
+        raise ConfigError(
+            "config key 'train.parallel': 'ddp', but accelerate launch was given --use_fsdp; "
+            "use 'fsdp' or 'auto', or launch without --use_fsdp"
         )
     return mode
 

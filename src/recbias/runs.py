@@ -105,11 +105,14 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def environment(seed: int, dtype: str | None = None) -> dict[str, Any]:
+def environment(seed: int, dtype: str | None = None, parallel: str | None = None) -> dict[str, Any]:
     """Versions, commit, hardware and seed; ``dtype``: the run's resolved compute dtype, with the
-    matmul probes behind ``auto`` (:mod:`recbias.hardware`) that this process ran."""
+    matmul probes behind ``auto`` (:mod:`recbias.hardware`) that this process ran; the number of
+    processes and, for training, how they share it (``parallel``: none, ddp or fsdp)."""
+    from recbias import distributed
     from recbias.hardware import probes_record
 
+    extra = {} if parallel is None else {"parallel": parallel}
     return {
         "time_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -119,6 +122,8 @@ def environment(seed: int, dtype: str | None = None) -> dict[str, Any]:
         "seed": seed,
         "dtype": dtype,
         "dtype_probes": probes_record(),
+        "processes": distributed.rank_and_world()[1],
+        **extra,
     }
 
 
@@ -140,8 +145,10 @@ def new_run_dir(output_dir: Path, name: str, run_dir: Path | None, resume: bool)
     return run_dir
 
 
-def write_environment(run_dir: Path, seed: int, dtype: str | None = None) -> None:
-    write_json(run_dir / "environment.json", environment(seed, dtype))
+def write_environment(
+    run_dir: Path, seed: int, dtype: str | None = None, parallel: str | None = None
+) -> None:
+    write_json(run_dir / "environment.json", environment(seed, dtype, parallel))
 
 
 @dataclass

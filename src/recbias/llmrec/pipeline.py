@@ -78,7 +78,8 @@ def setup_run(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
 
             raise ConfigError(f"--resume: the config differs from the one in '{resolved}'")
     write_resolved(cfg, resolved)
-    write_environment(run_dir, cfg.seed, cfg.model.dtype)
+    parallel = distributed.resolve_parallel(cfg.train.parallel) if cfg.train.epochs else None
+    write_environment(run_dir, cfg.seed, cfg.model.dtype, parallel)
     mark_unfinished(run_dir)
 
 
