@@ -126,6 +126,18 @@ def test_model_config_defaults_to_auto_and_resolves_in_place(monkeypatch):
     assert cfg.dtype == "bf16"
 
 
+def test_accelerate_mixed_precision_that_disagrees_is_named(monkeypatch, caplog):
+    _fake_cpu(monkeypatch, 200.0)  # auto -> bf16
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with caplog.at_level(logging.WARNING):
+        assert loading.resolve_dtype(loading.ModelConfig(), torch.device("cpu")) == "bf16"
+    assert not caplog.records
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    with caplog.at_level(logging.WARNING):
+        loading.resolve_dtype(loading.ModelConfig(), torch.device("cpu"))
+    assert "--mixed_precision fp16 is not read: model.dtype decides (bf16 here)" in caplog.text
+
+
 def test_every_model_config_defaults_to_auto():
     from recbias.baselines.gru4rec import GRU4RecConfig
     from recbias.baselines.sasrec import SASRecConfig

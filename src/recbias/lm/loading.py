@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -180,6 +181,13 @@ def resolve_dtype(cfg: ModelConfig, device: torch.device | None = None) -> str:
     except RuntimeError:
         raise ModelError(f"model.device: '{cfg.device}' is not a torch device") from None
     cfg.dtype = hardware.resolve_dtype(cfg.dtype, dev)
+    asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if asked not in ("no", "", cfg.dtype):  # accelerate launch --mixed_precision
+        log.warning(
+            "accelerate launch --mixed_precision %s is not read: model.dtype decides (%s here)",
+            asked,
+            cfg.dtype,
+        )
     return cfg.dtype
 
 
