@@ -52,9 +52,24 @@ def _validation(out: Path) -> None:
         torch.save(result, out / f"valid-{parallel}-rank{distributed.rank_and_world()[0]}.pt")
 
 
+def _synced(out: Path) -> None:
+    """Rank 1 starts from zeros, as under accelerate's cpu-RAM-efficient FSDP loading."""
+    import tiny
+
+    model = tiny.tiny_llama(300, seed=4)
+    rank = distributed.rank_and_world()[0]
+    if rank == 1:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+    distributed.sync_from_rank0(model)
+    torch.save(model.state_dict(), out / f"synced-rank{rank}.pt")
+
+
 def _all(out: Path) -> None:
     _scenarios(out)
     _validation(out)
+    _synced(out)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +118,15 @@ def test_fsdp_checkpoint_resumes_in_one_process(two_procs, tmp_path):
     trainer = dh.train(tmp_path, resume=True, **kw)
     full = torch.load(two_procs / "fsdp.pt", weights_only=True)["weights"]
     _assert_same(dh.weights(trainer), full, rtol=0, atol=0)
+
+
+def test_every_rank_gets_rank_0s_weights(two_procs):
+    import tiny
+
+    want = tiny.tiny_llama(300, seed=4).state_dict()
+    for rank in (0, 1):
+        got = torch.load(two_procs / f"synced-rank{rank}.pt", weights_only=True)
+        _assert_same(got, want, rtol=0, atol=0)
 
 
 def test_ddp_without_a_launcher_is_a_clear_error():

@@ -121,6 +121,20 @@ def broadcast_object(obj: T) -> T:
     return box[0]
 
 
+def sync_from_rank0(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank, in place (FSDP's ``sync_module_states``).
+
+    ``accelerate launch --use_fsdp`` asks ``transformers`` by default to read the checkpoint on
+    rank 0 only (``fsdp_cpu_ram_efficient_loading``), and the other ranks start from zeros; this
+    gives every rank the loaded weights. A no-op with one process.
+    """
+    if rank_and_world()[1] == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
 def sum_scalar(value: torch.Tensor) -> torch.Tensor:
     """The sum over ranks of a tensor (a copy; the value itself when single)."""
     if rank_and_world()[1] > 1:

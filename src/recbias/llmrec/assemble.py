@@ -107,6 +107,7 @@ def load_lm(cfg: RunConfig, ds: PreparedDataset, weights: Path | None = None) ->
     if sid is not None:
         model = attach_sid_encoder(model, sid, cfg.items, weights)
     model.to(device)
+    distributed.sync_from_rank0(model)  # every rank holds what rank 0 loaded
     builder = PromptBuilder(tok, cfg.prompt, ds.domain, sid.text if sid is not None else None)
     return LoadedModel(model, builder, loading.context_size(model, cfg.model), base, sid)
 
