@@ -145,3 +145,24 @@ def train_and_validate(run_dir: Path, parallel: str) -> dict[str, Any]:
     state = trainer.fit(samples, validate)
     decode()
     return {"val": [h["val_metric"] for h in state.history], "decoded": decoded}
+
+
+def objective_setup(n: int = 16) -> tuple[Any, Any, list, Any]:
+    """(tiny model, tokenizer, encoded samples, ObjectiveContext) over ``n`` samples, for the
+    objectives' multi-process tests."""
+    import numpy as np
+
+    from recbias.llmrec import build_trie
+    from recbias.objectives.base import ObjectiveContext
+
+    tok = tiny.byte_level_tokenizer()
+    model = tiny.tiny_llama(len(tok), seed=1)
+    rows = frame(n)
+    build = builder(tok)
+    samples = encode_samples(build, rows, TITLES, max_length=512)
+    counts = np.bincount(rows["target"], minlength=len(TITLES))
+    trie = build_trie(build, TITLES, range(len(TITLES)))
+    ctx = ObjectiveContext(
+        model, build, TITLES, rows, samples, counts, trie, "fp32", tok.pad_token_id
+    )
+    return model, tok, samples, ctx

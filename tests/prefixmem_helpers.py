@@ -58,3 +58,16 @@ def history_prompt(history: list[int], text: list[int]) -> list[int]:
     for i in history:
         out += [sid(lvl, c) for lvl, c in enumerate(ITEM_CODES[i])] + [20]
     return out + text
+
+
+def sid_samples(n: int = 8) -> list:
+    """``n`` training samples: two history items' SID runs in the prompt, an item's run as target."""
+    from recbias.lm.batching import TokenizedSample
+    from recbias.prompts import EncodedPrompt
+
+    out = []
+    for i in range(n):
+        prompt = history_prompt([i % 12, (i * 5 + 1) % 12], [30, 31])
+        target = item_tokens(ITEM_CODES[(i * 7) % 12])
+        out.append(TokenizedSample(i, (i * 7) % 12, EncodedPrompt(prompt, [], target)))
+    return out

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import dist_helpers as dh
-import tiny
 from recbias import distributed
-from recbias.llmrec import build_trie
-from recbias.lm.batching import encode_samples
-from recbias.objectives.base import ObjectiveContext
 from recbias.objectives.gdrt import GDRTConfig, GDRTObjective
 from recbias.train.loop import TrainConfig, Trainer
 
@@ -31,16 +26,7 @@ SCENARIOS = {
 
 
 def _train(run_dir: Path, parallel: str, accum: int) -> dict:
-    tok = tiny.byte_level_tokenizer()
-    model = tiny.tiny_llama(len(tok), seed=1)
-    frame = dh.frame(16)
-    builder = dh.builder(tok)
-    samples = encode_samples(builder, frame, dh.TITLES, max_length=512)
-    counts = np.bincount(frame["target"], minlength=len(dh.TITLES))
-    trie = build_trie(builder, dh.TITLES, range(len(dh.TITLES)))
-    ctx = ObjectiveContext(
-        model, builder, dh.TITLES, frame, samples, counts, trie, "fp32", tok.pad_token_id
-    )
+    model, tok, samples, ctx = dh.objective_setup(16)
     obj = GDRTObjective(GDRTConfig(groups=3, tau=0.3))
     obj.setup(ctx)
     cfg = TrainConfig(epochs=1, lr=1e-2, warmup_steps=1, micro_batch_size=2, grad_accum=accum,

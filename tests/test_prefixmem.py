@@ -16,6 +16,7 @@ from prefixmem_helpers import (
     loud_config,
     sid,
     sid_model,
+    sid_samples,
     vocab_tensors,
 )
 from recbias.errors import ConfigError, ModelError
@@ -233,18 +234,6 @@ def test_the_optimizer_gives_the_encoder_its_learning_rate_multiplier():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
-def _sid_samples(n=8):
-    from recbias.lm.batching import TokenizedSample
-    from recbias.prompts import EncodedPrompt
-
-    out = []
-    for i in range(n):
-        prompt = history_prompt([i % 12, (i * 5 + 1) % 12], [30, 31])
-        target = item_tokens(ITEM_CODES[(i * 7) % 12])
-        out.append(TokenizedSample(i, (i * 7) % 12, EncodedPrompt(prompt, [], target)))
-    return out
-
-
 def _trainer(tmp_path, **fit):
     from recbias.objectives import ObjectiveConfig, build_objective
     from recbias.train.loop import TrainConfig, Trainer
@@ -255,7 +244,7 @@ def _trainer(tmp_path, **fit):
         epochs=2, lr=1e-2, warmup_steps=0, micro_batch_size=2, grad_accum=1, checkpoint_every=2
     )
     trainer = Trainer(model, build_objective(ObjectiveConfig()), cfg, tmp_path, 0, 0, "fp32")
-    trainer.fit(_sid_samples(), validate=None, **fit)
+    trainer.fit(sid_samples(), validate=None, **fit)
     return trainer
 
 
@@ -275,7 +264,7 @@ def test_shared_prefix_training_forward_sees_the_run_across_the_prefix():
 
     model = sid_model()
     attach_prefixmem(model, *vocab_tensors(), loud_config())
-    samples = _sid_samples(4)
+    samples = sid_samples(4)
     for s, second in zip(samples, [1, 2, 3, 0], strict=True):  # rows share history item 6
         s.prompt.input_ids = history_prompt([6, second], [30, 31])
     s0 = samples[0].prompt.input_ids

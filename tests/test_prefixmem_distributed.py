@@ -9,29 +9,15 @@ import torch
 
 import dist_helpers as dh
 from prefixmem_helpers import (
-    ITEM_CODES,
-    history_prompt,
-    item_tokens,
     loud_config,
     sid_model,
+    sid_samples,
     vocab_tensors,
 )
 from recbias import distributed
 from recbias.sidllm.prefixmem_attach import attach_prefixmem
 
 MODES = {"ddp": {"parallel": "ddp"}, "fsdp": {"parallel": "fsdp", "share_prompt_prefix": False}}
-
-
-def _samples(n: int = 8):
-    from recbias.lm.batching import TokenizedSample
-    from recbias.prompts import EncodedPrompt
-
-    out = []
-    for i in range(n):
-        prompt = history_prompt([i % 12, (i * 5 + 1) % 12], [30, 31])
-        target = item_tokens(ITEM_CODES[(i * 7) % 12])
-        out.append(TokenizedSample(i, (i * 7) % 12, EncodedPrompt(prompt, [], target)))
-    return out
 
 
 def _train(run_dir: Path, **kw):
@@ -45,7 +31,7 @@ def _train(run_dir: Path, **kw):
     cfg = TrainConfig(epochs=2, lr=1e-2, warmup_steps=0, micro_batch_size=2, grad_accum=2,
                       max_grad_norm=0.5, checkpoint_every=1, **kw)  # fmt: skip
     trainer = Trainer(model, build_objective(ObjectiveConfig()), cfg, run_dir, 0, 0, "fp32")
-    trainer.fit(_samples(), validate=None, **fit)
+    trainer.fit(sid_samples(), validate=None, **fit)
     return trainer
 
 
