@@ -264,13 +264,10 @@ class Trainer:
 
     def step_groups(self, samples: Sequence[TokenizedSample], epoch: int) -> list[list[list[int]]]:
         """Sample indices of every optimiser step of ``epoch``, split into micro-batches."""
-        eff = bucketed_batches(
-            [s.length for s in samples],
-            self.cfg.effective_batch,
-            self.seed * 100_003 + epoch,
-            self.cfg.bucket_factor,
-        )
         lengths = [s.length for s in samples]
+        eff = bucketed_batches(
+            lengths, self.cfg.effective_batch, self.seed * 100_003 + epoch, self.cfg.bucket_factor
+        )
         mbs, budget = self.cfg.micro_batch_size, self.cfg.micro_batch_tokens
         return [split_micro_batches(b, lengths, mbs, budget) for b in eff]
 
